@@ -1,0 +1,127 @@
+/**
+ * The only place that knows how a GPUDevice is obtained on each runtime:
+ *  - Deno: built-in `navigator.gpu` (Vulkan; lavapipe on machines without a GPU);
+ *  - Bun: `bun-webgpu` (Dawn through bun:ffi), OpenGL backend over surfaceless EGL;
+ *  - Node: `webgpu` (Dawn N-API), OpenGL backend.
+ * Requests the adapter's real limits so big models can bind as much as the hardware allows.
+ */
+import { PeftError } from "../errors.ts";
+
+export type Runtime = "deno" | "bun" | "node";
+
+export function detectRuntime(): Runtime {
+  const g = globalThis as Record<string, unknown>;
+  if (g.Deno) return "deno";
+  if (g.Bun) return "bun";
+  return "node";
+}
+
+export interface DeviceInfo {
+  runtime: Runtime;
+  description: string;
+  features: { f16: boolean; timestamp: boolean };
+  limits: {
+    maxStorageBufferBindingSize: number;
+    maxBufferSize: number;
+    maxComputeInvocationsPerWorkgroup: number;
+    maxComputeWorkgroupSizeX: number;
+    maxComputeWorkgroupStorageSize: number;
+    maxComputeWorkgroupsPerDimension: number;
+    maxStorageBuffersPerShaderStage: number;
+  };
+}
+
+export interface DeviceOptions {
+  powerPreference?: "low-power" | "high-performance";
+  /** Ask for shader-f16 when the adapter has it (default true). */
+  f16?: boolean;
+}
+
+const INSTALL_HINT =
+  "No WebGPU adapter was found. On a machine without a GPU install Mesa's software Vulkan driver " +
+  "(Debian/Ubuntu: `apt-get install mesa-vulkan-drivers`; for Bun/Node also `libegl1 libegl-mesa0 libgl1-mesa-dri`), " +
+  "or install your GPU's Vulkan driver.";
+
+// deno-lint-ignore no-explicit-any
+type AnyGpu = any;
+
+async function gpuForRuntime(runtime: Runtime): Promise<{ gpu: AnyGpu; adapterOptions: Record<string, unknown> }> {
+  if (runtime === "deno") {
+    const g = (globalThis as AnyGpu).navigator?.gpu;
+    if (!g) throw new PeftError("GPU_UNAVAILABLE", "navigator.gpu is missing in this Deno; use Deno >= 2 (WebGPU is built in).");
+    return { gpu: g, adapterOptions: {} };
+  }
+  const env = (globalThis as AnyGpu).process?.env;
+  // Dawn's OpenGL backend over EGL needs no display with the surfaceless platform.
+  if (env && !env.EGL_PLATFORM) env.EGL_PLATFORM = "surfaceless";
+  if (runtime === "bun") {
+    const mod = "bun-webgpu";
+    const bw = await import(mod).catch((e) => {
+      throw new PeftError("GPU_UNAVAILABLE", `Bun needs the npm package bun-webgpu (npm i bun-webgpu): ${e.message}`);
+    });
+    bw.setupGlobals();
+    // Without backendType Dawn may pick its null backend, which computes nothing.
+    return { gpu: (globalThis as AnyGpu).navigator.gpu, adapterOptions: { featureLevel: "compatibility", backendType: "OpenGL" } };
+  }
+  const mod = "webgpu";
+  const wg = await import(mod).catch((e) => {
+    throw new PeftError("GPU_UNAVAILABLE", `Node needs the npm package webgpu (npm i webgpu): ${e.message}`);
+  });
+  const create = wg.create ?? wg.default?.create;
+  const globals = wg.globals ?? wg.default?.globals;
+  if (globals) Object.assign(globalThis, globals);
+  const backend = env?.WEBGPU_BACKEND ?? "opengl";
+  return { gpu: create([`backend=${backend}`]), adapterOptions: { featureLevel: "compatibility" } };
+}
+
+export async function requestDevice(options: DeviceOptions = {}): Promise<{ device: GPUDevice; info: DeviceInfo }> {
+  const runtime = detectRuntime();
+  const { gpu, adapterOptions } = await gpuForRuntime(runtime);
+  let adapter: GPUAdapter | null = null;
+  try {
+    adapter = await gpu.requestAdapter({ powerPreference: options.powerPreference ?? "high-performance", ...adapterOptions });
+  } catch (e) {
+    throw new PeftError("GPU_UNAVAILABLE", `${INSTALL_HINT} (${(e as Error).message})`);
+  }
+  if (!adapter) throw new PeftError("GPU_UNAVAILABLE", INSTALL_HINT);
+  const al = adapter.limits;
+  // Ask for what the adapter really offers; the defaults (128 MiB bindings, 256 invocations) are lower.
+  const wanted: Record<string, number> = {
+    maxStorageBufferBindingSize: al.maxStorageBufferBindingSize,
+    maxBufferSize: al.maxBufferSize,
+    maxComputeInvocationsPerWorkgroup: al.maxComputeInvocationsPerWorkgroup,
+    maxComputeWorkgroupSizeX: al.maxComputeWorkgroupSizeX,
+    maxComputeWorkgroupSizeY: al.maxComputeWorkgroupSizeY,
+    maxComputeWorkgroupStorageSize: al.maxComputeWorkgroupStorageSize,
+    maxStorageBuffersPerShaderStage: al.maxStorageBuffersPerShaderStage,
+  };
+  const features: GPUFeatureName[] = [];
+  const hasF16 = adapter.features.has("shader-f16") && options.f16 !== false;
+  if (hasF16) features.push("shader-f16");
+  const hasTs = adapter.features.has("timestamp-query");
+  if (hasTs) features.push("timestamp-query");
+  let device: GPUDevice;
+  try {
+    device = await adapter.requestDevice({ requiredLimits: wanted, requiredFeatures: features });
+  } catch {
+    // Some Dawn builds reject limit packing; default limits still run everything we ship.
+    device = await adapter.requestDevice({ requiredFeatures: features });
+  }
+  const dl = device.limits;
+  const ainfo = (adapter as AnyGpu).info ?? {};
+  const info: DeviceInfo = {
+    runtime,
+    description: String(ainfo.description || ainfo.device || ainfo.vendor || "unknown adapter"),
+    features: { f16: device.features.has("shader-f16"), timestamp: device.features.has("timestamp-query") },
+    limits: {
+      maxStorageBufferBindingSize: dl.maxStorageBufferBindingSize,
+      maxBufferSize: dl.maxBufferSize,
+      maxComputeInvocationsPerWorkgroup: dl.maxComputeInvocationsPerWorkgroup,
+      maxComputeWorkgroupSizeX: dl.maxComputeWorkgroupSizeX,
+      maxComputeWorkgroupStorageSize: dl.maxComputeWorkgroupStorageSize,
+      maxComputeWorkgroupsPerDimension: dl.maxComputeWorkgroupsPerDimension,
+      maxStorageBuffersPerShaderStage: dl.maxStorageBuffersPerShaderStage,
+    },
+  };
+  return { device, info };
+}

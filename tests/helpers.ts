@@ -1,0 +1,51 @@
+/** Shared test helpers: one GPU per test process, seeded random data, tolerance checks. */
+import { Gpu } from "../src/gpu/gpu.ts";
+
+let shared: Promise<Gpu> | null = null;
+/** One device per test process (creating devices repeatedly is slow on lavapipe). */
+export function testGpu(): Promise<Gpu> {
+  return shared ??= Gpu.create();
+}
+
+export const SHARED = new URL("../../shared/", import.meta.url).pathname;
+export const STORIES = `${SHARED}models/stories260K/stories260K.gguf`;
+
+/** Deterministic PRNG (mulberry32) for test data. */
+export function rng(seed: number): () => number {
+  let a = seed >>> 0;
+  return () => {
+    a = (a + 0x6d2b79f5) >>> 0;
+    let t = a;
+    t = Math.imul(t ^ (t >>> 15), t | 1);
+    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
+    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
+  };
+}
+
+export function randn(n: number, seed: number, scale = 1): Float32Array {
+  const r = rng(seed);
+  const out = new Float32Array(n);
+  for (let i = 0; i < n; i++) {
+    const u = Math.max(r(), 1e-12), v = r();
+    out[i] = scale * Math.sqrt(-2 * Math.log(u)) * Math.cos(2 * Math.PI * v);
+  }
+  return out;
+}
+
+/** max |a-b| */
+export function maxAbsDiff(a: ArrayLike<number>, b: ArrayLike<number>): number {
+  if (a.length !== b.length) throw new Error(`length ${a.length} != ${b.length}`);
+  let m = 0;
+  for (let i = 0; i < a.length; i++) m = Math.max(m, Math.abs(a[i] - b[i]));
+  return m;
+}
+
+/** Asserts max |a-b| <= atol + rtol * max|b|. */
+export function assertClose(a: ArrayLike<number>, b: ArrayLike<number>, atol: number, rtol = 0, what = "values"): void {
+  let scale = 0;
+  for (let i = 0; i < b.length; i++) scale = Math.max(scale, Math.abs(b[i]));
+  const d = maxAbsDiff(a, b);
+  if (!(d <= atol + rtol * scale)) {
+    throw new Error(`${what}: max abs diff ${d} > ${atol} + ${rtol}*${scale}`);
+  }
+}
