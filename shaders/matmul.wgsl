@@ -1,0 +1,139 @@
+// matmul: C[M,N] = alpha * op(A) · op(B)  (+ C when accumulate != 0)
+//   op(A) = A stored [M,K] (row-major), or A stored [K,M] when TRANS_A;
+//   op(B) = B stored [K,N],             or B stored [N,K] when TRANS_B (linear layer y = x·Wᵀ).
+// Bindings:
+//   a: op(A) source, read from element p.aOff on (f32)
+//   b: op(B) source, read from element p.bOff on (f32)
+//   c: [M,N] f32 (read_write; read only when accumulate)
+//   p: {M, N, K, aOff, bOff, accumulate: u32, alpha: f32}
+// Entry points (layout chosen by the override constants TRANS_A / TRANS_B, so one source serves
+// forward and both backward layouts):
+//   tiled  : 64x64 output tile per workgroup of 64 threads, 8x8 outputs per thread, K in steps of
+//            16 through workgroup memory. Grid [ceil(N/64), ceil(M/64)]. Ragged edges are zero-padded
+//            on load and masked on store.
+//   gemv_t : small M (decode), TRANS_B. 4 output columns per workgroup; the 64 threads stride over K
+//            (adjacent threads read adjacent weights), then the 64 partial sums per output are
+//            added in workgroup memory. Grid: ceil(N/4) groups, split over x/y.
+//   gemv_n : small M, B stored [K,N]. One output column per thread, all ROWS rows at once
+//            (adjacent threads read adjacent columns). Grid: ceil(N/64) groups, split over x/y.
+// ROWS (override, 1..8) is M for the gemv entry points.
+// Accumulation is in f32.
+
+struct Params { M: u32, N: u32, K: u32, aOff: u32, bOff: u32, accumulate: u32, alpha: f32 }
+@group(0) @binding(0) var<storage, read> a: array<f32>;
+@group(0) @binding(1) var<storage, read> b: array<f32>;
+@group(0) @binding(2) var<storage, read_write> c: array<f32>;
+@group(0) @binding(3) var<uniform> p: Params;
+
+override TRANS_A: bool = false;
+override TRANS_B: bool = false;
+override ROWS: u32 = 1u;
+
+// op(A)[m,k] and op(B)[k,n]; callers keep indices in range.
+fn loadA(m: u32, k: u32) -> f32 {
+  if (TRANS_A) { return a[p.aOff + k * p.M + m]; }
+  return a[p.aOff + m * p.K + k];
+}
+fn loadB(k: u32, n: u32) -> f32 {
+  if (TRANS_B) { return b[p.bOff + n * p.K + k]; }
+  return b[p.bOff + k * p.N + n];
+}
+
+fn store(m: u32, n: u32, v: f32) {
+  let i = m * p.N + n;
+  if (p.accumulate != 0u) { c[i] = p.alpha * v + c[i]; } else { c[i] = p.alpha * v; }
+}
+
+const TK = 16u;
+// Tiles kept k-major with 4 consecutive rows (cols) per vec4: As[k*16 + m/4][m%4], Bs[k*16 + n/4][n%4],
+// so a thread fetches its 8 rows (cols) for one k as two vec4 reads.
+var<workgroup> As: array<vec4<f32>, 256>;
+var<workgroup> Bs: array<vec4<f32>, 256>;
+
+@compute @workgroup_size(64)
+fn tiled(@builtin(local_invocation_index) lid: u32, @builtin(workgroup_id) wid: vec3<u32>) {
+  let m0 = wid.y * 64u;
+  let n0 = wid.x * 64u;
+  let tx = lid % 8u; // this thread's columns: n0 + tx*8 .. +7
+  let ty = lid / 8u; // this thread's rows:    m0 + ty*8 .. +7
+  var acc: array<vec4<f32>, 16>; // acc[i*2 + h] = row ty*8+i, cols tx*8 + h*4 .. +3
+  for (var k0 = 0u; k0 < p.K; k0 += TK) {
+    // Each thread loads 16 of the 1024 elements of each tile; the element order follows the
+    // contiguous dimension in memory so adjacent threads read adjacent addresses.
+    for (var i = 0u; i < 16u; i++) {
+      let e = lid + i * 64u;
+      var mm: u32; var kk: u32;
+      if (TRANS_A) { mm = e % 64u; kk = e / 64u; } else { kk = e % 16u; mm = e / 16u; }
+      var av = 0.0;
+      if (m0 + mm < p.M && k0 + kk < p.K) { av = loadA(m0 + mm, k0 + kk); }
+      As[kk * 16u + mm / 4u][mm % 4u] = av;
+      var nn: u32; var kb: u32;
+      if (TRANS_B) { kb = e % 16u; nn = e / 16u; } else { nn = e % 64u; kb = e / 64u; }
+      var bv = 0.0;
+      if (n0 + nn < p.N && k0 + kb < p.K) { bv = loadB(k0 + kb, n0 + nn); }
+      Bs[kb * 16u + nn / 4u][nn % 4u] = bv;
+    }
+    workgroupBarrier();
+    for (var kk = 0u; kk < TK; kk++) {
+      let a0 = As[kk * 16u + ty * 2u];
+      let a1 = As[kk * 16u + ty * 2u + 1u];
+      let b0 = Bs[kk * 16u + tx * 2u];
+      let b1 = Bs[kk * 16u + tx * 2u + 1u];
+      for (var i = 0u; i < 4u; i++) {
+        acc[i * 2u] = fma(vec4<f32>(a0[i]), b0, acc[i * 2u]);
+        acc[i * 2u + 1u] = fma(vec4<f32>(a0[i]), b1, acc[i * 2u + 1u]);
+        acc[(i + 4u) * 2u] = fma(vec4<f32>(a1[i]), b0, acc[(i + 4u) * 2u]);
+        acc[(i + 4u) * 2u + 1u] = fma(vec4<f32>(a1[i]), b1, acc[(i + 4u) * 2u + 1u]);
+      }
+    }
+    workgroupBarrier();
+  }
+  for (var i = 0u; i < 8u; i++) {
+    let m = m0 + ty * 8u + i;
+    if (m >= p.M) { break; }
+    for (var j = 0u; j < 8u; j++) {
+      let n = n0 + tx * 8u + j;
+      if (n < p.N) { store(m, n, acc[i * 2u + j / 4u][j % 4u]); }
+    }
+  }
+}
+
+var<workgroup> partial: array<f32, 2048>; // [ROWS*4 outputs][64 threads]
+
+@compute @workgroup_size(64)
+fn gemv_t(@builtin(local_invocation_index) lid: u32, @builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
+  let n0 = (wid.x + wid.y * nwg.x) * 4u;
+  if (n0 >= p.N) { return; } // uniform per workgroup: the whole group leaves together
+  // Columns past N re-read column N-1 (in range) and are dropped at the store.
+  var cols: array<u32, 4>;
+  for (var j = 0u; j < 4u; j++) { cols[j] = min(n0 + j, p.N - 1u); }
+  var acc: array<vec4<f32>, 8>; // acc[r][j]
+  for (var k = lid; k < p.K; k += 64u) {
+    let bv = vec4<f32>(loadB(k, cols[0]), loadB(k, cols[1]), loadB(k, cols[2]), loadB(k, cols[3]));
+    for (var r = 0u; r < ROWS; r++) { acc[r] = fma(vec4<f32>(loadA(r, k)), bv, acc[r]); }
+  }
+  for (var r = 0u; r < ROWS; r++) {
+    for (var j = 0u; j < 4u; j++) { partial[(r * 4u + j) * 64u + lid] = acc[r][j]; }
+  }
+  workgroupBarrier();
+  if (lid < ROWS * 4u) {
+    let n = n0 + lid % 4u;
+    if (n < p.N) {
+      var s = 0.0;
+      for (var t = 0u; t < 64u; t++) { s += partial[lid * 64u + t]; }
+      store(lid / 4u, n, s);
+    }
+  }
+}
+
+@compute @workgroup_size(64)
+fn gemv_n(@builtin(local_invocation_index) lid: u32, @builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
+  let n = (wid.x + wid.y * nwg.x) * 64u + lid;
+  if (n >= p.N) { return; }
+  var acc: array<f32, 8>;
+  for (var k = 0u; k < p.K; k++) {
+    let bv = loadB(k, n);
+    for (var r = 0u; r < ROWS; r++) { acc[r] = fma(loadA(r, k), bv, acc[r]); }
+  }
+  for (var r = 0u; r < ROWS; r++) { store(r, n, acc[r]); }
+}
