@@ -1,0 +1,297 @@
+/**
+ * safetensors reader and writer, written to the spec (huggingface/safetensors README):
+ *   u64 LE header length N, N bytes of UTF-8 JSON header, then the data section.
+ *   Header: { "__metadata__"?: {string: string}, name: {dtype, shape, data_offsets: [begin, end]} }
+ *   with offsets relative to the data section; tensors cover it contiguously (no holes, no overlaps).
+ * The reader parses only the header and reads tensors on demand from a ByteSource.
+ */
+import { PeftError } from "../errors.ts";
+import { type ByteSource, f16ToF32Array, fileSource, memorySource, writeFileAtomic } from "./bytes.ts";
+
+export type SafetensorsDType = "F64" | "F32" | "F16" | "BF16" | "I64" | "I32" | "I16" | "I8" | "U8" | "BOOL" | "U16" | "U32" | "U64";
+
+export const SAFETENSORS_DTYPE_SIZE: Record<SafetensorsDType, number> = {
+  F64: 8, F32: 4, F16: 2, BF16: 2, I64: 8, I32: 4, I16: 2, I8: 1, U8: 1, BOOL: 1, U16: 2, U32: 4, U64: 8,
+};
+
+export interface SafetensorsInfo {
+  dtype: SafetensorsDType;
+  shape: number[];
+  byteLength: number;
+  /** Absolute byte offset of the tensor's data in the file. */
+  fileOffset: number;
+}
+
+export interface SafetensorsFile {
+  name: string;
+  tensors: Map<string, SafetensorsInfo>;
+  metadata: Record<string, string>;
+  /** Raw little-endian bytes of a tensor (8-byte aligned copy). */
+  read(name: string): Promise<Uint8Array>;
+  /** F32/F16/BF16/F64 tensors widened or narrowed to f32; other dtypes are an error. */
+  readF32(name: string): Promise<Float32Array>;
+  close(): Promise<void>;
+}
+
+export interface SafetensorsWriteTensor {
+  name: string;
+  dtype: SafetensorsDType;
+  shape: number[];
+  data: ArrayBufferView;
+}
+
+/** Header larger than this is treated as corrupt (the reference implementation caps at 100 MB). */
+const MAX_HEADER_BYTES = 100_000_000;
+
+function isDType(v: unknown): v is SafetensorsDType {
+  return typeof v === "string" && Object.hasOwn(SAFETENSORS_DTYPE_SIZE, v);
+}
+
+function bad(file: string, msg: string): PeftError {
+  return new PeftError("SAFETENSORS_BAD_HEADER", `${file}: ${msg}`);
+}
+
+interface ParsedHeader {
+  tensors: Map<string, SafetensorsInfo>;
+  metadata: Record<string, string>;
+}
+
+/**
+ * Validates a decoded header against the data section size and returns tensor infos.
+ * `dataStart` is the absolute file offset of the data section.
+ */
+function parseHeaderJson(text: string, file: string, dataStart: number, dataSize: number): ParsedHeader {
+  let json: unknown;
+  try {
+    json = JSON.parse(text);
+  } catch (e) {
+    throw new PeftError("SAFETENSORS_BAD_HEADER", `${file}: header is not valid JSON (${(e as Error).message})`, { cause: e });
+  }
+  if (json === null || typeof json !== "object" || Array.isArray(json)) {
+    throw bad(file, `header must be a JSON object, got ${Array.isArray(json) ? "array" : json === null ? "null" : typeof json}`);
+  }
+  const metadata: Record<string, string> = {};
+  const entries: { name: string; info: SafetensorsInfo; begin: number; end: number }[] = [];
+  for (const [name, value] of Object.entries(json as Record<string, unknown>)) {
+    if (name === "__metadata__") {
+      if (value === null || typeof value !== "object" || Array.isArray(value)) throw bad(file, `__metadata__ must be an object of strings`);
+      for (const [k, v] of Object.entries(value as Record<string, unknown>)) {
+        if (typeof v !== "string") throw bad(file, `__metadata__.${k} must be a string, got ${typeof v}`);
+        metadata[k] = v;
+      }
+      continue;
+    }
+    if (value === null || typeof value !== "object" || Array.isArray(value)) throw bad(file, `tensor ${name}: entry must be an object`);
+    const { dtype, shape, data_offsets } = value as Record<string, unknown>;
+    if (!isDType(dtype)) {
+      throw bad(file, `tensor ${name}: unknown dtype ${JSON.stringify(dtype)} (known: ${Object.keys(SAFETENSORS_DTYPE_SIZE).join(", ")})`);
+    }
+    if (!Array.isArray(shape) || !shape.every((d) => Number.isSafeInteger(d) && d >= 0)) {
+      throw bad(file, `tensor ${name}: shape ${JSON.stringify(shape)} must be a list of non-negative integers`);
+    }
+    if (
+      !Array.isArray(data_offsets) || data_offsets.length !== 2 ||
+      !data_offsets.every((d) => Number.isSafeInteger(d) && d >= 0) || data_offsets[0] > data_offsets[1]
+    ) {
+      throw bad(file, `tensor ${name}: data_offsets ${JSON.stringify(data_offsets)} must be [begin, end] with 0 <= begin <= end`);
+    }
+    const [begin, end] = data_offsets as [number, number];
+    const expected = (shape as number[]).reduce((a, b) => a * b, 1) * SAFETENSORS_DTYPE_SIZE[dtype];
+    if (end - begin !== expected) {
+      throw bad(file, `tensor ${name}: data_offsets span ${end - begin} bytes but ${dtype} shape [${shape}] needs ${expected}`);
+    }
+    if (end > dataSize) {
+      throw new PeftError(
+        "SAFETENSORS_TRUNCATED",
+        `${file}: tensor ${name} data_offsets [${begin}, ${end}] run past the end of the data section (${dataSize} bytes)`,
+      );
+    }
+    entries.push({ name, begin, end, info: { dtype, shape: [...shape], byteLength: expected, fileOffset: dataStart + begin } });
+  }
+  // JSON.parse keeps the last of duplicate keys silently; the spec forbids duplicates.
+  if (entries.length + (Object.hasOwn(json, "__metadata__") ? 1 : 0) !== countTopLevelKeys(text)) {
+    throw bad(file, `duplicate tensor name ${findDuplicateKey(text) ?? "(unknown)"} in header`);
+  }
+  // Contiguity: sorted by begin, each tensor starts where the previous ended and the last ends the data.
+  const sorted = [...entries].sort((a, b) => a.begin - b.begin || a.end - b.end);
+  let pos = 0;
+  for (const e of sorted) {
+    if (e.begin < pos) throw bad(file, `tensor ${e.name}: data_offsets [${e.begin}, ${e.end}] overlap the previous tensor (ends at ${pos})`);
+    if (e.begin > pos) throw bad(file, `tensor ${e.name}: data_offsets [${e.begin}, ${e.end}] leave a hole after byte ${pos}`);
+    pos = e.end;
+  }
+  if (pos !== dataSize) throw bad(file, `data section has ${dataSize} bytes but tensors cover only ${pos} (trailing bytes)`);
+  const tensors = new Map<string, SafetensorsInfo>();
+  for (const e of entries) tensors.set(e.name, e.info);
+  return { tensors, metadata };
+}
+
+/** Top-level keys of a JSON object text, counted with a small scanner (JSON.parse hides duplicates). */
+function topLevelKeys(text: string): string[] {
+  const keys: string[] = [];
+  let depth = 0;
+  let expectKey = false;
+  for (let i = 0; i < text.length; i++) {
+    const ch = text[i];
+    if (ch === '"') {
+      let j = i + 1;
+      while (j < text.length && text[j] !== '"') j += text[j] === "\\" ? 2 : 1;
+      if (depth === 1 && expectKey) keys.push(JSON.parse(text.slice(i, j + 1)));
+      expectKey = false;
+      i = j;
+    } else if (ch === "{" || ch === "[") {
+      depth++;
+      expectKey = ch === "{" && depth === 1;
+    } else if (ch === "}" || ch === "]") {
+      depth--;
+    } else if (ch === "," && depth === 1) {
+      expectKey = true;
+    }
+  }
+  return keys;
+}
+
+function countTopLevelKeys(text: string): number {
+  return topLevelKeys(text).length;
+}
+
+function findDuplicateKey(text: string): string | undefined {
+  const seen = new Set<string>();
+  for (const k of topLevelKeys(text)) {
+    if (seen.has(k)) return k;
+    seen.add(k);
+  }
+  return undefined;
+}
+
+/** Opens a safetensors file (path) or bytes; reads only the header now, tensor data on demand. */
+export async function readSafetensors(input: string | Uint8Array, name?: string): Promise<SafetensorsFile> {
+  let source: ByteSource;
+  try {
+    source = typeof input === "string" ? await fileSource(input) : memorySource(input, name);
+  } catch (e) {
+    if (e instanceof PeftError && e.code === "FILE_NOT_FOUND") {
+      throw new PeftError("FILE_NOT_FOUND", `safetensors file not found: ${input}`, { cause: e });
+    }
+    throw e;
+  }
+  try {
+    return await open(source);
+  } catch (e) {
+    await source.close();
+    throw e;
+  }
+}
+
+async function open(source: ByteSource): Promise<SafetensorsFile> {
+  const file = source.name;
+  if (source.size < 8) {
+    throw new PeftError("SAFETENSORS_TRUNCATED", `${file}: ${source.size} bytes is too short for the 8-byte header length`);
+  }
+  const lenBytes = await source.read(0, 8);
+  const headerLen = new DataView(lenBytes.buffer, lenBytes.byteOffset, 8).getBigUint64(0, true);
+  if (headerLen > BigInt(MAX_HEADER_BYTES)) {
+    throw new PeftError("SAFETENSORS_BAD_HEADER", `${file}: absurd header length ${headerLen} (limit ${MAX_HEADER_BYTES})`);
+  }
+  const n = Number(headerLen);
+  if (8 + n > source.size) {
+    throw new PeftError("SAFETENSORS_TRUNCATED", `${file}: header length ${n} runs past the end of the file (${source.size} bytes)`);
+  }
+  const headerBytes = await source.read(8, n);
+  let text: string;
+  try {
+    text = new TextDecoder("utf-8", { fatal: true }).decode(headerBytes);
+  } catch (e) {
+    throw new PeftError("SAFETENSORS_BAD_HEADER", `${file}: header is not valid UTF-8`, { cause: e });
+  }
+  const dataStart = 8 + n;
+  const { tensors, metadata } = parseHeaderJson(text, file, dataStart, source.size - dataStart);
+
+  const info = (tensorName: string) => {
+    const t = tensors.get(tensorName);
+    if (!t) throw new PeftError("SAFETENSORS_MISSING_TENSOR", `${file}: no tensor named ${tensorName}`);
+    return t;
+  };
+  const read = async (tensorName: string) => {
+    const t = info(tensorName);
+    return await source.read(t.fileOffset, t.byteLength);
+  };
+  return {
+    name: file,
+    tensors,
+    metadata,
+    read,
+    async readF32(tensorName) {
+      const t = info(tensorName);
+      const bytes = await source.read(t.fileOffset, t.byteLength);
+      const { buffer, byteOffset, byteLength } = bytes;
+      switch (t.dtype) {
+        case "F32":
+          return new Float32Array(buffer, byteOffset, byteLength / 4);
+        case "F16":
+          return f16ToF32Array(new Uint16Array(buffer, byteOffset, byteLength / 2));
+        case "BF16": {
+          const src = new Uint16Array(buffer, byteOffset, byteLength / 2);
+          const bits = new Uint32Array(src.length);
+          for (let i = 0; i < src.length; i++) bits[i] = src[i] << 16;
+          return new Float32Array(bits.buffer);
+        }
+        case "F64":
+          return Float32Array.from(new Float64Array(buffer, byteOffset, byteLength / 8));
+      }
+      throw new PeftError(
+        "SAFETENSORS_UNSUPPORTED_DTYPE",
+        `${file}: tensor ${tensorName} has dtype ${t.dtype}, which cannot be read as floats (supported: F32, F16, BF16, F64)`,
+      );
+    },
+    close: () => source.close(),
+  };
+}
+
+/**
+ * Serialises tensors (in the given order) to safetensors bytes: [length, header, data...].
+ * The header is padded with spaces so the data section starts at an 8-byte multiple.
+ */
+export function encodeSafetensors(tensors: SafetensorsWriteTensor[], metadata?: Record<string, string>): Uint8Array[] {
+  const header: Record<string, unknown> = {};
+  if (metadata && Object.keys(metadata).length) {
+    for (const [k, v] of Object.entries(metadata)) {
+      if (typeof v !== "string") throw new PeftError("SAFETENSORS_BAD_INPUT", `metadata ${k}: value must be a string, got ${typeof v}`);
+    }
+    header.__metadata__ = metadata;
+  }
+  let offset = 0;
+  const parts: Uint8Array[] = [];
+  const seen = new Set<string>();
+  for (const t of tensors) {
+    if (t.name === "__metadata__" || seen.has(t.name)) {
+      throw new PeftError("SAFETENSORS_BAD_INPUT", `tensor name ${t.name} is ${seen.has(t.name) ? "duplicated" : "reserved"}`);
+    }
+    seen.add(t.name);
+    if (!isDType(t.dtype)) throw new PeftError("SAFETENSORS_BAD_INPUT", `tensor ${t.name}: unknown dtype ${t.dtype}`);
+    if (!t.shape.every((d) => Number.isSafeInteger(d) && d >= 0)) {
+      throw new PeftError("SAFETENSORS_BAD_INPUT", `tensor ${t.name}: shape [${t.shape}] must be non-negative integers`);
+    }
+    const expected = t.shape.reduce((a, b) => a * b, 1) * SAFETENSORS_DTYPE_SIZE[t.dtype];
+    if (t.data.byteLength !== expected) {
+      throw new PeftError(
+        "SAFETENSORS_BAD_INPUT",
+        `tensor ${t.name}: ${t.dtype} shape [${t.shape}] needs ${expected} bytes but data has ${t.data.byteLength}`,
+      );
+    }
+    header[t.name] = { dtype: t.dtype, shape: t.shape, data_offsets: [offset, offset + expected] };
+    offset += expected;
+    parts.push(new Uint8Array(t.data.buffer, t.data.byteOffset, t.data.byteLength));
+  }
+  const json = new TextEncoder().encode(JSON.stringify(header));
+  const padded = Math.ceil((8 + json.byteLength) / 8) * 8 - 8;
+  const head = new Uint8Array(8 + padded).fill(0x20, 8);
+  new DataView(head.buffer).setBigUint64(0, BigInt(padded), true);
+  head.set(json, 8);
+  return [head, ...parts];
+}
+
+/** Writes a safetensors file atomically (temp file + rename). */
+export async function writeSafetensors(path: string, tensors: SafetensorsWriteTensor[], metadata?: Record<string, string>): Promise<void> {
+  await writeFileAtomic(path, encodeSafetensors(tensors, metadata));
+}
