@@ -11,9 +11,10 @@
 //   tiled  : 64x64 output tile per workgroup of 64 threads, 8x8 outputs per thread, K in steps of
 //            16 through workgroup memory. Grid [ceil(N/64), ceil(M/64)]. Ragged edges are zero-padded
 //            on load and masked on store.
-//   gemv_t : small M (decode), TRANS_B. 4 output columns per workgroup; the 64 threads stride over K
-//            (adjacent threads read adjacent weights), then the 64 partial sums per output are
-//            added in workgroup memory. Grid: ceil(N/4) groups, split over x/y.
+//   gemv_t : small M (decode), TRANS_B. 32 output columns per workgroup: 8 groups of 8 threads, each
+//            thread 4 columns; the 8 threads of a group stride over K (adjacent threads read
+//            adjacent weights), then the 8 partial sums per output are added in workgroup memory.
+//            Grid: ceil(N/32) groups, split over x/y.
 //   gemv_n : small M, B stored [K,N]. One output column per thread, all ROWS rows at once
 //            (adjacent threads read adjacent columns). Grid: ceil(N/64) groups, split over x/y.
 // ROWS (override, 1..8) is M for the gemv entry points.
@@ -98,30 +99,32 @@ fn tiled(@builtin(local_invocation_index) lid: u32, @builtin(workgroup_id) wid: 
   }
 }
 
-var<workgroup> partial: array<f32, 2048>; // [ROWS*4 outputs][64 threads]
+var<workgroup> partial: array<f32, 2048>; // [ROWS*32 outputs][8 K-lanes]
 
 @compute @workgroup_size(64)
 fn gemv_t(@builtin(local_invocation_index) lid: u32, @builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
-  let n0 = (wid.x + wid.y * nwg.x) * 4u;
-  if (n0 >= p.N) { return; } // uniform per workgroup: the whole group leaves together
+  let g0 = (wid.x + wid.y * nwg.x) * 32u;
+  if (g0 >= p.N) { return; } // uniform per workgroup: the whole group leaves together
+  let kl = lid % 8u;        // K-lane: threads kl = 0..7 read 8 adjacent weights of a row
+  let n0 = g0 + (lid / 8u) * 4u; // this thread's 4 columns
   // Columns past N re-read column N-1 (in range) and are dropped at the store.
   var cols: array<u32, 4>;
   for (var j = 0u; j < 4u; j++) { cols[j] = min(n0 + j, p.N - 1u); }
   var acc: array<vec4<f32>, 8>; // acc[r][j]
-  for (var k = lid; k < p.K; k += 64u) {
+  for (var k = kl; k < p.K; k += 8u) {
     let bv = vec4<f32>(loadB(k, cols[0]), loadB(k, cols[1]), loadB(k, cols[2]), loadB(k, cols[3]));
     for (var r = 0u; r < ROWS; r++) { acc[r] = fma(vec4<f32>(loadA(r, k)), bv, acc[r]); }
   }
   for (var r = 0u; r < ROWS; r++) {
-    for (var j = 0u; j < 4u; j++) { partial[(r * 4u + j) * 64u + lid] = acc[r][j]; }
+    for (var j = 0u; j < 4u; j++) { partial[(r * 32u + (lid / 8u) * 4u + j) * 8u + kl] = acc[r][j]; }
   }
   workgroupBarrier();
-  if (lid < ROWS * 4u) {
-    let n = n0 + lid % 4u;
+  for (var o = lid; o < ROWS * 32u; o += 64u) {
+    let n = g0 + o % 32u;
     if (n < p.N) {
       var s = 0.0;
-      for (var t = 0u; t < 64u; t++) { s += partial[lid * 64u + t]; }
-      store(lid / 4u, n, s);
+      for (var t = 0u; t < 8u; t++) { s += partial[o * 8u + t]; }
+      store(o / 32u, n, s);
     }
   }
 }

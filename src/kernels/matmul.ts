@@ -61,7 +61,7 @@ export function matmul(gpu: Gpu, a: Tensor, b: Tensor, o: MatmulOptions): Tensor
   const constants: Record<string, number> = { TRANS_A: o.transA ? 1 : 0, TRANS_B: o.transB ? 1 : 0 };
   if (M <= GEMV_MAX_ROWS) {
     constants.ROWS = M;
-    if (o.transB) gpu.dispatch("matmul", "gemv_t", { bindings, params, constants, workgroups: grid1d(N, 4) });
+    if (o.transB) gpu.dispatch("matmul", "gemv_t", { bindings, params, constants, workgroups: grid1d(N, 32) });
     else gpu.dispatch("matmul", "gemv_n", { bindings, params, constants, workgroups: grid1d(N, 64) });
   } else {
     check(Math.ceil(N / 64) <= 65535 && Math.ceil(M / 64) <= 65535, "MATMUL_SHAPE", `matmul: [${M},${N}] is too large for one dispatch`);
