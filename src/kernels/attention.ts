@@ -1,0 +1,138 @@
+/**
+ * Causal scaled-dot-product attention with grouped-query heads (GQA), over a strided K/V
+ * buffer so the same kernels serve training (pos0 = 0, S = T, kvStride = T) and inference
+ * against a KV cache (B = 1, kvStride = context capacity, S = pos0 + T).
+ * Launchers for shaders/attention.wgsl and shaders/attention_backward.wgsl, CPU references (f64).
+ */
+import { f32, type Gpu, grid1d, type Tensor } from "../gpu/gpu.ts";
+import { check } from "../errors.ts";
+
+export interface AttentionOptions {
+  B: number;
+  T: number;
+  S: number;
+  kvStride?: number;
+  pos0: number;
+  nHeads: number;
+  nKvHeads: number;
+  headDim: number;
+  saveLse?: boolean;
+  out?: Tensor;
+}
+
+/** The shaders keep one head's q (and dout) in workgroup memory and 4 output dims per thread. */
+const MAX_HEAD_DIM = 256;
+
+interface Dims {
+  B: number;
+  T: number;
+  S: number;
+  kvStride: number;
+  pos0: number;
+  Hq: number;
+  Hkv: number;
+  D: number;
+  scale: number;
+}
+
+function dims(o: AttentionOptions, op: string): Dims {
+  const int = (v: number, name: string, min: number) =>
+    check(Number.isInteger(v) && v >= min, "KERNEL_ARGS", `${op}: ${name} must be an integer >= ${min}, got ${v}`);
+  int(o.B, "B", 1);
+  int(o.T, "T", 1);
+  int(o.S, "S", 1);
+  int(o.pos0, "pos0", 0);
+  int(o.nHeads, "nHeads", 1);
+  int(o.nKvHeads, "nKvHeads", 1);
+  int(o.headDim, "headDim", 1);
+  const kvStride = o.kvStride ?? o.S;
+  int(kvStride, "kvStride", 1);
+  check(kvStride >= o.S, "KERNEL_ARGS", `${op}: kvStride=${kvStride} must be >= S=${o.S}`);
+  check(o.nHeads % o.nKvHeads === 0, "KERNEL_ARGS", `${op}: nHeads=${o.nHeads} is not a multiple of nKvHeads=${o.nKvHeads}`);
+  check(o.headDim <= MAX_HEAD_DIM, "KERNEL_ARGS", `${op}: headDim=${o.headDim} is over the supported ${MAX_HEAD_DIM}`);
+  return { B: o.B, T: o.T, S: o.S, kvStride, pos0: o.pos0, Hq: o.nHeads, Hkv: o.nKvHeads, D: o.headDim, scale: 1 / Math.sqrt(o.headDim) };
+}
+
+function checkTensor(t: Tensor, n: number, what: string): void {
+  check(t.dtype === "f32", "KERNEL_ARGS", `${what}: expected an f32 tensor, got ${t.dtype}`);
+  check(t.size >= n, "KERNEL_ARGS", `${what}: tensor [${t.shape}] has ${t.size} elements, needs ${n}`);
+}
+
+function checkInputs(d: Dims, q: Tensor, k: Tensor, v: Tensor, op: string): void {
+  checkTensor(q, d.B * d.T * d.Hq * d.D, `${op} q`);
+  // The last sequence only needs its first S rows (a KV cache may be exactly that long).
+  const kvNeed = ((d.B - 1) * d.kvStride + d.S) * d.Hkv * d.D;
+  checkTensor(k, kvNeed, `${op} k`);
+  checkTensor(v, kvNeed, `${op} v`);
+}
+
+const params = (d: Dims) => [d.B, d.T, d.S, d.kvStride, d.pos0, d.Hq, d.Hkv, d.D, f32(d.scale)];
+
+export function attention(gpu: Gpu, q: Tensor, k: Tensor, v: Tensor, o: AttentionOptions): { out: Tensor; lse?: Tensor } {
+  const d = dims(o, "attention");
+  checkInputs(d, q, k, v, "attention");
+  const rows = d.B * d.T;
+  if (o.out) {
+    checkTensor(o.out, rows * d.Hq * d.D, "attention out");
+    check(o.out !== q && o.out !== k && o.out !== v, "KERNEL_ARGS", "attention: out must not alias q, k or v");
+  }
+  const out = o.out ?? gpu.tensor([rows, d.Hq * d.D]);
+  // lse is bound on every dispatch; a one-element placeholder (never written) when not saved.
+  const lse = o.saveLse ? gpu.tensor([rows * d.Hq]) : gpu.tensor([1]);
+  gpu.dispatch("attention", "main", {
+    bindings: { q, k, v, out, lse },
+    params: [...params(d), o.saveLse ? 1 : 0],
+    workgroups: grid1d(rows * d.Hq, 1),
+  });
+  if (o.saveLse) return { out, lse };
+  lse.release();
+  return { out };
+}
+
+// ------------------------------------------------------------------ CPU references (f64)
+
+export interface AttentionHost {
+  q: Float32Array;
+  k: Float32Array;
+  v: Float32Array;
+}
+
+/** Scaled scores and softmax of query (row, h) over its visible keys, in f64. */
+function softmaxRow(x: AttentionHost, d: Dims, b: number, t: number, h: number): { last: number; p: Float64Array; lse: number } {
+  const { T, Hq, Hkv, D, kvStride, scale } = d;
+  const g = Math.floor(h / (Hq / Hkv));
+  const last = Math.min(d.pos0 + t + 1, d.S);
+  const s = new Float64Array(last);
+  let m = -Infinity;
+  for (let j = 0; j < last; j++) {
+    let dot = 0;
+    for (let e = 0; e < D; e++) dot += x.q[(b * T + t) * Hq * D + h * D + e] * x.k[(b * kvStride + j) * Hkv * D + g * D + e];
+    s[j] = dot * scale;
+    m = Math.max(m, s[j]);
+  }
+  let sum = 0;
+  for (let j = 0; j < last; j++) sum += Math.exp(s[j] - m);
+  const p = s.map((v) => Math.exp(v - m) / sum);
+  return { last, p, lse: m + Math.log(sum) };
+}
+
+export function attentionReference(x: AttentionHost, o: AttentionOptions): { out: Float32Array; lse: Float32Array } {
+  const d = dims(o, "attentionReference");
+  const { B, T, Hq, Hkv, D, kvStride } = d;
+  const out = new Float32Array(B * T * Hq * D), lse = new Float32Array(B * T * Hq);
+  for (let b = 0; b < B; b++) {
+    for (let t = 0; t < T; t++) {
+      for (let h = 0; h < Hq; h++) {
+        const g = Math.floor(h / (Hq / Hkv));
+        const r = softmaxRow(x, d, b, t, h);
+        lse[(b * T + t) * Hq + h] = r.lse;
+        for (let e = 0; e < D; e++) {
+          let a = 0;
+          for (let j = 0; j < r.last; j++) a += r.p[j] * x.v[(b * kvStride + j) * Hkv * D + g * D + e];
+          out[(b * T + t) * Hq * D + h * D + e] = a;
+        }
+      }
+    }
+  }
+  return { out, lse };
+}
