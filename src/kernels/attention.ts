@@ -89,6 +89,40 @@ export function attention(gpu: Gpu, q: Tensor, k: Tensor, v: Tensor, o: Attentio
   return { out };
 }
 
+/**
+ * Gradients of `attention` given dout and the forward's out and lse (saveLse: true).
+ * dk/dv are [B*kvStride, Hkv*D], summed over the query heads sharing each kv head; keys no
+ * query sees (rows >= S included) get exactly zero. Deterministic: no atomics.
+ */
+export function attentionBackward(
+  gpu: Gpu,
+  dout: Tensor,
+  q: Tensor,
+  k: Tensor,
+  v: Tensor,
+  out: Tensor,
+  lse: Tensor,
+  o: AttentionOptions,
+): { dq: Tensor; dk: Tensor; dv: Tensor } {
+  const d = dims(o, "attentionBackward");
+  checkInputs(d, q, k, v, "attentionBackward");
+  const rows = d.B * d.T, qw = d.Hq * d.D, kvRows = d.B * d.kvStride, kvw = d.Hkv * d.D;
+  checkTensor(dout, rows * qw, "attentionBackward dout");
+  checkTensor(out, rows * qw, "attentionBackward out");
+  checkTensor(lse, rows * d.Hq, "attentionBackward lse (run attention with saveLse: true)");
+  const delta = gpu.tensor([rows * d.Hq]);
+  const dq = gpu.tensor([rows, qw], "f32", "gradients");
+  const dk = gpu.tensor([kvRows, kvw], "f32", "gradients");
+  const dv = gpu.tensor([kvRows, kvw], "f32", "gradients");
+  const bindings = { dout, q, k, v, out, lse, delta, dq, dk, dv };
+  const p = params(d);
+  gpu.dispatch("attention_backward", "delta_rows", { bindings, params: p, workgroups: grid1d(rows * d.Hq, 64) });
+  gpu.dispatch("attention_backward", "dq_rows", { bindings, params: p, workgroups: grid1d(rows * d.Hq, 1) });
+  gpu.dispatch("attention_backward", "dkv_rows", { bindings, params: p, workgroups: grid1d(kvRows * d.Hkv, 1) });
+  delta.release();
+  return { dq, dk, dv };
+}
+
 // ------------------------------------------------------------------ CPU references (f64)
 
 export interface AttentionHost {
@@ -135,4 +169,42 @@ export function attentionReference(x: AttentionHost, o: AttentionOptions): { out
     }
   }
   return { out, lse };
+}
+
+/** f64 gradients of sum(out * dout) with respect to q, k, v (dk/dv laid out [B*kvStride, Hkv*D]). */
+export function attentionBackwardReference(
+  x: AttentionHost,
+  dout: Float32Array,
+  o: AttentionOptions,
+): { dq: Float32Array; dk: Float32Array; dv: Float32Array } {
+  const d = dims(o, "attentionBackwardReference");
+  const { B, T, Hq, Hkv, D, kvStride, scale } = d;
+  const dq = new Float64Array(B * T * Hq * D);
+  const dk = new Float64Array(B * kvStride * Hkv * D), dv = new Float64Array(B * kvStride * Hkv * D);
+  for (let b = 0; b < B; b++) {
+    for (let t = 0; t < T; t++) {
+      for (let h = 0; h < Hq; h++) {
+        const g = Math.floor(h / (Hq / Hkv));
+        const qo = (b * T + t) * Hq * D + h * D;
+        const r = softmaxRow(x, d, b, t, h);
+        const dp = new Float64Array(r.last);
+        let delta = 0;
+        for (let j = 0; j < r.last; j++) {
+          const ko = (b * kvStride + j) * Hkv * D + g * D;
+          for (let e = 0; e < D; e++) dp[j] += dout[qo + e] * x.v[ko + e];
+          delta += r.p[j] * dp[j]; // = dout . out
+        }
+        for (let j = 0; j < r.last; j++) {
+          const ko = (b * kvStride + j) * Hkv * D + g * D;
+          const ds = r.p[j] * (dp[j] - delta) * scale;
+          for (let e = 0; e < D; e++) {
+            dq[qo + e] += ds * x.k[ko + e];
+            dk[ko + e] += ds * x.q[qo + e];
+            dv[ko + e] += r.p[j] * dout[qo + e];
+          }
+        }
+      }
+    }
+  }
+  return { dq: Float32Array.from(dq), dk: Float32Array.from(dk), dv: Float32Array.from(dv) };
 }

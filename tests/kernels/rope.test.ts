@@ -61,3 +61,29 @@ Deno.test("rope: rotation at position 1 is the plain 2-D rotation by base^(-2i/d
   assert.throws(() => rope(gpu, x, { N: 3, T: 2, pos0: 0, nHeads: 1, headDim: 8, ropeDim: 8, base: 10000 }), /N=3 rows is not a whole number/);
   x.release();
 });
+
+Deno.test("rope backward (inverse rotation of dy) agrees with central finite differences of sum(rope(x) * R)", async () => {
+  const gpu = await testGpu();
+  const c = { N: 4, T: 2, pos0: 5, nHeads: 2, headDim: 8, ropeDim: 6, base: 10000 };
+  const n = c.N * c.nHeads * c.headDim;
+  const xh = randn(n, 1), R = randn(n, 2);
+  const loss = async (xv: Float32Array) => {
+    const x = gpu.upload(xv, [c.N, 16], "f32", "activations");
+    const y = await gpu.readF32(rope(gpu, x, { ...c, out: x }));
+    x.release();
+    return y.reduce((s, v, i) => s + v * R[i], 0);
+  };
+  const dy = gpu.upload(R, [c.N, 16], "f32", "activations");
+  const dx = rope(gpu, dy, { ...c, inverse: true });
+  const g = await gpu.readF32(dx);
+  assertClose(g, ropeReference(R, { ...c, inverse: true }), 2e-6, 0, "inverse vs reference");
+  for (const i of [0, 1, 6, 7, 17, 44, 63]) {
+    const p = Float32Array.from(xh), m = Float32Array.from(xh);
+    p[i] += 1e-2;
+    m[i] -= 1e-2;
+    const fd = (await loss(p) - await loss(m)) / (p[i] - m[i]);
+    assert.ok(Math.abs(fd - g[i]) < 2e-3, `dx[${i}]: fd ${fd} vs ${g[i]}`);
+  }
+  dy.release();
+  dx.release();
+});
