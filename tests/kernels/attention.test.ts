@@ -1,6 +1,6 @@
 import assert from "node:assert/strict";
 import type { Gpu, Tensor } from "../../src/gpu/gpu.ts";
-import { attention, attentionReference, type AttentionOptions } from "../../src/kernels/attention.ts";
+import { attention, attentionBackward, attentionBackwardReference, attentionReference, type AttentionOptions } from "../../src/kernels/attention.ts";
 import { assertClose, randn, testGpu } from "../helpers.ts";
 
 /** Random q/k/v for `o`; K/V rows past S in each sequence are NaN, so reading them would show. */
@@ -98,4 +98,88 @@ Deno.test("attention: bad options are reported", async () => {
   assert.throws(() => attention(gpu, q, k, k, { ...o, headDim: 512, nHeads: 1 }), /headDim=512 is over/);
   q.release();
   k.release();
+});
+
+const BACKWARD_CASES: AttentionOptions[] = [
+  { B: 1, T: 5, S: 5, pos0: 0, nHeads: 8, nKvHeads: 4, headDim: 8 },
+  { B: 2, T: 17, S: 17, pos0: 0, nHeads: 6, nKvHeads: 2, headDim: 16 },
+  { B: 2, T: 5, S: 8, kvStride: 11, pos0: 3, nHeads: 4, nKvHeads: 4, headDim: 64 },
+  // 40 queries x 2 heads per kv head = 80 (query, head) pairs for key 0: two chunks in dkv_rows;
+  // 70 keys for the last query: two chunks in dq_rows
+  { B: 1, T: 40, S: 70, kvStride: 72, pos0: 30, nHeads: 4, nKvHeads: 2, headDim: 8 },
+  { B: 1, T: 3, S: 3, pos0: 0, nHeads: 2, nKvHeads: 2, headDim: 72 },
+];
+
+Deno.test("attention backward matches the f64 reference; masked and padding keys get exactly zero", async () => {
+  const gpu = await testGpu();
+  for (const [i, o] of BACKWARD_CASES.entries()) {
+    const h = makeInputs(o, 100 + 10 * i);
+    const doutH = randn(o.B * o.T * o.nHeads * o.headDim, 7 + i);
+    const t = upload(gpu, h, o);
+    const dout = gpu.upload(doutH, t.q.shape, "f32", "activations");
+    const { out, lse } = attention(gpu, t.q, t.k, t.v, { ...o, saveLse: true });
+    const g = attentionBackward(gpu, dout, t.q, t.k, t.v, out, lse!, o);
+    const ref = attentionBackwardReference(h, doutH, o);
+    const [dq, dk, dv] = [await gpu.readF32(g.dq), await gpu.readF32(g.dk), await gpu.readF32(g.dv)];
+    const kvStride = o.kvStride ?? o.S;
+    assert.deepEqual(g.dk.shape, [o.B * kvStride, o.nKvHeads * o.headDim]);
+    // f32 sums of up to ~100 products of O(1) terms
+    assertClose(dq, ref.dq, 2e-5, 1e-4, `dq case ${i}`);
+    assertClose(dk, ref.dk, 2e-5, 1e-4, `dk case ${i}`);
+    assertClose(dv, ref.dv, 2e-5, 1e-4, `dv case ${i}`);
+    // cache rows past S (NaN in k/v) get exactly zero, not NaN
+    const W = o.nKvHeads * o.headDim;
+    for (let b = 0; b < o.B; b++) {
+      for (let j = o.S; j < kvStride; j++) {
+        for (let e = 0; e < W; e++) {
+          const at = (b * kvStride + j) * W + e;
+          assert.ok(dk[at] === 0 && dv[at] === 0, `case ${i}: padding row ${j} has gradient`);
+        }
+      }
+    }
+    // deterministic: a second run is bitwise identical
+    const g2 = attentionBackward(gpu, dout, t.q, t.k, t.v, out, lse!, o);
+    assert.deepEqual(await gpu.readF32(g2.dk), dk, `case ${i}: dk not deterministic`);
+    assert.deepEqual(await gpu.readF32(g2.dq), dq, `case ${i}: dq not deterministic`);
+    for (const x of [t.q, t.k, t.v, dout, out, lse!, g.dq, g.dk, g.dv, g2.dq, g2.dk, g2.dv]) x.release();
+  }
+});
+
+Deno.test("attention backward agrees with central finite differences of sum(out * R)", async () => {
+  const gpu = await testGpu();
+  const o: AttentionOptions = { B: 2, T: 3, S: 4, kvStride: 5, pos0: 1, nHeads: 4, nKvHeads: 2, headDim: 8 };
+  const h = makeInputs(o, 3);
+  const R = randn(o.B * o.T * o.nHeads * o.headDim, 4);
+  const loss = async (x: { q: Float32Array; k: Float32Array; v: Float32Array }) => {
+    const t = upload(gpu, x, o);
+    const { out } = attention(gpu, t.q, t.k, t.v, o);
+    const y = await gpu.readF32(out);
+    for (const z of [t.q, t.k, t.v, out]) z.release();
+    return y.reduce((s, v, i) => s + v * R[i], 0);
+  };
+  const t = upload(gpu, h, o);
+  const dout = gpu.upload(R, t.q.shape, "f32", "activations");
+  const { out, lse } = attention(gpu, t.q, t.k, t.v, { ...o, saveLse: true });
+  const g = attentionBackward(gpu, dout, t.q, t.k, t.v, out, lse!, o);
+  const grads = { q: await gpu.readF32(g.dq), k: await gpu.readF32(g.dk), v: await gpu.readF32(g.dv) };
+  const W = o.nKvHeads * o.headDim; // 16 floats per kv row; rows 0..3 of each sequence are real
+  const picks: Record<"q" | "k" | "v", number[]> = {
+    q: [0, 9, 37, 100, 150, 191],
+    k: [0, 3 * W + 5, 5 * W + 17, 8 * W + 15, 3 * W + 9],
+    v: [2, 2 * W + 8, 5 * W + 1, 7 * W + 12, 8 * W],
+  };
+  const step = 1e-2;
+  for (const which of ["q", "k", "v"] as const) {
+    for (const i of picks[which]) {
+      const p = { ...h, [which]: Float32Array.from(h[which]) }, m = { ...h, [which]: Float32Array.from(h[which]) };
+      p[which][i] += step;
+      m[which][i] -= step;
+      const fd = (await loss(p) - await loss(m)) / (p[which][i] - m[which][i]);
+      // f32 forward noise ~1e-6/(2*step) plus O(step^2) curvature
+      assert.ok(Math.abs(fd - grads[which][i]) < 3e-3, `d${which}[${i}]: fd ${fd} vs ${grads[which][i]}`);
+    }
+  }
+  // key 3 of sequence 0 is seen only by the last query (position 3), which must still give it a gradient
+  assert.ok(grads.k.slice(3 * W, 4 * W).some((v) => v !== 0));
+  for (const x of [t.q, t.k, t.v, dout, out, lse!, g.dq, g.dk, g.dv]) x.release();
 });
