@@ -157,7 +157,6 @@ async function readShardIndex(dir: string): Promise<Map<string, string>> {
     out.set(name, file);
   }
   return out;
-  }
 }
 
 /** Opens an HF llama/mistral directory as a WeightSource (GGUF names and q/k row order). */
