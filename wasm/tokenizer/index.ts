@@ -1,0 +1,149 @@
+// Tokenizer WASM entry. One instance holds one vocabulary. The host (src/tokenizer/wasm.ts)
+// writes the vocab once (alloc + vocabInit/mergesInit/configure), then per call writes UTF-8
+// text at inputPtr(len) and calls encode(); ids are read from outPtr()[0 .. count).
+import { Buf, emit, out, outLen, outReset } from "./mem";
+import { lookup, nTokens, vocabInit as vInit } from "./vocab";
+import { mergesInit as mInit } from "./merges";
+import { bpeWord, byteTok, setUnk, spmWord } from "./merge_engine";
+import { cacheClear, cacheEmit, cacheStore, MAX_KEY } from "./cache";
+import { splitDigitsGpt2, splitGpt2, splitLlama3 } from "./pretok";
+
+export const ALGO_SPM: i32 = 0; // SentencePiece BPE, score-driven, UTF-8 char symbols
+export const ALGO_BPE_BYTES: i32 = 1; // rank BPE over bytes (byte-level BPE)
+export const ALGO_BPE_CHARS: i32 = 2; // rank BPE over UTF-8 chars (byte fallback for the rest)
+
+export const PRE_NONE: i32 = 0;
+export const PRE_GPT2: i32 = 1;
+export const PRE_LLAMA3: i32 = 2;
+export const PRE_QWEN2: i32 = 3;
+export const PRE_DIGITS_GPT2: i32 = 4;
+
+let algo: i32 = ALGO_SPM;
+let ignoreMerges = false;
+let spmChunkSafe = false;
+
+export function alloc(bytes: i32): usize {
+  return heap.alloc(<usize>bytes);
+}
+
+export function vocabInit(n: i32, blobPtr: usize, offsPtr: usize, scoresPtr: usize): void {
+  vInit(n, blobPtr, offsPtr, scoresPtr);
+  cacheClear();
+}
+
+export function mergesInit(n: i32, triples: usize): void {
+  mInit(n, triples);
+  cacheClear();
+}
+
+/** The 256-entry i32 table of byte-token ids, for the host to fill (-1 = none). */
+export function byteTokensPtr(): usize {
+  return byteTok;
+}
+
+/**
+ * algorithm: ALGO_*; unk: unknown-token id or -1; ignore: HF `ignore_merges` (a word that is a
+ * token is emitted whole); chunkSafe: no SPM token has ▁ after another char, so SPM may encode
+ * each "▁word" on its own (identical ids, and cacheable).
+ */
+export function configure(algorithm: i32, unk: i32, ignore: bool, chunkSafe: bool): void {
+  algo = algorithm;
+  setUnk(unk);
+  ignoreMerges = ignore;
+  spmChunkSafe = chunkSafe;
+  cacheClear();
+}
+
+export function vocabSize(): i32 {
+  return nTokens;
+}
+
+const input = new Buf();
+const escaped = new Buf();
+
+export function inputPtr(len: i32): usize {
+  return input.ensure(<usize>len + 8);
+}
+
+export function outPtr(): usize {
+  return out.ptr;
+}
+
+let wordBase: usize = 0;
+
+function onWord(a: i32, b: i32): void {
+  const p = wordBase + <usize>a;
+  const len = b - a;
+  if (len <= 0) return;
+  if (ignoreMerges) {
+    const id = lookup(p, len);
+    if (id >= 0) {
+      emit(id);
+      return;
+    }
+  }
+  const cacheable = len <= MAX_KEY;
+  if (cacheable && cacheEmit(p, len)) return;
+  const from = outLen;
+  if (algo == ALGO_SPM) spmWord(p, len);
+  else bpeWord(p, len, algo == ALGO_BPE_BYTES);
+  if (cacheable) cacheStore(p, len, from);
+}
+
+/**
+ * SentencePiece: escapes ' ' as ▁ (after an optional ▁ prefix) and encodes [0, len) of the
+ * input; with chunkSafe, each run "▁...▁word" is its own unit.
+ */
+function encodeSpm(len: i32, addPrefix: bool): void {
+  const src = input.ptr;
+  const dst = escaped.ensure(<usize>len * 3 + 8);
+  let n = 0;
+  if (addPrefix) {
+    store<u8>(dst, 0xe2); store<u8>(dst, 0x96, 1); store<u8>(dst, 0x81, 2);
+    n = 3;
+  }
+  for (let i = 0; i < len; i++) {
+    const c = load<u8>(src + <usize>i);
+    if (c == 0x20) {
+      store<u8>(dst + <usize>n, 0xe2); store<u8>(dst + <usize>n, 0x96, 1); store<u8>(dst + <usize>n, 0x81, 2);
+      n += 3;
+    } else {
+      store<u8>(dst + <usize>n, c);
+      n++;
+    }
+  }
+  wordBase = dst;
+  if (!spmChunkSafe) {
+    if (n > 0) spmWord(dst, n);
+    return;
+  }
+  // Chunk before every ▁ that follows a char other than ▁.
+  let start = 0;
+  for (let i = 1; i + 2 < n; i++) {
+    if (load<u8>(dst + <usize>i) == 0xe2 && load<u8>(dst + <usize>i, 1) == 0x96 && load<u8>(dst + <usize>i, 2) == 0x81) {
+      const prevIsMeta = i >= 3 && load<u8>(dst + <usize>i - 3) == 0xe2 && load<u8>(dst + <usize>i - 2) == 0x96 && load<u8>(dst + <usize>i - 1) == 0x81;
+      if (!prevIsMeta && i > start) {
+        onWord(start, i);
+        start = i;
+      }
+      i += 2;
+    }
+  }
+  onWord(start, n);
+}
+
+/** Encodes input[0, len) and returns the number of ids at outPtr(). */
+export function encode(len: i32, pre: i32, addPrefix: bool): i32 {
+  outReset();
+  if (algo == ALGO_SPM) {
+    encodeSpm(len, addPrefix);
+    return outLen;
+  }
+  wordBase = input.ptr;
+  if (pre == PRE_GPT2) splitGpt2(input.ptr, 0, len, onWord);
+  else if (pre == PRE_LLAMA3) splitLlama3(input.ptr, 0, len, 3, onWord);
+  else if (pre == PRE_QWEN2) splitLlama3(input.ptr, 0, len, 1, onWord);
+  else if (pre == PRE_DIGITS_GPT2) splitDigitsGpt2(input.ptr, 0, len, onWord);
+  else onWord(0, len);
+  return outLen;
+}
