@@ -94,18 +94,22 @@ def forward(meta, W, ids):
     head = W.get("output.weight", W["token_embd.weight"])
     return x @ head.T
 
-meta, W = read_gguf(GGUF)
-prompts = [
-    [1],
-    [1, 403, 407, 261, 378, 432, 383, 286, 261, 376, 298],
-    [1, 300, 45, 500, 12, 77, 260, 399, 2, 101, 102, 17, 511, 0, 260, 261, 262, 263, 264, 265, 266],
-]
-g = torch.Generator().manual_seed(7)
-prompts.append([1] + torch.randint(3, 512, (60,), generator=g).tolist())
-out = {"source": "scripts/dev/make_logits_fixture.py (PyTorch float64, HF rotate-half llama)", "torch": torch.__version__, "cases": []}
-for ids in prompts:
-    logits = forward(meta, W, ids)
-    out["cases"].append({"ids": ids, "logits": [[float(f"{v:.9g}") for v in row] for row in logits.tolist()]})
-dst = os.path.join(ROOT, "tests", "fixtures", "stories260K_logits.json")
-json.dump(out, open(dst, "w"))
-print("wrote", dst, os.path.getsize(dst), "bytes")
+def main():
+    meta, W = read_gguf(GGUF)
+    prompts = [
+        [1],
+        [1, 403, 407, 261, 378, 432, 383, 286, 261, 376, 298],
+        [1, 300, 45, 500, 12, 77, 260, 399, 2, 101, 102, 17, 511, 0, 260, 261, 262, 263, 264, 265, 266],
+    ]
+    g = torch.Generator().manual_seed(7)
+    prompts.append([1] + torch.randint(3, 512, (60,), generator=g).tolist())
+    out = {"source": "scripts/dev/make_logits_fixture.py (PyTorch float64, HF rotate-half llama)", "torch": torch.__version__, "cases": []}
+    for ids in prompts:
+        logits = forward(meta, W, ids)
+        out["cases"].append({"ids": ids, "logits": [[float(f"{v:.9g}") for v in row] for row in logits.tolist()]})
+    dst = os.path.join(ROOT, "tests", "fixtures", "stories260K_logits.json")
+    json.dump(out, open(dst, "w"))
+    print("wrote", dst, os.path.getsize(dst), "bytes")
+
+if __name__ == "__main__":
+    main()

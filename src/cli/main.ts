@@ -31,9 +31,3 @@ export async function runCli(argv: string[]): Promise<number> {
     throw e;
   }
 }
-
-const proc = (globalThis as { process?: { argv: string[]; exitCode?: number } }).process;
-if (import.meta.main) {
-  const code = await runCli(proc ? proc.argv.slice(2) : []);
-  if (proc) proc.exitCode = code;
-}

@@ -1,13 +1,8 @@
 import assert from "node:assert/strict";
-import { readFile } from "node:fs/promises";
 import { ggufWeights } from "../../src/model/weights.ts";
 import { llamaReferenceLogits } from "../../src/model/llama_reference.ts";
 import { STORIES } from "../helpers.ts";
-
-export interface LogitsFixture { cases: { ids: number[]; logits: number[][] }[] }
-export async function loadLogitsFixture(): Promise<LogitsFixture> {
-  return JSON.parse(await readFile(new URL("../fixtures/stories260K_logits.json", import.meta.url), "utf8"));
-}
+import { loadLogitsFixture } from "./fixtures.ts";
 
 Deno.test("CPU reference llama matches PyTorch (HF layout) logits within 1e-4", async () => {
   const src = await ggufWeights(STORIES);

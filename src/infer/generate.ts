@@ -1,0 +1,121 @@
+/**
+ * Text generation: prefill the prompt in one pass, then decode one token per pass from the
+ * KV cache, sampling on the host. Streams text pieces that never split a UTF-8 character.
+ * Stops at EOS, at a stop string, at maxTokens, or at the context length (reported, not thrown).
+ */
+import { PeftError } from "../errors.ts";
+import type { LlamaGpu } from "../model/llama.ts";
+import type { ActiveAdapter } from "../model/linear.ts";
+import { Sampler, type SamplingOptions } from "./sampler.ts";
+
+/** What generation needs of a tokenizer (src/tokenizer's Tokenizer satisfies it). */
+export interface GenerationTokenizer {
+  encode(text: string, o?: { addSpecial?: boolean; parseSpecial?: boolean }): number[];
+  createStreamDecoder(): { push(id: number): string; flush(): string };
+  eosId: number;
+}
+
+export interface GenerateOptions extends SamplingOptions {
+  /** Maximum new tokens (default 128). */
+  maxTokens?: number;
+  /** Stop when the generated text contains one of these (it is not emitted). */
+  stop?: string[];
+  /** Adapter name to apply (unmerged), or none for the base model. */
+  adapter?: string;
+  /** Add BOS before the prompt (default true, as llama.cpp does for llama vocabs). */
+  addBos?: boolean;
+  /** Parse special tokens like </s> in the prompt (default false: prompts are untrusted text). */
+  parseSpecial?: boolean;
+  /** Cancels generation (e.g. client disconnect). */
+  signal?: AbortSignal;
+}
+
+export type FinishReason = "stop" | "length" | "context" | "abort";
+
+export interface GeneratedPiece {
+  /** Token id just sampled. */
+  id: number;
+  /** Text this token completed (may be "" while a UTF-8 character is incomplete). */
+  text: string;
+}
+
+export interface GenerationResult {
+  promptTokens: number;
+  completionTokens: number;
+  finishReason: FinishReason;
+  prefillMs: number;
+  decodeMs: number;
+}
+
+/**
+ * Generates from prompt ids; yields pieces and returns the result summary.
+ * The caller must hold the model exclusively (one KV cache).
+ */
+export async function* generateTokens(
+  llama: LlamaGpu,
+  tok: GenerationTokenizer,
+  promptIds: number[],
+  o: GenerateOptions,
+  adapter?: ActiveAdapter,
+): AsyncGenerator<GeneratedPiece, GenerationResult> {
+  const maxTokens = o.maxTokens ?? 128;
+  if (!Number.isInteger(maxTokens) || maxTokens < 0) throw new PeftError("BAD_PARAMETER", `maxTokens must be an integer >= 0, got ${o.maxTokens}`);
+  const ctx = llama.config.contextLength;
+  if (promptIds.length === 0) throw new PeftError("BAD_PARAMETER", "the prompt is empty (no tokens)");
+  if (promptIds.length >= ctx) {
+    throw new PeftError("CONTEXT_OVERFLOW", `prompt has ${promptIds.length} tokens; the model's context length is ${ctx}`);
+  }
+  const sampler = new Sampler(o);
+  const decoder = tok.createStreamDecoder();
+  const stops = (o.stop ?? []).filter((s) => s.length > 0);
+  const maxStop = Math.max(0, ...stops.map((s) => s.length));
+  let pending = ""; // text held back while it could be the start of a stop string
+  let stopHit = false;
+  const result: GenerationResult = { promptTokens: promptIds.length, completionTokens: 0, finishReason: "length", prefillMs: 0, decodeMs: 0 };
+  const t0 = performance.now();
+  let pos = 0;
+  let input = promptIds;
+  for (let i = 0; i < maxTokens; i++) {
+    if (o.signal?.aborted) {
+      result.finishReason = "abort";
+      break;
+    }
+    if (pos + input.length > ctx) {
+      result.finishReason = "context";
+      break;
+    }
+    const logitsT = llama.forward(input, pos, { adapter });
+    const logits = await llama.gpu.readF32(logitsT);
+    logitsT.release();
+    pos += input.length;
+    if (i === 0) result.prefillMs = performance.now() - t0;
+    const id = sampler.sample(logits);
+    if (id === tok.eosId) {
+      result.finishReason = "stop";
+      break;
+    }
+    result.completionTokens++;
+    let text = decoder.push(id);
+    if (stops.length) {
+      pending += text;
+      const hit = stops.map((s) => pending.indexOf(s)).filter((k) => k >= 0);
+      if (hit.length) {
+        const cut = Math.min(...hit);
+        if (cut > 0) yield { id, text: pending.slice(0, cut) };
+        result.finishReason = "stop";
+        stopHit = true;
+        break;
+      }
+      // Emit all but the tail that might still grow into a stop string.
+      const keep = Math.min(pending.length, maxStop - 1);
+      text = pending.slice(0, pending.length - keep);
+      pending = pending.slice(pending.length - keep);
+    }
+    yield { id, text };
+    input = [id];
+  }
+  const tail = stopHit ? "" : pending + decoder.flush();
+  if (tail) yield { id: -1, text: tail };
+  result.decodeMs = performance.now() - t0 - result.prefillMs;
+  return result;
+}

@@ -1,0 +1,185 @@
+/**
+ * The llama forward pass on the GPU, built from kernels; reads like the math:
+ *   x = embed(ids)
+ *   per block: x += o_proj(attention(rope(q_proj(norm(x))), rope(k_proj(..)), v_proj(..)))
+ *              x += down_proj(silu(gate_proj(norm(x))) * up_proj(norm(x)))
+ *   logits = head(norm(x))
+ * Inference keeps a KV cache per layer; prefill runs the whole prompt in one pass and decode
+ * one token per pass. Every dispatch of a pass goes into one command buffer (one submit).
+ * Linear layers go through `LinearOps`, which adds unmerged LoRA deltas when an adapter is active.
+ */
+import { PeftError } from "../errors.ts";
+import type { Gpu, Tensor } from "../gpu/gpu.ts";
+import { add } from "../kernels/elementwise.ts";
+import { attention } from "../kernels/attention.ts";
+import { embedding } from "../kernels/embedding.ts";
+import { rmsnorm } from "../kernels/rmsnorm.ts";
+import { rope } from "../kernels/rope.ts";
+import { swiglu } from "../kernels/swiglu.ts";
+import type { LlamaConfig } from "./config.ts";
+import { type ActiveAdapter, linear } from "./linear.ts";
+import type { WeightSource } from "./weights.ts";
+
+export interface KvCache {
+  capacity: number;
+  k: Tensor[];
+  v: Tensor[];
+}
+
+export class LlamaGpu {
+  private cache: KvCache | null = null;
+
+  private constructor(
+    readonly gpu: Gpu,
+    readonly config: LlamaConfig,
+    /** GPU weights by GGUF name (q/k rows in GGUF order). */
+    readonly weights: Map<string, Tensor>,
+  ) {}
+
+  /** Uploads every tensor of `source`, one at a time (host memory holds one tensor at once). */
+  static async load(gpu: Gpu, source: WeightSource): Promise<LlamaGpu> {
+    const c = source.config;
+    const weights = new Map<string, Tensor>();
+    const need = ["token_embd.weight", "output_norm.weight"];
+    for (let l = 0; l < c.nLayers; l++) {
+      for (const n of ["attn_norm", "attn_q", "attn_k", "attn_v", "attn_output", "ffn_norm", "ffn_gate", "ffn_up", "ffn_down"]) {
+        need.push(`blk.${l}.${n}.weight`);
+      }
+    }
+    if (!c.tiedEmbeddings) need.push("output.weight");
+    const have = new Set(source.names());
+    for (const n of need) {
+      if (!have.has(n)) throw new PeftError("MODEL_MISSING_TENSOR", `${source.name}: tensor ${n} is missing`);
+    }
+    for (const n of need) {
+      const shape = source.shape(n);
+      const data = await source.readF32(n);
+      for (let i = 0; i < data.length; i++) {
+        if (!Number.isFinite(data[i])) throw new PeftError("MODEL_BAD_WEIGHT", `${source.name}: tensor ${n} has a non-finite value at ${i}`);
+      }
+      weights.set(n, gpu.upload(data, shape, "f32", "weights"));
+    }
+    return new LlamaGpu(gpu, c, weights);
+  }
+
+  w(name: string): Tensor {
+    const t = this.weights.get(name);
+    if (!t) throw new PeftError("MODEL_MISSING_TENSOR", `no weight ${name}`);
+    return t;
+  }
+
+  /** Makes sure the KV cache holds `tokens` positions (grows by copying). */
+  private ensureCache(tokens: number): KvCache {
+    const c = this.config;
+    if (tokens > c.contextLength) {
+      throw new PeftError("CONTEXT_OVERFLOW", `sequence of ${tokens} tokens exceeds the model's context length ${c.contextLength}`);
+    }
+    if (this.cache && this.cache.capacity >= tokens) return this.cache;
+    const capacity = Math.min(c.contextLength, Math.max(tokens, 2 * (this.cache?.capacity ?? 64)));
+    const kvDim = c.nKvHeads * c.headDim;
+    const next: KvCache = { capacity, k: [], v: [] };
+    for (let l = 0; l < c.nLayers; l++) {
+      const k = this.gpu.tensor([capacity, kvDim], "f32", "kv_cache");
+      const v = this.gpu.tensor([capacity, kvDim], "f32", "kv_cache");
+      if (this.cache) {
+        this.gpu.copy(this.cache.k[l], k, this.cache.capacity * kvDim * 4);
+        this.gpu.copy(this.cache.v[l], v, this.cache.capacity * kvDim * 4);
+      }
+      next.k.push(k);
+      next.v.push(v);
+    }
+    if (this.cache) {
+      this.gpu.flush();
+      for (const t of [...this.cache.k, ...this.cache.v]) t.release();
+    }
+    return this.cache = next;
+  }
+
+  /** Frees the KV cache (e.g. between requests of very different lengths). */
+  dropCache(): void {
+    if (!this.cache) return;
+    this.gpu.flush();
+    for (const t of [...this.cache.k, ...this.cache.v]) t.release();
+    this.cache = null;
+  }
+
+  /**
+   * Runs `ids` at positions pos0.. through the model, writing their K/V into the cache, and
+   * returns the logits of the last token [1, V] (or all tokens [T, V] when allLogits).
+   * Caller releases the returned tensor.
+   */
+  forward(ids: number[], pos0: number, opts: { adapter?: ActiveAdapter; allLogits?: boolean } = {}): Tensor {
+    const { gpu, config: c } = this;
+    const T = ids.length;
+    if (T === 0) throw new PeftError("BAD_INPUT", "forward: no tokens");
+    for (const id of ids) {
+      if (!Number.isInteger(id) || id < 0 || id >= c.vocabSize) throw new PeftError("BAD_TOKEN", `token id ${id} is outside the vocabulary (0..${c.vocabSize - 1})`);
+    }
+    const cache = this.ensureCache(pos0 + T);
+    const D = c.headDim, kvDim = c.nKvHeads * D, qDim = c.nHeads * D;
+    const idT = gpu.upload(new Uint32Array(ids), [T], "u32", "activations");
+    let x = embedding(gpu, this.w("token_embd.weight"), idT);
+    idT.release();
+    // x + delta into a fresh tensor (a dispatch may not bind one buffer as input and output).
+    const residual = (xOld: Tensor, delta: Tensor) => {
+      const xNew = add(gpu, xOld, delta);
+      xOld.release();
+      delta.release();
+      return xNew;
+    };
+    const lin = (inp: Tensor, name: string, out: number, inn: number) => linear(gpu, inp, this.w(name), name, T, out, inn, opts.adapter);
+    for (let l = 0; l < c.nLayers; l++) {
+      const p = `blk.${l}.`;
+      const { y: xn } = rmsnorm(gpu, x, this.w(p + "attn_norm.weight"), { N: T, C: c.dim, eps: c.normEps });
+      const q = lin(xn, p + "attn_q.weight", qDim, c.dim);
+      const k = lin(xn, p + "attn_k.weight", kvDim, c.dim);
+      const v = lin(xn, p + "attn_v.weight", kvDim, c.dim);
+      xn.release();
+      const ropeOpts = { N: T, T, pos0, headDim: D, ropeDim: c.ropeDim, base: c.ropeBase };
+      rope(gpu, q, { ...ropeOpts, nHeads: c.nHeads, out: q });
+      rope(gpu, k, { ...ropeOpts, nHeads: c.nKvHeads, out: k });
+      gpu.copy(k, cache.k[l], T * kvDim * 4, 0, pos0 * kvDim * 4);
+      gpu.copy(v, cache.v[l], T * kvDim * 4, 0, pos0 * kvDim * 4);
+      k.release();
+      v.release();
+      const { out: att } = attention(gpu, q, cache.k[l], cache.v[l], {
+        B: 1, T, S: pos0 + T, kvStride: cache.capacity, pos0, nHeads: c.nHeads, nKvHeads: c.nKvHeads, headDim: D,
+      });
+      q.release();
+      const o = lin(att, p + "attn_output.weight", c.dim, qDim);
+      att.release();
+      x = residual(x, o);
+      const { y: xn2 } = rmsnorm(gpu, x, this.w(p + "ffn_norm.weight"), { N: T, C: c.dim, eps: c.normEps });
+      const g = lin(xn2, p + "ffn_gate.weight", c.hiddenDim, c.dim);
+      const u = lin(xn2, p + "ffn_up.weight", c.hiddenDim, c.dim);
+      xn2.release();
+      const h = swiglu(gpu, g, u);
+      g.release();
+      u.release();
+      const dn = lin(h, p + "ffn_down.weight", c.dim, c.hiddenDim);
+      h.release();
+      x = residual(x, dn);
+    }
+    // Only the rows whose logits are wanted go through the final norm and the head.
+    const rows = opts.allLogits ? T : 1;
+    let last = x;
+    if (rows !== T) {
+      last = gpu.tensor([1, c.dim]);
+      gpu.copy(x, last, c.dim * 4, (T - 1) * c.dim * 4, 0);
+      x.release();
+    }
+    const { y: xf } = rmsnorm(gpu, last, this.w("output_norm.weight"), { N: rows, C: c.dim, eps: c.normEps });
+    last.release();
+    const headName = c.tiedEmbeddings ? "token_embd.weight" : "output.weight";
+    const logits = linear(gpu, xf, this.w(headName), "output.weight", rows, c.vocabSize, c.dim, opts.adapter);
+    xf.release();
+    x = logits;
+    return x;
+  }
+
+  destroy(): void {
+    this.dropCache();
+    for (const t of this.weights.values()) t.release();
+    this.weights.clear();
+  }
+}

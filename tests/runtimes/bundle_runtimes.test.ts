@@ -1,0 +1,49 @@
+/**
+ * The esbuild bundle runs the same greedy generation under Node (npm `webgpu`) and Bun
+ * (`bun-webgpu`) as Deno does from source.
+ */
+import assert from "node:assert/strict";
+import process from "node:process";
+import { execFileSync, spawnSync } from "node:child_process";
+import { fileURLToPath } from "node:url";
+import { STORIES } from "../helpers.ts";
+
+const root = fileURLToPath(new URL("../../", import.meta.url));
+const EXPECTED = "Once upon a time, there was a little girl named Lily. She loved to play outside in the park.";
+
+function bundle() {
+  execFileSync("node", ["scripts/bundle.mjs"], { cwd: root, stdio: "inherit" });
+}
+
+function runCli(runtime: string, args: string[]) {
+  const r = spawnSync(runtime, [...args], {
+    cwd: root,
+    encoding: "utf8",
+    timeout: 240_000,
+    env: { ...process.env, EGL_PLATFORM: "surfaceless" },
+  });
+  return r;
+}
+
+const genArgs = ["generate", "--model", STORIES, "--prompt", "", "--temperature", "0", "--max-tokens", "40"];
+
+let bundled = false;
+function ensureBundle() {
+  if (!bundled) bundle();
+  bundled = true;
+}
+
+Deno.test("bundle: greedy generation under Node (webgpu, OpenGL backend)", () => {
+  ensureBundle();
+  const r = runCli("node", ["dist/cli.js", ...genArgs]);
+  assert.equal(r.status, 0, `node exited ${r.status} ${r.signal ?? ""}: ${r.stderr}`);
+  assert.ok(r.stdout.startsWith(EXPECTED), `node output: ${r.stdout}`);
+});
+
+Deno.test("bundle: greedy generation under Bun (bun-webgpu, OpenGL backend)", () => {
+  ensureBundle();
+  const bun = fileURLToPath(new URL("../../node_modules/.bin/bun", import.meta.url));
+  const r = runCli(bun, ["dist/cli.js", ...genArgs]);
+  assert.equal(r.status, 0, `bun exited ${r.status} ${r.signal ?? ""}: ${r.stderr}`);
+  assert.ok(r.stdout.startsWith(EXPECTED), `bun output: ${r.stdout}`);
+});
