@@ -1,0 +1,122 @@
+/**
+ * ids -> bytes -> text. Each id has a byte piece fixed at load time: SentencePiece ▁ becomes a
+ * space and <0xNN> its byte; byte-level tokens are un-mapped to raw bytes. The stream decoder
+ * holds back an incomplete UTF-8 tail so it never emits half a character.
+ */
+import { PeftError } from "../errors.ts";
+import { byteLevelToBytes } from "./byte_level.ts";
+import { TokenType, type VocabSpec } from "./vocab_spec.ts";
+
+const BYTE_TOKEN = /^<0x([0-9A-Fa-f]{2})>$/;
+
+export class PieceTable {
+  readonly pieces: Uint8Array[];
+  /** Control / unknown / special added tokens, dropped by skipSpecial. */
+  readonly special: Uint8Array;
+  /** SPM: the first text piece lost its added space prefix when decoding. */
+  readonly stripLeadingSpace: boolean;
+
+  constructor(spec: VocabSpec) {
+    const enc = new TextEncoder();
+    const n = spec.tokens.length;
+    this.pieces = new Array(n);
+    this.special = new Uint8Array(n);
+    const added = new Map(spec.addedTokens.map((t) => [t.id, t]));
+    for (let id = 0; id < n; id++) {
+      const tok = spec.tokens[id];
+      const type = spec.tokenTypes[id];
+      const a = added.get(id);
+      if (type === TokenType.CONTROL || type === TokenType.UNKNOWN || a?.special) this.special[id] = 1;
+      if (a) {
+        this.pieces[id] = enc.encode(a.content);
+      } else if (spec.model === "spm" || !spec.byteLevel) {
+        const m = type === TokenType.BYTE || spec.byteFallback ? BYTE_TOKEN.exec(tok) : null;
+        this.pieces[id] = m ? Uint8Array.of(parseInt(m[1], 16)) : enc.encode(tok.replaceAll("\u2581", " "));
+      } else {
+        this.pieces[id] = byteLevelToBytes(tok).bytes;
+      }
+    }
+    this.stripLeadingSpace = spec.addSpacePrefix;
+  }
+
+  piece(id: number): Uint8Array {
+    const p = this.pieces[id];
+    if (p === undefined || !Number.isInteger(id)) {
+      throw new PeftError("TOKENIZER_BAD_ID", `token id ${id} is outside the vocabulary (0..${this.pieces.length - 1})`);
+    }
+    return p;
+  }
+
+  /** Concatenated bytes of ids (leading-space rule applied). */
+  bytes(ids: ArrayLike<number>, skipSpecial: boolean): Uint8Array {
+    const parts: Uint8Array[] = [];
+    let total = 0;
+    let seenText = false;
+    for (let i = 0; i < ids.length; i++) {
+      const id = ids[i];
+      let p = this.piece(id);
+      if (this.special[id]) {
+        if (skipSpecial) continue;
+      } else {
+        if (!seenText && this.stripLeadingSpace && p[0] === 0x20) p = p.subarray(1);
+        seenText = true;
+      }
+      parts.push(p);
+      total += p.length;
+    }
+    const out = new Uint8Array(total);
+    let o = 0;
+    for (const p of parts) {
+      out.set(p, o);
+      o += p.length;
+    }
+    return out;
+  }
+}
+
+/** Length of the longest prefix of b[0..n) that does not end inside a UTF-8 sequence. */
+function completePrefix(b: Uint8Array, n: number): number {
+  // Look back at most 3 bytes for a lead byte whose sequence is not finished.
+  for (let k = 1; k <= 3 && k <= n; k++) {
+    const c = b[n - k];
+    if ((c & 0xc0) === 0x80) continue; // continuation: keep looking for its lead
+    const need = c >= 0xf0 ? 4 : c >= 0xe0 ? 3 : c >= 0xc0 ? 2 : 1;
+    return need > k ? n - k : n;
+  }
+  return n;
+}
+
+export interface StreamDecoder {
+  /** Text completed by this token ("" while a multi-byte character is incomplete). */
+  push(id: number): string;
+  /** Whatever is held back (an unfinished sequence decodes to U+FFFD). */
+  flush(): string;
+}
+
+export function createStreamDecoder(table: PieceTable, skipSpecial: boolean): StreamDecoder {
+  const dec = new TextDecoder("utf-8", { fatal: false, ignoreBOM: true });
+  let held = new Uint8Array(0);
+  let seenText = false;
+  return {
+    push(id: number): string {
+      let p = table.piece(id);
+      if (table.special[id]) {
+        if (skipSpecial) return "";
+      } else {
+        if (!seenText && table.stripLeadingSpace && p[0] === 0x20) p = p.subarray(1);
+        seenText = true;
+      }
+      const buf = new Uint8Array(held.length + p.length);
+      buf.set(held);
+      buf.set(p, held.length);
+      const cut = completePrefix(buf, buf.length);
+      held = buf.slice(cut);
+      return cut ? dec.decode(buf.subarray(0, cut)) : "";
+    },
+    flush(): string {
+      const s = held.length ? dec.decode(held) : "";
+      held = new Uint8Array(0);
+      return s;
+    },
+  };
+}

@@ -1,0 +1,169 @@
+/**
+ * The Tokenizer: a VocabSpec (from GGUF or tokenizer.json) driving the WASM encoder, plus
+ * special-token splitting, decoding, streaming decode and chat templates.
+ */
+import { PeftError } from "../errors.ts";
+import type { GgufFile } from "../io/gguf.ts";
+import { BYTE_TO_CHAR, byteLevelToBytes } from "./byte_level.ts";
+import { createStreamDecoder, PieceTable, type StreamDecoder } from "./decoder.ts";
+import { vocabFromGGUF } from "./gguf_vocab.ts";
+import { SpecialSplitter } from "./special_split.ts";
+import type { VocabSpec } from "./vocab_spec.ts";
+import { ALGO, WasmEngine } from "./wasm_engine.ts";
+
+export interface EncodeOptions {
+  /** Add BOS / EOS as the vocabulary asks (add_bos_token / add_eos_token). Default true. */
+  addSpecial?: boolean;
+  /** Recognise special (control) tokens written in the text. Default true; pass false for untrusted text. */
+  parseSpecial?: boolean;
+}
+
+export interface DecodeOptions {
+  /** Drop control / special tokens (BOS, EOS, <|im_start|> ...). Default false. */
+  skipSpecial?: boolean;
+}
+
+export class Tokenizer {
+  readonly spec: VocabSpec;
+  private engine: WasmEngine;
+  private table: PieceTable;
+  private splitAll: SpecialSplitter;
+  private splitUser: SpecialSplitter;
+  private ids = new Map<string, number>();
+
+  constructor(spec: VocabSpec) {
+    this.spec = spec;
+    const n = spec.tokens.length;
+    for (let i = 0; i < n; i++) if (!this.ids.has(spec.tokens[i])) this.ids.set(spec.tokens[i], i);
+    const enc = new TextEncoder();
+    const tokenBytes = spec.byteLevel
+      ? spec.tokens.map((t) => byteLevelToBytes(t).bytes)
+      : spec.tokens.map((t) => enc.encode(t));
+    const byteTokens = new Int32Array(256).fill(-1);
+    for (let b = 0; b < 256; b++) {
+      if (spec.byteLevel) {
+        byteTokens[b] = this.ids.get(BYTE_TO_CHAR[b]) ?? -1;
+      } else if (spec.byteFallback) {
+        const hex = `<0x${b.toString(16).toUpperCase().padStart(2, "0")}>`;
+        // llama.cpp byte_to_token: <0xNN>, else the one-byte token.
+        byteTokens[b] = this.ids.get(hex) ?? (b < 0x80 ? this.ids.get(String.fromCharCode(b)) ?? -1 : -1);
+      }
+    }
+    let merges: Int32Array | undefined;
+    if (spec.model === "bpe") {
+      const list = spec.merges ?? [];
+      merges = new Int32Array(list.length * 3);
+      let k = 0;
+      for (const [a, b] of list) {
+        const ia = this.ids.get(a), ib = this.ids.get(b), im = this.ids.get(a + b);
+        if (ia === undefined || ib === undefined || im === undefined) continue; // unreachable merge
+        merges[k++] = ia;
+        merges[k++] = ib;
+        merges[k++] = im;
+      }
+      merges = merges.subarray(0, k);
+    }
+    this.engine = new WasmEngine({
+      tokenBytes,
+      scores: spec.scores,
+      merges,
+      algorithm: spec.model === "spm" ? ALGO.spm : spec.byteLevel ? ALGO.bpeBytes : ALGO.bpeChars,
+      byteTokens,
+      unkId: spec.unkId,
+      ignoreMerges: spec.ignoreMerges,
+      chunkSafe: spec.model === "spm" && spmChunkSafe(spec.tokens),
+      pre: spec.pre,
+    });
+    this.table = new PieceTable(spec);
+    this.splitAll = new SpecialSplitter(spec.addedTokens);
+    this.splitUser = new SpecialSplitter(spec.addedTokens.filter((t) => !t.special));
+  }
+
+  static fromGGUF(g: GgufFile, source?: string): Tokenizer {
+    return new Tokenizer(vocabFromGGUF(g, source));
+  }
+
+  get vocabSize(): number {
+    return this.spec.tokens.length;
+  }
+  get bosId(): number {
+    return this.spec.bosId;
+  }
+  get eosId(): number {
+    return this.spec.eosId;
+  }
+  get padId(): number {
+    return this.spec.padId;
+  }
+  get unkId(): number {
+    return this.spec.unkId;
+  }
+
+  /** The token's string as the vocabulary spells it (▁ / Ġ included). */
+  idToToken(id: number): string {
+    const t = this.spec.tokens[id];
+    if (t === undefined) throw new PeftError("TOKENIZER_BAD_ID", `token id ${id} is outside the vocabulary (0..${this.vocabSize - 1})`);
+    return t;
+  }
+
+  /** Id of a token spelled as the vocabulary spells it, or undefined. */
+  tokenToId(token: string): number | undefined {
+    return this.ids.get(token);
+  }
+
+  encode(text: string, options: EncodeOptions = {}): number[] {
+    if (typeof text !== "string") throw new PeftError("TOKENIZER_BAD_INPUT", `encode: text must be a string, got ${typeof text}`);
+    const addSpecial = options.addSpecial ?? true;
+    const parseSpecial = options.parseSpecial ?? true;
+    const spec = this.spec;
+    const out: number[] = [];
+    if (addSpecial && spec.addBos && spec.bosId >= 0) out.push(spec.bosId);
+    if (spec.normalize) text = text.normalize(spec.normalize);
+    let prevSpecial = true; // llama.cpp: the first fragment and any after a token get the space prefix
+    const prefix = spec.model === "spm" && spec.addSpacePrefix;
+    (parseSpecial ? this.splitAll : this.splitUser).split(
+      text,
+      (frag) => {
+        this.engine.encodeInto(frag, prefix && prevSpecial, out);
+        prevSpecial = false;
+      },
+      (id) => {
+        out.push(id);
+        prevSpecial = true;
+      },
+    );
+    if (addSpecial && spec.addEos && spec.eosId >= 0) out.push(spec.eosId);
+    return out;
+  }
+
+  encodeBatch(texts: string[], options: EncodeOptions = {}): number[][] {
+    return texts.map((t) => this.encode(t, options));
+  }
+
+  decode(ids: ArrayLike<number>, options: DecodeOptions = {}): string {
+    return new TextDecoder("utf-8", { ignoreBOM: true }).decode(this.table.bytes(ids, options.skipSpecial ?? false));
+  }
+
+  /** Raw bytes of the ids (what decode() turns into text). */
+  decodeBytes(ids: ArrayLike<number>, options: DecodeOptions = {}): Uint8Array {
+    return this.table.bytes(ids, options.skipSpecial ?? false);
+  }
+
+  /** Incremental decoder for streaming generation: never emits half a UTF-8 character. */
+  createStreamDecoder(options: DecodeOptions = {}): StreamDecoder {
+    return createStreamDecoder(this.table, options.skipSpecial ?? false);
+  }
+}
+
+/**
+ * SPM merges can cross a "▁" only if some token has ▁ right after another char; without such
+ * a token each "▁▁word" run can be encoded on its own with identical ids.
+ */
+function spmChunkSafe(tokens: string[]): boolean {
+  for (const t of tokens) {
+    for (let i = t.indexOf("\u2581", 1); i > 0; i = t.indexOf("\u2581", i + 1)) {
+      if (t[i - 1] !== "\u2581") return false;
+    }
+  }
+  return true;
+}
