@@ -218,7 +218,8 @@ export async function hfWeights(dir: string): Promise<WeightSource> {
       }
     }
     config.tiedEmbeddings = !located.has("output.weight");
-    for (const [gg, shape] of expectedShapes(config)) {
+    const expected = expectedShapes(config);
+    for (const [gg, shape] of expected) {
       const t = located.get(gg);
       const hfName = ggufToHfName(gg)!;
       if (!t) throw new PeftError("HF_MISSING_TENSOR", `${dir}: tensor ${hfName} is missing`);
@@ -227,7 +228,7 @@ export async function hfWeights(dir: string): Promise<WeightSource> {
       }
     }
     for (const gg of located.keys()) {
-      if (!expectedShapes(config).has(gg)) {
+      if (!expected.has(gg)) {
         throw new PeftError("HF_UNKNOWN_TENSOR", `${located.get(gg)!.file.name}: tensor ${located.get(gg)!.hfName} is beyond num_hidden_layers ${config.nLayers}`);
       }
     }
