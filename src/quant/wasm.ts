@@ -1,0 +1,60 @@
+/**
+ * The quantizer WASM module (wasm/quant/index.ts): instantiated once, synchronously (it is a
+ * few KB), with a fixed scratch layout past its heap base:
+ *   [tables 4 KiB][input chunk][output chunk]
+ * Callers stream data through in chunks of whole blocks so memory stays bounded for any tensor.
+ */
+import { wasmBytes } from "../assets.ts";
+
+interface QuantExports {
+  memory: WebAssembly.Memory;
+  heapBase(): number;
+  widenF16(src: number, n: number, dst: number): void;
+  widenBF16(src: number, n: number, dst: number): void;
+  quantize4(src: number, n: number, blocksize: number, mids: number, nMids: number, rankToCode: number, signMag: number, outPacked: number, outAbsmax: number): number;
+  dequantize4(packed: number, n: number, blocksize: number, code: number, planes: number, absmax: number, out: number): void;
+  quantize8(src: number, n: number, blocksize: number, mids: number, outCodes: number, outAbsmax: number): number;
+  dequantize8(codes: number, n: number, blocksize: number, map: number, absmax: number, offset: number, out: number): void;
+}
+
+/** Elements per chunk: a multiple of every legal blocksize (<= 4096) and of 256. */
+export const CHUNK = 1 << 18;
+
+export class QuantWasm {
+  readonly x: QuantExports;
+  /** Start of the 4 KiB table area. */
+  readonly tables: number;
+  /** Start of the data area (16-byte aligned). */
+  readonly data: number;
+
+  private constructor() {
+    const module = new WebAssembly.Module(wasmBytes("quant") as BufferSource);
+    this.x = new WebAssembly.Instance(module, {
+      env: {
+        abort: () => {
+          throw new Error("quant wasm abort");
+        },
+      },
+    }).exports as unknown as QuantExports;
+    this.tables = Math.ceil(this.x.heapBase() / 16) * 16;
+    this.data = this.tables + 4096;
+  }
+
+  private static instance: QuantWasm | null = null;
+  static get(): QuantWasm {
+    return QuantWasm.instance ??= new QuantWasm();
+  }
+
+  /** Makes memory at least `end` bytes long. */
+  ensure(end: number): void {
+    const mem = this.x.memory;
+    if (end > mem.buffer.byteLength) mem.grow(Math.ceil((end - mem.buffer.byteLength) / 65536));
+  }
+
+  u8(ptr: number, n: number): Uint8Array {
+    return new Uint8Array(this.x.memory.buffer, ptr, n);
+  }
+  f32(ptr: number, n: number): Float32Array {
+    return new Float32Array(this.x.memory.buffer, ptr, n);
+  }
+}

@@ -1,0 +1,265 @@
+// NF4 / FP4 blockwise 4-bit quantization and 8-bit blockwise (double-quant) kernels,
+// bit-exact with bitsandbytes (see src/quant/tables.ts for the rules and the tables).
+//
+// Memory: the TS wrapper (src/quant/wasm.ts) owns everything past heapBase(); it writes
+// inputs and tables there and reads outputs back. No allocator runs in here.
+//
+// 4-bit code of a value x in a block with absmax a (a > 0):
+//   s = clamp(x * (1/a), -1, 1)              (f32, one rounding each)
+//   rank = #{ midpoints m_j : s > m_j }      (strict: a value on a midpoint takes the lower code)
+//   code = rankToCode[rank]                  (identity for NF4)
+// FP4 is sign-magnitude: rank counts magnitudes |s| > m_j and the sign adds 8 when s < 0.
+// A block with absmax 0 gets code 0 everywhere (what bitsandbytes' NaN path produces).
+// Packing: two codes per byte, even element in the high nibble.
+
+export function heapBase(): usize {
+  return __heap_base;
+}
+
+// ---------------------------------------------------------------- input widening
+
+/** f16 -> f32 for n values (exact). */
+export function widenF16(src: usize, n: i32, dst: usize): void {
+  for (let i = 0; i < n; i++) {
+    const h = <u32>load<u16>(src + (<usize>i << 1));
+    const sign = (h & 0x8000) << 16;
+    let e = (h >> 10) & 0x1f;
+    let m = h & 0x3ff;
+    let bits: u32;
+    if (e == 0x1f) {
+      bits = sign | 0x7f800000 | (m << 13);
+    } else if (e != 0) {
+      bits = sign | ((e + 112) << 23) | (m << 13);
+    } else if (m == 0) {
+      bits = sign;
+    } else {
+      // subnormal: normalise
+      let shift: u32 = 0;
+      while ((m & 0x400) == 0) {
+        m <<= 1;
+        shift++;
+      }
+      m &= 0x3ff;
+      bits = sign | ((113 - shift) << 23) | (m << 13);
+    }
+    store<u32>(dst + (<usize>i << 2), bits);
+  }
+}
+
+/** bf16 -> f32 for n values (exact: the top 16 bits of an f32). */
+export function widenBF16(src: usize, n: i32, dst: usize): void {
+  for (let i = 0; i < n; i++) {
+    store<u32>(dst + (<usize>i << 2), (<u32>load<u16>(src + (<usize>i << 1))) << 16);
+  }
+}
+
+// ---------------------------------------------------------------- block absmax
+
+/** max |x| over n values (SIMD when n is a multiple of 4). NaN propagates. */
+function absmaxOf(p: usize, n: i32): f32 {
+  let m: f32 = 0;
+  let i = 0;
+  if (n >= 8) {
+    let v = f32x4.splat(0);
+    for (; i + 4 <= n; i += 4) {
+      v = f32x4.max(v, f32x4.abs(v128.load(p + (<usize>i << 2))));
+    }
+    m = max(max(f32x4.extract_lane(v, 0), f32x4.extract_lane(v, 1)), max(f32x4.extract_lane(v, 2), f32x4.extract_lane(v, 3)));
+  }
+  for (; i < n; i++) {
+    const a = abs<f32>(load<f32>(p + (<usize>i << 2)));
+    m = a != a ? a : max(m, a);
+  }
+  return m;
+}
+
+// ---------------------------------------------------------------- 4-bit quantize
+
+/** Scalar code of one scaled value (used for partial blocks and odd tails). */
+function code4(s: f32, mids: usize, nMids: i32, rankToCode: usize, signMag: bool): u32 {
+  let v = s;
+  let sign: u32 = 0;
+  if (signMag) {
+    if (s < 0) sign = 8;
+    v = abs<f32>(s);
+  }
+  let rank = 0;
+  for (let j = 0; j < nMids; j++) {
+    if (v > load<f32>(mids + (<usize>j << 2))) rank++;
+  }
+  return (<u32>load<u8>(rankToCode + <usize>rank)) | sign;
+}
+
+/** Codes of 4 scaled values as i32 lanes. */
+// @ts-ignore: decorator
+@inline
+function codes4(s: v128, mids: usize, nMids: i32, table: v128, signMag: bool): v128 {
+  let v = s;
+  let sign = i32x4.splat(0);
+  if (signMag) {
+    sign = v128.and(f32x4.lt(s, f32x4.splat(0)), i32x4.splat(8));
+    v = f32x4.abs(s);
+  }
+  let rank = i32x4.splat(0);
+  for (let j = 0; j < nMids; j++) {
+    // gt gives -1 per true lane: subtracting counts it
+    rank = i32x4.sub(rank, f32x4.gt(v, v128.load32_splat(mids + (<usize>j << 2))));
+  }
+  // rank < 16 sits in each lane's low byte; the other bytes index table[0] == code 0.
+  return v128.or(i8x16.swizzle(table, rank), sign);
+}
+
+/**
+ * Quantizes n f32 values at src into packed 4-bit codes (ceil(n/2) bytes at outPacked) and one
+ * f32 absmax per block at outAbsmax. mids: nMids f32 sorted midpoints; rankToCode: 16 bytes.
+ * Returns -1, or the index of the first block holding a NaN or an infinity.
+ */
+export function quantize4(
+  src: usize, n: i32, blocksize: i32, mids: usize, nMids: i32, rankToCode: usize, signMag: bool,
+  outPacked: usize, outAbsmax: usize,
+): i32 {
+  const table = v128.load(rankToCode);
+  const nBlocks = (n + blocksize - 1) / blocksize;
+  for (let b = 0; b < nBlocks; b++) {
+    const start = b * blocksize;
+    const len = min(blocksize, n - start);
+    const p = src + (<usize>start << 2);
+    const amax = absmaxOf(p, len);
+    if (!(amax <= f32.MAX_VALUE)) return b;
+    store<f32>(outAbsmax + (<usize>b << 2), amax);
+    const out = outPacked + (<usize>start >> 1); // blocksize is even: blocks start on a byte
+    if (amax == 0) {
+      memory.fill(out, 0, <usize>((len + 1) >> 1));
+      continue;
+    }
+    const r: f32 = 1 / amax;
+    let i = 0;
+    if (len == blocksize) {
+      const rv = f32x4.splat(r);
+      const lo = f32x4.splat(-1);
+      const hi = f32x4.splat(1);
+      for (; i + 8 <= len; i += 8) {
+        const q = p + (<usize>i << 2);
+        const s0 = f32x4.min(f32x4.max(f32x4.mul(v128.load(q), rv), lo), hi);
+        const s1 = f32x4.min(f32x4.max(f32x4.mul(v128.load(q, 16), rv), lo), hi);
+        const c0 = codes4(s0, mids, nMids, table, signMag);
+        const c1 = codes4(s1, mids, nMids, table, signMag);
+        // even elements (lanes 0, 2 of each) to the high nibble, odd ones to the low
+        const e = i8x16.shuffle(c0, c1, 0, 8, 16, 24, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0);
+        const o = i8x16.shuffle(c0, c1, 4, 12, 20, 28, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0);
+        store<u32>(out + (<usize>i >> 1), i32x4.extract_lane(v128.or(i8x16.shl(e, 4), o), 0));
+      }
+    }
+    for (; i < len; i += 2) {
+      const s0 = min<f32>(max<f32>(load<f32>(p + (<usize>i << 2)) * r, -1), 1);
+      let byte = code4(s0, mids, nMids, rankToCode, signMag) << 4;
+      if (i + 1 < len) {
+        const s1 = min<f32>(max<f32>(load<f32>(p + (<usize>(i + 1) << 2)) * r, -1), 1);
+        byte |= code4(s1, mids, nMids, rankToCode, signMag);
+      }
+      store<u8>(out + (<usize>i >> 1), <u8>byte);
+    }
+  }
+  return -1;
+}
+
+// ---------------------------------------------------------------- 4-bit dequantize
+
+/**
+ * out[i] = code[q_i] * absmax[i / blocksize] (f32 multiply) for n values.
+ * planes: the 16-entry f32 code table split into 4 byte planes (64 bytes: plane k holds byte k
+ * of every entry), so one i8x16.swizzle per plane looks up 16 codes at once.
+ */
+export function dequantize4(packed: usize, n: i32, blocksize: i32, code: usize, planes: usize, absmax: usize, out: usize): void {
+  const p0 = v128.load(planes);
+  const p1 = v128.load(planes, 16);
+  const p2 = v128.load(planes, 32);
+  const p3 = v128.load(planes, 48);
+  const nib = i8x16.splat(0x0f);
+  const nBlocks = (n + blocksize - 1) / blocksize;
+  for (let b = 0; b < nBlocks; b++) {
+    const start = b * blocksize;
+    const len = min(blocksize, n - start);
+    const a = load<f32>(absmax + (<usize>b << 2));
+    const av = f32x4.splat(a);
+    const src = packed + (<usize>start >> 1);
+    const dst = out + (<usize>start << 2);
+    let i = 0;
+    for (; i + 32 <= len; i += 32) {
+      const v = v128.load(src + (<usize>i >> 1));
+      const hi = i8x16.shr_u(v, 4);
+      const lo = v128.and(v, nib);
+      const ia = i8x16.shuffle(hi, lo, 0, 16, 1, 17, 2, 18, 3, 19, 4, 20, 5, 21, 6, 22, 7, 23);
+      const ib = i8x16.shuffle(hi, lo, 8, 24, 9, 25, 10, 26, 11, 27, 12, 28, 13, 29, 14, 30, 15, 31);
+      lookup16(ia, p0, p1, p2, p3, av, dst + (<usize>i << 2));
+      lookup16(ib, p0, p1, p2, p3, av, dst + (<usize>(i + 16) << 2));
+    }
+    for (; i < len; i++) {
+      const byte = <u32>load<u8>(src + (<usize>i >> 1));
+      const q = (i & 1) == 0 ? byte >> 4 : byte & 15;
+      store<f32>(dst + (<usize>i << 2), load<f32>(code + (<usize>q << 2)) * a);
+    }
+  }
+}
+
+// @ts-ignore: decorator
+@inline
+function lookup16(idx: v128, p0: v128, p1: v128, p2: v128, p3: v128, av: v128, dst: usize): void {
+  const b0 = i8x16.swizzle(p0, idx);
+  const b1 = i8x16.swizzle(p1, idx);
+  const b2 = i8x16.swizzle(p2, idx);
+  const b3 = i8x16.swizzle(p3, idx);
+  const t01l = i8x16.shuffle(b0, b1, 0, 16, 1, 17, 2, 18, 3, 19, 4, 20, 5, 21, 6, 22, 7, 23);
+  const t01h = i8x16.shuffle(b0, b1, 8, 24, 9, 25, 10, 26, 11, 27, 12, 28, 13, 29, 14, 30, 15, 31);
+  const t23l = i8x16.shuffle(b2, b3, 0, 16, 1, 17, 2, 18, 3, 19, 4, 20, 5, 21, 6, 22, 7, 23);
+  const t23h = i8x16.shuffle(b2, b3, 8, 24, 9, 25, 10, 26, 11, 27, 12, 28, 13, 29, 14, 30, 15, 31);
+  v128.store(dst, f32x4.mul(i8x16.shuffle(t01l, t23l, 0, 1, 16, 17, 2, 3, 18, 19, 4, 5, 20, 21, 6, 7, 22, 23), av));
+  v128.store(dst, f32x4.mul(i8x16.shuffle(t01l, t23l, 8, 9, 24, 25, 10, 11, 26, 27, 12, 13, 28, 29, 14, 15, 30, 31), av), 16);
+  v128.store(dst, f32x4.mul(i8x16.shuffle(t01h, t23h, 0, 1, 16, 17, 2, 3, 18, 19, 4, 5, 20, 21, 6, 7, 22, 23), av), 32);
+  v128.store(dst, f32x4.mul(i8x16.shuffle(t01h, t23h, 8, 9, 24, 25, 10, 11, 26, 27, 12, 13, 28, 29, 14, 15, 30, 31), av), 48);
+}
+
+// ---------------------------------------------------------------- 8-bit blockwise (double quant)
+
+/**
+ * Quantizes n f32 values blockwise to 8-bit codes with a sorted 256-entry map: code = number of
+ * its 255 midpoints (at mids) strictly below the scaled value. One f32 absmax per block.
+ * Returns -1, or the index of the first block holding a NaN or an infinity.
+ */
+export function quantize8(src: usize, n: i32, blocksize: i32, mids: usize, outCodes: usize, outAbsmax: usize): i32 {
+  const nBlocks = (n + blocksize - 1) / blocksize;
+  for (let b = 0; b < nBlocks; b++) {
+    const start = b * blocksize;
+    const len = min(blocksize, n - start);
+    const p = src + (<usize>start << 2);
+    const amax = absmaxOf(p, len);
+    if (!(amax <= f32.MAX_VALUE)) return b;
+    store<f32>(outAbsmax + (<usize>b << 2), amax);
+    const r: f32 = amax == 0 ? 0 : 1 / amax;
+    for (let i = 0; i < len; i++) {
+      let code = 0;
+      if (amax != 0) {
+        const s = min<f32>(max<f32>(load<f32>(p + (<usize>i << 2)) * r, -1), 1);
+        let lo = 0;
+        let hi = 255;
+        while (lo < hi) {
+          const mid = (lo + hi) >> 1;
+          if (s > load<f32>(mids + (<usize>mid << 2))) lo = mid + 1;
+          else hi = mid;
+        }
+        code = lo;
+      }
+      store<u8>(outCodes + <usize>(start + i), <u8>code);
+    }
+  }
+  return -1;
+}
+
+/** out[i] = map[codes[i]] * absmax[i / blocksize] + offset (two f32 roundings, no fma). */
+export function dequantize8(codes: usize, n: i32, blocksize: i32, map: usize, absmax: usize, offset: f32, out: usize): void {
+  for (let i = 0; i < n; i++) {
+    const a = load<f32>(absmax + (<usize>(i / blocksize) << 2));
+    const v: f32 = load<f32>(map + (<usize>load<u8>(codes + <usize>i) << 2)) * a;
+    store<f32>(out + (<usize>i << 2), v + offset);
+  }
+}
