@@ -147,6 +147,12 @@ export class Gpu {
     return t;
   }
 
+  /** Zero-fills an existing tensor on the GPU (in order with queued work). */
+  clear(t: Tensor): void {
+    this.endPass();
+    this.commandEncoder().clearBuffer(t.buffer);
+  }
+
   /** Uploads host data into a new tensor. */
   upload(data: Float32Array | Uint32Array | Int32Array | Uint16Array | Uint8Array, shape: number[], dtype?: DType, category: MemoryCategory = "weights"): Tensor {
     const dt: DType = dtype ??
