@@ -7,6 +7,7 @@ import type { GgufFile } from "../io/gguf.ts";
 import { BYTE_TO_CHAR, byteLevelToBytes } from "./byte_level.ts";
 import { createStreamDecoder, PieceTable, type StreamDecoder } from "./decoder.ts";
 import { vocabFromGGUF } from "./gguf_vocab.ts";
+import { vocabFromJSON } from "./hf_vocab.ts";
 import { SpecialSplitter } from "./special_split.ts";
 import type { VocabSpec } from "./vocab_spec.ts";
 import { ALGO, WasmEngine } from "./wasm_engine.ts";
@@ -34,11 +35,12 @@ export class Tokenizer {
   constructor(spec: VocabSpec) {
     this.spec = spec;
     const n = spec.tokens.length;
-    for (let i = 0; i < n; i++) if (!this.ids.has(spec.tokens[i])) this.ids.set(spec.tokens[i], i);
+    for (let i = 0; i < n; i++) if (spec.tokens[i] !== "" && !this.ids.has(spec.tokens[i])) this.ids.set(spec.tokens[i], i);
     const enc = new TextEncoder();
-    const tokenBytes = spec.byteLevel
-      ? spec.tokens.map((t) => byteLevelToBytes(t).bytes)
-      : spec.tokens.map((t) => enc.encode(t));
+    const none = new Uint8Array(0);
+    const tokenBytes = spec.tokens.map((t, id) =>
+      spec.notInModel?.has(id) ? none : spec.byteLevel ? byteLevelToBytes(t).bytes : enc.encode(t)
+    );
     const byteTokens = new Int32Array(256).fill(-1);
     for (let b = 0; b < 256; b++) {
       if (spec.byteLevel) {
@@ -81,6 +83,11 @@ export class Tokenizer {
 
   static fromGGUF(g: GgufFile, source?: string): Tokenizer {
     return new Tokenizer(vocabFromGGUF(g, source));
+  }
+
+  /** From tokenizer.json (text or parsed), optionally with tokenizer_config.json for the chat template. */
+  static fromJSON(json: string | object, config?: string | object, source?: string): Tokenizer {
+    return new Tokenizer(vocabFromJSON(json, config, source));
   }
 
   get vocabSize(): number {

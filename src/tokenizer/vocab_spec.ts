@@ -46,7 +46,12 @@ export interface VocabSpec {
   /** Unicode normalization applied before encoding (HF normalizer NFC / NFKC ...). */
   normalize?: "NFC" | "NFD" | "NFKC" | "NFKD";
   addedTokens: AddedToken[];
+  /** Added tokens outside the BPE model's vocab (HF): BPE must never produce them. */
+  notInModel?: Set<number>;
   chatTemplate?: string;
+  /** Chat template variables bos_token / eos_token (tokenizer_config.json), else the BOS/EOS text. */
+  bosToken?: string;
+  eosToken?: string;
   /** Where this came from, for error messages. */
   source: string;
 }
