@@ -3,3 +3,4 @@ export { type DecodeOptions, type EncodeOptions, Tokenizer } from "./tokenizer.t
 export type { StreamDecoder } from "./decoder.ts";
 export type { AddedToken, PreTokenizer, VocabSpec } from "./vocab_spec.ts";
 export { TokenType } from "./vocab_spec.ts";
+export type { ChatMessage, ChatTemplateOptions } from "./chat_template.ts";

@@ -8,6 +8,10 @@ import { BYTE_TO_CHAR, byteLevelToBytes } from "./byte_level.ts";
 import { createStreamDecoder, PieceTable, type StreamDecoder } from "./decoder.ts";
 import { vocabFromGGUF } from "./gguf_vocab.ts";
 import { vocabFromJSON } from "./hf_vocab.ts";
+import { type ChatMessage, type ChatTemplateOptions, renderChatTemplate } from "./chat_template.ts";
+import { readGGUF } from "../io/gguf.ts";
+import { readFile } from "node:fs/promises";
+import { dirname, join } from "node:path";
 import { SpecialSplitter } from "./special_split.ts";
 import type { VocabSpec } from "./vocab_spec.ts";
 import { ALGO, WasmEngine } from "./wasm_engine.ts";
@@ -90,6 +94,35 @@ export class Tokenizer {
     return new Tokenizer(vocabFromJSON(json, config, source));
   }
 
+  /**
+   * GGUF or tokenizer.json, picked by content (GGUF magic vs JSON). A tokenizer_config.json
+   * beside a tokenizer.json is read for the chat template when present.
+   */
+  static async fromFile(path: string): Promise<Tokenizer> {
+    let bytes: Uint8Array;
+    try {
+      bytes = await readFile(path);
+    } catch (e) {
+      throw new PeftError("TOKENIZER_FILE", `${path}: cannot read (${(e as Error).message})`);
+    }
+    if (bytes.length >= 4 && bytes[0] === 0x47 && bytes[1] === 0x47 && bytes[2] === 0x55 && bytes[3] === 0x46) {
+      const g = await readGGUF(bytes);
+      try {
+        return Tokenizer.fromGGUF(g, path);
+      } finally {
+        await g.close();
+      }
+    }
+    let i = 0;
+    while (i < bytes.length && (bytes[i] === 0x20 || bytes[i] === 0x0a || bytes[i] === 0x0d || bytes[i] === 0x09)) i++;
+    if (bytes[i] !== 0x7b) throw new PeftError("TOKENIZER_FILE", `${path}: neither a GGUF file nor a tokenizer.json (JSON object)`);
+    let config: string | undefined;
+    try {
+      config = await readFile(join(dirname(path), "tokenizer_config.json"), "utf8");
+    } catch { /* no config beside it: no chat template */ }
+    return Tokenizer.fromJSON(new TextDecoder().decode(bytes), config, path);
+  }
+
   get vocabSize(): number {
     return this.spec.tokens.length;
   }
@@ -154,6 +187,22 @@ export class Tokenizer {
   /** Raw bytes of the ids (what decode() turns into text). */
   decodeBytes(ids: ArrayLike<number>, options: DecodeOptions = {}): Uint8Array {
     return this.table.bytes(ids, options.skipSpecial ?? false);
+  }
+
+  /** Renders the vocabulary's chat template (GGUF tokenizer.chat_template / tokenizer_config chat_template). */
+  applyChatTemplate(messages: ChatMessage[], options: ChatTemplateOptions & { template?: string } = {}): string {
+    const src = options.template ?? this.spec.chatTemplate;
+    if (!src) throw new PeftError("CHAT_TEMPLATE_MISSING", `${this.spec.source}: has no chat template (pass options.template)`);
+    const name = (id: number) => (id >= 0 ? this.spec.tokens[id] : "");
+    return renderChatTemplate(src, messages, {
+      bos: this.spec.bosToken ?? name(this.spec.bosId),
+      eos: this.spec.eosToken ?? name(this.spec.eosId),
+    }, options, `${this.spec.source} chat template`);
+  }
+
+  /** Token ids of the rendered chat (special tokens in the template are parsed; no extra BOS). */
+  encodeChat(messages: ChatMessage[], options: ChatTemplateOptions & { template?: string } = {}): number[] {
+    return this.encode(this.applyChatTemplate(messages, options), { addSpecial: false, parseSpecial: true });
   }
 
   /** Incremental decoder for streaming generation: never emits half a UTF-8 character. */
