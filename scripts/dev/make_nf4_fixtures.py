@@ -160,6 +160,40 @@ def case(name, A, blocksize, quant_type, double_quant, input_kind, store_input=F
     return c
 
 
+def bnb_state_dict(name, W, blocksize, quant_type, double_quant):
+    """QuantState.as_dict(packed=True) entries under `name` (Params4bit._save_to_state_dict)."""
+    packed, absmax = quantize_4bit(W.float().reshape(-1), blocksize, quant_type)
+    qs = {"quant_type": quant_type, "blocksize": blocksize, "dtype": str(W.dtype).strip("torch."), "shape": tuple(W.shape)}
+    out = {name: packed.reshape(-1, 1), name + ".quant_map": get_4bit_type(quant_type)}
+    if double_quant:
+        offset = absmax.mean()
+        qabs, nabs = quantize_blockwise(absmax - offset, 256, create_dynamic_map())
+        out[name + ".absmax"] = qabs
+        out[name + ".nested_absmax"] = nabs
+        out[name + ".nested_quant_map"] = create_dynamic_map()
+        qs.update({"nested_blocksize": 256, "nested_dtype": "float32", "nested_offset": offset.item()})
+    else:
+        out[name + ".absmax"] = absmax
+    out[name + ".quant_state.bitsandbytes__" + quant_type] = torch.tensor(list(json.dumps(qs).encode("utf-8")), dtype=torch.uint8)
+    return out
+
+
+def write_safetensors(path, tensors):
+    """The safetensors format by hand (the package is not installed): sorted names, packed data."""
+    names = sorted(tensors)
+    header, blobs, off = {}, [], 0
+    for k in names:
+        t = tensors[k].contiguous()
+        b = t.numpy().tobytes()
+        header[k] = {"dtype": {torch.uint8: "U8", torch.float32: "F32"}[t.dtype], "shape": list(t.shape), "data_offsets": [off, off + len(b)]}
+        blobs.append(b)
+        off += len(b)
+    h = json.dumps(header, separators=(",", ":")).encode()
+    h += b" " * ((8 - len(h) % 8) % 8)
+    with open(path, "wb") as f:
+        f.write(len(h).to_bytes(8, "little") + h + b"".join(blobs))
+
+
 def main():
     nf4 = get_4bit_type("nf4")
     mids = midpoints(nf4)
@@ -204,6 +238,12 @@ def main():
     with open(path, "w") as f:
         json.dump(out, f, indent=1)
     print("wrote", os.path.normpath(path), os.path.getsize(path), "bytes")
+    sd = {}
+    sd.update(bnb_state_dict("model.layers.0.self_attn.q_proj.weight", lcg_input(24 * 40, 8, 0.1).reshape(24, 40), 32, "nf4", True))
+    sd.update(bnb_state_dict("model.layers.0.mlp.down_proj.weight", lcg_input(7 * 9, 9, 1.0).reshape(7, 9), 64, "fp4", False))
+    st_path = os.path.join(os.path.dirname(path), "bnb_layout.safetensors")
+    write_safetensors(st_path, sd)
+    print("wrote", os.path.normpath(st_path), os.path.getsize(st_path), "bytes")
 
 
 if __name__ == "__main__":

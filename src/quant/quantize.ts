@@ -145,11 +145,16 @@ export function quantize4bitBF16(data: Uint16Array, opts: Quantize4bitOptions = 
   return quantizeAny({ kind: "bfloat16", data }, opts);
 }
 
-/** Double quantization of f32 absmax constants (bnb quantize_4bit with compress_statistics). */
-export function quantizeAbsmax(absmax: Float32Array, map: Float32Array = DYNAMIC_MAP): NestedAbsmax {
-  let sum = 0;
-  for (let i = 0; i < absmax.length; i++) sum += absmax[i];
-  const offset = absmax.length ? Math.fround(sum / absmax.length) : 0;
+/**
+ * Double quantization of f32 absmax constants (bnb quantize_4bit with compress_statistics).
+ * `offset` defaults to the mean (f64 sum, rounded once); pass one to reproduce a given state.
+ */
+export function quantizeAbsmax(absmax: Float32Array, map: Float32Array = DYNAMIC_MAP, offset?: number): NestedAbsmax {
+  if (offset === undefined) {
+    let sum = 0;
+    for (let i = 0; i < absmax.length; i++) sum += absmax[i];
+    offset = absmax.length ? Math.fround(sum / absmax.length) : 0;
+  }
   const w = QuantWasm.get();
   w.ensure(w.data + D_END);
   const mids = map === DYNAMIC_MAP ? DYNAMIC_MIDS : midpointsOf(map);
