@@ -18,6 +18,8 @@ import { matmul } from "../kernels/matmul.ts";
 import { rmsnorm, rmsnormBackward } from "../kernels/rmsnorm.ts";
 import { rope } from "../kernels/rope.ts";
 import { swiglu, swigluBackward } from "../kernels/swiglu.ts";
+import { deriveSeed } from "../train/rng.ts";
+import { GGUF_TO_HF_MODULE, LINEAR_MODULES } from "./config.ts";
 import type { LlamaGpu } from "./llama.ts";
 
 /** One trainable LoRA pair on the GPU with its gradient buffers. */
@@ -77,19 +79,10 @@ interface BlockTape {
   lora: Map<string, LoraSaved>;
 }
 
-const MODULE_INDEX: Record<string, number> = {
-  attn_q: 0, attn_k: 1, attn_v: 2, attn_output: 3, ffn_gate: 4, ffn_up: 5, ffn_down: 6,
-};
-
-/** Per-linear dropout seed: a mix of the micro-batch seed, the layer and the module. */
+/** Per-linear dropout seed, independent for every (micro-batch seed, layer, module). */
 function linearSeed(seed: number, name: string): number {
   const [, layer, mod] = name.split(".");
-  let h = (seed ^ 0x9e3779b9) >>> 0;
-  for (const v of [Number(layer) + 1, (MODULE_INDEX[mod] ?? 7) + 1]) {
-    h = Math.imul(h ^ v, 0x85ebca6b) >>> 0;
-    h = (h ^ (h >>> 13)) >>> 0;
-  }
-  return h;
+  return deriveSeed(seed, Number(layer), LINEAR_MODULES.indexOf(GGUF_TO_HF_MODULE[mod]));
 }
 
 class TrainPass {

@@ -1,0 +1,377 @@
+/**
+ * The LoRA training loop: data -> micro-batches -> forward/backward on the GPU -> global-norm
+ * clipping -> AdamW on the GPU, with an LR schedule, evaluation, metrics.jsonl + loss.svg,
+ * checkpoints (every N steps and on Ctrl-C) and exact resume.
+ *
+ * Reproducibility: batch order depends on (seed, epoch) and every dropout mask on
+ * (seed, step, micro-batch, layer, module), so a resumed run needs only the step, the adapter
+ * and the optimizer state to continue with the same losses as an uninterrupted one.
+ */
+import { mkdir, readdir, readFile, rename, rm, writeFile } from "node:fs/promises";
+import { join } from "node:path";
+import process from "node:process";
+import { PeftError } from "../errors.ts";
+import type { Tensor } from "../gpu/gpu.ts";
+import { readSafetensors, writeSafetensors } from "../io/safetensors.ts";
+import { adamwStep, sumOfSquares } from "../kernels/adamw.ts";
+import { evalLoss, lossAndGrads, type TrainableLora } from "../model/llama_train.ts";
+import type { Model } from "../model/model.ts";
+import { LoraAdapter } from "../peft/lora.ts";
+import { type Batch, batches, batchesPerEpoch, evalBatches, type Example, loadDataset } from "./data.ts";
+import { lossCurveSvg } from "./loss_svg.ts";
+import { formatEval, type MetricRecord, MetricsWriter, parseMetrics, ProgressReporter } from "./progress.ts";
+import { deriveSeed } from "./rng.ts";
+import { lrAt, type LrSchedulerName, validateSchedule } from "./schedule.ts";
+
+export interface TrainOptions {
+  /** Name of the adapter to train (model.addAdapter first). */
+  adapter: string;
+  /** Plain text or JSONL ({"text"}, {"prompt","completion"}, {"messages"}). */
+  data: string;
+  seqLen?: number;
+  batchSize?: number;
+  gradientAccumulationSteps?: number;
+  learningRate?: number;
+  lrScheduler?: LrSchedulerName;
+  warmupRatio?: number;
+  warmupSteps?: number;
+  weightDecay?: number;
+  adamBeta1?: number;
+  adamBeta2?: number;
+  adamEpsilon?: number;
+  /** Global-norm clipping; 0 disables. */
+  maxGradNorm?: number;
+  epochs?: number;
+  /** Stop after this many optimizer steps (overrides epochs). */
+  maxSteps?: number;
+  seed?: number;
+  evalFraction?: number;
+  /** Evaluate every N optimizer steps (and at the start and end); 0 = only start and end. */
+  evalSteps?: number;
+  /** Cap on eval batches per evaluation (default all). */
+  maxEvalBatches?: number;
+  /** Checkpoint every N optimizer steps; 0 = only at the end and on Ctrl-C. */
+  saveSteps?: number;
+  /** Where metrics.jsonl, loss.svg, checkpoints and the final adapter go. */
+  outputDir?: string;
+  /** Continue from the latest checkpoint in outputDir (true) or from this checkpoint directory. */
+  resume?: boolean | string;
+  gradientCheckpointing?: boolean;
+  /** Plain-text windows: tokens between window starts (default seqLen). */
+  stride?: number;
+  packing?: boolean;
+  format?: "auto" | "text" | "jsonl";
+  /** Use at most this many sequences (text) or records (JSONL). */
+  maxExamples?: number;
+  /** Print progress (default true). */
+  progress?: boolean;
+  /** Called after every optimizer step. */
+  onStep?: (r: StepRecord) => void;
+  /** Stops training after the current step when aborted (a checkpoint is written). */
+  signal?: AbortSignal;
+}
+
+export interface StepRecord {
+  step: number;
+  loss: number;
+  lr: number;
+  gradNorm: number;
+  tokens: number;
+}
+
+export interface TrainResult {
+  steps: number;
+  totalSteps: number;
+  losses: number[];
+  evals: { step: number; loss: number }[];
+  /** Eval loss before the first update (base model + fresh adapter). */
+  initialEvalLoss?: number;
+  finalEvalLoss?: number;
+  stoppedEarly: boolean;
+  outputDir?: string;
+}
+
+interface Resolved extends Required<Omit<TrainOptions, "maxSteps" | "outputDir" | "onStep" | "signal" | "maxEvalBatches" | "stride" | "maxExamples">> {
+  maxSteps?: number;
+  outputDir?: string;
+  maxEvalBatches?: number;
+  stride?: number;
+  maxExamples?: number;
+}
+
+/** HF TrainingArguments' defaults where PEFT users expect them. */
+function resolve(o: TrainOptions): Resolved {
+  const r: Resolved = {
+    seqLen: 256, batchSize: 8, gradientAccumulationSteps: 1, learningRate: 2e-4, lrScheduler: "linear",
+    warmupRatio: 0, warmupSteps: 0, weightDecay: 0, adamBeta1: 0.9, adamBeta2: 0.999, adamEpsilon: 1e-8,
+    maxGradNorm: 1.0, epochs: 1, seed: 42, evalFraction: 0, evalSteps: 0, saveSteps: 0, resume: false,
+    gradientCheckpointing: false, packing: false, format: "auto", progress: true,
+    ...Object.fromEntries(Object.entries(o).filter(([, v]) => v !== undefined)),
+  } as Resolved;
+  const posInt = (k: keyof Resolved, min = 1) => {
+    const v = r[k];
+    if (!Number.isInteger(v) || (v as number) < min) throw new PeftError("BAD_TRAIN_OPTION", `${k} must be an integer >= ${min}, got ${v}`);
+  };
+  posInt("seqLen");
+  posInt("batchSize");
+  posInt("gradientAccumulationSteps");
+  posInt("epochs");
+  posInt("evalSteps", 0);
+  posInt("saveSteps", 0);
+  if (r.maxSteps !== undefined) posInt("maxSteps");
+  for (const k of ["learningRate", "weightDecay", "adamEpsilon", "maxGradNorm"] as const) {
+    if (!Number.isFinite(r[k]) || r[k] < 0) throw new PeftError("BAD_TRAIN_OPTION", `${k} must be a number >= 0, got ${r[k]}`);
+  }
+  for (const k of ["adamBeta1", "adamBeta2"] as const) {
+    if (!(r[k] >= 0 && r[k] < 1)) throw new PeftError("BAD_TRAIN_OPTION", `${k} must be in [0, 1), got ${r[k]}`);
+  }
+  if ((r.resume || r.saveSteps) && !r.outputDir) throw new PeftError("BAD_TRAIN_OPTION", "resume and saveSteps need outputDir");
+  return r;
+}
+
+/** AdamW moments of one LoRA tensor. */
+interface Moments {
+  param: Tensor;
+  grad: Tensor;
+  m: Tensor;
+  v: Tensor;
+  key: string;
+}
+
+function optimizerState(model: Model, lora: TrainableLora): Moments[] {
+  const out: Moments[] = [];
+  for (const [name, l] of lora.layers) {
+    out.push({ key: `${name}.lora_A`, param: l.A, grad: l.dA, m: model.gpu.zeros(l.A.shape, "f32", "optimizer"), v: model.gpu.zeros(l.A.shape, "f32", "optimizer") });
+    out.push({ key: `${name}.lora_B`, param: l.B, grad: l.dB, m: model.gpu.zeros(l.B.shape, "f32", "optimizer"), v: model.gpu.zeros(l.B.shape, "f32", "optimizer") });
+  }
+  return out;
+}
+
+async function evaluate(model: Model, lora: TrainableLora | undefined, examples: Example[], r: Resolved): Promise<number> {
+  let sum = 0, count = 0;
+  const list = evalBatches(examples, r.batchSize).slice(0, r.maxEvalBatches ?? Infinity);
+  for (const b of list) {
+    const t = evalLoss(model.llama, lora, { B: b.rows, T: b.seqLen, inputs: b.input, targets: b.target });
+    const losses = await model.gpu.readF32(t);
+    t.release();
+    for (const v of losses) sum += v;
+    count += b.lossTokens;
+  }
+  return count ? sum / count : NaN;
+}
+
+// ------------------------------------------------------------------ checkpoints
+
+async function writeCheckpoint(model: Model, name: string, moments: Moments[], dir: string, state: Record<string, unknown>): Promise<void> {
+  // Written to a temporary directory, then renamed: a crash never leaves half a checkpoint.
+  const tmp = `${dir}.tmp-${Date.now().toString(36)}`;
+  await rm(tmp, { recursive: true, force: true });
+  await model.saveAdapter(name, tmp);
+  const tensors = [];
+  for (const m of moments) {
+    tensors.push({ name: `${m.key}.exp_avg`, dtype: "F32" as const, shape: m.m.shape, data: await model.gpu.readF32(m.m) });
+    tensors.push({ name: `${m.key}.exp_avg_sq`, dtype: "F32" as const, shape: m.v.shape, data: await model.gpu.readF32(m.v) });
+  }
+  await writeSafetensors(join(tmp, "optimizer.safetensors"), tensors);
+  await writeFile(join(tmp, "trainer_state.json"), JSON.stringify(state, null, 2));
+  await rm(dir, { recursive: true, force: true });
+  await rename(tmp, dir);
+}
+
+async function latestCheckpoint(outputDir: string): Promise<string | null> {
+  let names: string[] = [];
+  try {
+    names = await readdir(outputDir);
+  } catch {
+    return null;
+  }
+  const steps = names.map((n) => /^checkpoint-(\d+)$/.exec(n)).filter((m) => m).map((m) => Number(m![1]));
+  return steps.length ? join(outputDir, `checkpoint-${Math.max(...steps)}`) : null;
+}
+
+async function restoreCheckpoint(model: Model, name: string, moments: Moments[], dir: string): Promise<Record<string, unknown>> {
+  let state: Record<string, unknown>;
+  try {
+    state = JSON.parse(await readFile(join(dir, "trainer_state.json"), "utf8"));
+  } catch (e) {
+    throw new PeftError("CHECKPOINT_INVALID", `${dir}: cannot read trainer_state.json: ${(e as Error).message}`);
+  }
+  const saved = await LoraAdapter.load(model.gpu, model.config, `${name}@resume`, dir);
+  try {
+    for (const [w, p] of model.adapter(name).pairs) {
+      const s = saved.pairs.get(w);
+      if (!s) throw new PeftError("CHECKPOINT_INVALID", `${dir}: checkpoint has no LoRA weights for ${w}`);
+      model.gpu.copy(s.A, p.A);
+      model.gpu.copy(s.B, p.B);
+    }
+  } finally {
+    saved.release();
+  }
+  const opt = await readSafetensors(join(dir, "optimizer.safetensors"));
+  try {
+    for (const m of moments) {
+      for (const [suffix, t] of [["exp_avg", m.m], ["exp_avg_sq", m.v]] as const) {
+        const key = `${m.key}.${suffix}`;
+        if (!opt.tensors.has(key)) throw new PeftError("CHECKPOINT_INVALID", `${dir}/optimizer.safetensors: missing ${key}`);
+        model.gpu.write(t, await opt.readF32(key));
+      }
+    }
+  } finally {
+    await opt.close();
+  }
+  return state;
+}
+
+// ------------------------------------------------------------------ the loop
+
+export async function train(model: Model, options: TrainOptions): Promise<TrainResult> {
+  const r = resolve(options);
+  const adapter = model.adapter(r.adapter);
+  const ds = await loadDataset(r.data, model.tokenizer, {
+    seqLen: r.seqLen, stride: r.stride, evalFraction: r.evalFraction, seed: r.seed, packing: r.packing, format: r.format, maxExamples: r.maxExamples,
+  });
+  if (ds.train.length === 0) throw new PeftError("DATA_TOO_SHORT", `${r.data}: no training sequences after the eval split`);
+  const microPerEpoch = batchesPerEpoch(ds.train.length, r.batchSize);
+  const totalSteps = r.maxSteps ?? Math.max(1, Math.floor((microPerEpoch * r.epochs) / r.gradientAccumulationSteps));
+  const sched = { learningRate: r.learningRate, lrScheduler: r.lrScheduler, warmupRatio: r.warmupRatio, warmupSteps: r.warmupSteps, totalSteps };
+  validateSchedule(sched);
+  const say = (s: string) => r.progress && console.log(s);
+
+  return await model.exclusive(async () => {
+    const lora = adapter.trainable();
+    const moments = optimizerState(model, lora);
+    let startStep = 0;
+    let metrics: MetricsWriter | undefined;
+    const records: MetricRecord[] = [];
+    if (r.outputDir) {
+      const from = typeof r.resume === "string" ? r.resume : r.resume ? await latestCheckpoint(r.outputDir) : null;
+      if (r.resume && !from) say(`[train] no checkpoint in ${r.outputDir}: starting from step 0`);
+      if (from) {
+        const state = await restoreCheckpoint(model, r.adapter, moments, from);
+        startStep = Number(state.step);
+        say(`[train] resumed from ${from} at step ${startStep}`);
+        // Keep the metrics of the steps the checkpoint includes; later lines are replaced.
+        let old: MetricRecord[] = [];
+        try {
+          old = parseMetrics(await readFile(join(r.outputDir, "metrics.jsonl"), "utf8"));
+        } catch { /* no metrics yet */ }
+        records.push(...old.filter((m) => m.step <= startStep));
+      }
+      metrics = await MetricsWriter.open(r.outputDir);
+      for (const m of records) await metrics.write(m);
+    }
+    say(`[train] ${ds.train.length} train / ${ds.eval.length} eval sequences of ${r.seqLen} tokens; ` +
+      `${totalSteps} steps of ${r.batchSize}x${r.gradientAccumulationSteps} sequences; ${model.gpu.info.description}`);
+
+    const result: TrainResult = { steps: startStep, totalSteps, losses: [], evals: [], stoppedEarly: false, outputDir: r.outputDir };
+    const record = async (m: MetricRecord) => {
+      records.push(m);
+      if (metrics) await metrics.write(m);
+    };
+    const runEval = async (step: number) => {
+      if (!ds.eval.length) return undefined;
+      const loss = await evaluate(model, lora, ds.eval, r);
+      result.evals.push({ step, loss });
+      await record({ step, eval_loss: loss });
+      if (r.progress) progress.log(formatEval(step, loss));
+      return loss;
+    };
+
+    let interrupted = false;
+    const onSigint = () => {
+      interrupted = true;
+    };
+    process.on("SIGINT", onSigint);
+    const progress = new ProgressReporter({ total: totalSteps, write: r.progress ? undefined : () => {} });
+    const epochCache = new Map<number, Batch[]>();
+    const microBatch = (i: number): Batch => {
+      const epoch = Math.floor(i / microPerEpoch);
+      let list = epochCache.get(epoch);
+      if (!list) {
+        epochCache.clear();
+        epochCache.set(epoch, list = batches(ds.train, r.batchSize, r.seed, epoch));
+      }
+      return list[i % microPerEpoch];
+    };
+    const checkpoint = async (step: number) => {
+      if (!r.outputDir) return;
+      const dir = join(r.outputDir, `checkpoint-${step}`);
+      await writeCheckpoint(model, r.adapter, moments, dir, { step, seed: r.seed, totalSteps, adapter: r.adapter });
+      progress.log(`[train] checkpoint ${dir}`);
+    };
+
+    try {
+      if (startStep === 0) result.initialEvalLoss = await runEval(0);
+      for (let step = startStep; step < totalSteps; step++) {
+        for (const m of moments) model.gpu.clear(m.grad);
+        const micro = Array.from({ length: r.gradientAccumulationSteps }, (_, k) => microBatch(step * r.gradientAccumulationSteps + k));
+        const lossTokens = micro.reduce((s, b) => s + b.lossTokens, 0);
+        let lossSum = 0;
+        for (const [k, b] of micro.entries()) {
+          const t = lossAndGrads(model.llama, lora, { B: b.rows, T: b.seqLen, inputs: b.input, targets: b.target }, {
+            seed: deriveSeed(r.seed, step, k),
+            gradScale: 1 / Math.max(1, lossTokens),
+            checkpointing: r.gradientCheckpointing,
+          });
+          for (const v of await model.gpu.readF32(t)) lossSum += v;
+          t.release();
+        }
+        const loss = lossSum / Math.max(1, lossTokens);
+        if (!Number.isFinite(loss)) {
+          throw new PeftError(
+            "NAN_LOSS",
+            `loss became ${loss} at step ${step + 1}; stopped before updating the adapter` +
+              (r.outputDir ? ` (the last good checkpoint in ${r.outputDir} is kept)` : "") + "; try a lower learningRate",
+          );
+        }
+        const sq = sumOfSquares(model.gpu, moments.map((m) => m.grad));
+        const gradNorm = Math.sqrt((await model.gpu.readF32(sq))[0]);
+        sq.release();
+        const clip = r.maxGradNorm > 0 ? Math.min(1, r.maxGradNorm / (gradNorm + 1e-6)) : 1;
+        const lr = lrAt(step, sched);
+        for (const m of moments) {
+          adamwStep(model.gpu, m, {
+            lr, beta1: r.adamBeta1, beta2: r.adamBeta2, eps: r.adamEpsilon, weightDecay: r.weightDecay, step: step + 1, gradScale: clip,
+          });
+        }
+        const done = step + 1;
+        result.steps = done;
+        result.losses.push(loss);
+        const tokens = micro.reduce((s, b) => s + b.rows * b.seqLen, 0);
+        const tps = progress.step({ step: done, loss, lr, tokens });
+        await record({ step: done, loss, lr, tokens_per_s: Math.round(tps) });
+        options.onStep?.({ step: done, loss, lr, gradNorm, tokens });
+        if (r.evalSteps && done % r.evalSteps === 0 && done < totalSteps) await runEval(done);
+        if (r.saveSteps && done % r.saveSteps === 0 && done < totalSteps) await checkpoint(done);
+        if ((interrupted || options.signal?.aborted) && done < totalSteps) {
+          result.stoppedEarly = true;
+          await checkpoint(done);
+          progress.log(`[train] stopped at step ${done}; resume with --resume`);
+          break;
+        }
+      }
+      progress.finish();
+      if (!result.stoppedEarly) {
+        result.finalEvalLoss = await runEval(result.steps);
+        if (r.outputDir) {
+          await checkpoint(result.steps);
+          await model.saveAdapter(r.adapter, join(r.outputDir, "adapter"));
+        }
+      }
+    } finally {
+      process.off("SIGINT", onSigint);
+      for (const m of moments) {
+        m.m.release();
+        m.v.release();
+      }
+      if (r.outputDir) {
+        await mkdir(r.outputDir, { recursive: true });
+        await writeFile(join(r.outputDir, "loss.svg"), lossCurveSvg(
+          records.map((m) => ({ step: m.step, loss: m.loss, evalLoss: m.eval_loss })),
+          { title: `LoRA fine-tune of ${model.source.split("/").pop()} (${r.adapter})` },
+        ));
+      }
+    }
+    return result;
+  });
+}
