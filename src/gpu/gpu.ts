@@ -119,7 +119,10 @@ export class Gpu {
       if (!Number.isInteger(d) || d < 0) throw new PeftError("BAD_SHAPE", `tensor shape [${shape}] must be non-negative integers`);
     }
     const n = shape.reduce((a, b) => a * b, 1);
-    const bytes = Gpu.roundSize(n * DTYPE_BYTES[dtype]);
+    // Weights live as long as the model: sized exactly (16-byte granularity) so memory figures
+    // are not inflated by pool size classes; everything else uses the pool's classes.
+    const raw = n * DTYPE_BYTES[dtype];
+    const bytes = category === "weights" ? Math.max(16, Math.ceil(raw / 16) * 16) : Gpu.roundSize(raw);
     if (bytes > this.info.limits.maxBufferSize) {
       throw new PeftError("GPU_BUFFER_TOO_LARGE", `tensor [${shape}] ${dtype} needs ${bytes} bytes, over this GPU's maxBufferSize ${this.info.limits.maxBufferSize}`);
     }
