@@ -12,5 +12,5 @@ export type { LoadModelOptions } from "./src/model/model.ts";
 export type { LlamaConfig } from "./src/model/config.ts";
 export type { FinishReason, GenerateOptions, GenerationResult } from "./src/infer/generate.ts";
 export { Sampler } from "./src/infer/sampler.ts";
-export { Tokenizer } from "./src/tokenizer/mod.ts";
+export * from "./src/tokenizer/mod.ts";
 export { runCli } from "./src/cli/main.ts";

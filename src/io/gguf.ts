@@ -89,7 +89,7 @@ function tensorByteLength(type: number, nElements: number, name: string, file: s
 class Cursor {
   pos = 0;
   private view: DataView;
-  private decoder = new TextDecoder("utf-8", { fatal: false });
+  private decoder = new TextDecoder("utf-8", { fatal: false, ignoreBOM: true });
   constructor(private bytes: Uint8Array, private file: string, private fileSize: number) {
     this.view = new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength);
   }

@@ -271,7 +271,7 @@ export async function loadModel(path: string, o: LoadModelOptions = {}): Promise
     const tokenizer = source.gguf
       ? Tokenizer.fromGGUF(source.gguf)
       : source.tokenizerJsonPath
-      ? await (Tokenizer as unknown as { fromFile(p: string): Promise<Tokenizer> }).fromFile(source.tokenizerJsonPath)
+      ? await Tokenizer.fromFile(source.tokenizerJsonPath)
       : (() => {
         throw new PeftError("TOKENIZER_MISSING", `${path}: no tokenizer (GGUF tokenizer metadata or tokenizer.json) found`);
       })();
