@@ -1,11 +1,12 @@
 // cross_entropy: fused softmax cross-entropy over the vocabulary, one workgroup (64 threads) per row.
 // Bindings:
-//   x: logits [N,V] f32; dx: dlogits [N,V] f32, written only when p.grad != 0.
-//      Both are read_write so inPlace can bind one buffer to both: each thread reads x[i] before
-//      it writes dx[i], and the target logit is read before the first write (barrier between).
+//   x: logits [N,V] f32; dx: dlogits [N,V] f32, written only when p.grad == 1.
+//      In place (p.grad == 2) the gradient goes over x and dx is unused: each thread reads x[i]
+//      before it writes it, and the target logit is read before the first write (barrier between).
+//      (One buffer bound to both x and dx would be invalid WebGPU: writable aliasing.)
 //   targets: [N] i32; target < 0 is ignored (loss 0, gradient 0); target >= V gives loss NaN.
 //   loss: [N] f32
-//   p: {N, V, grad: u32, gradScale: f32}
+//   p: {N, V, grad: u32 (0 none, 1 into dx, 2 into x), gradScale: f32}
 // Math (f32, max-subtracted): loss[n] = log Σ_j exp(x[n,j] - mx) + mx - x[n,t];
 //   dx[n,j] = gradScale * (exp(x[n,j] - mx) / Σ - [j == t]).
 // Grid: N workgroups, split over x/y (row = wid.x + wid.y * groups in x).
@@ -69,7 +70,7 @@ fn main(@builtin(local_invocation_index) lid: u32, @builtin(workgroup_id) wid: v
     for (var j = lid; j < p.V; j += 64u) {
       var g = 0.0;
       if (t >= 0) { g = exp(x[base + j] - mx) * inv - select(0.0, 1.0, i32(j) == t); }
-      dx[base + j] = p.gradScale * g;
+      if (p.grad == 2u) { x[base + j] = p.gradScale * g; } else { dx[base + j] = p.gradScale * g; }
     }
   }
 }

@@ -5,6 +5,8 @@
  *  - Node: `webgpu` (Dawn N-API), OpenGL backend.
  * Requests the adapter's real limits so big models can bind as much as the hardware allows.
  */
+import { tmpdir } from "node:os";
+import process from "node:process";
 import { PeftError } from "../errors.ts";
 
 export type Runtime = "deno" | "bun" | "node";
@@ -46,12 +48,15 @@ const INSTALL_HINT =
 type AnyGpu = any;
 
 async function gpuForRuntime(runtime: Runtime): Promise<{ gpu: AnyGpu; adapterOptions: Record<string, unknown> }> {
+  // Mesa's Vulkan/EGL loaders complain on stderr when XDG_RUNTIME_DIR is unset (no display
+  // session, e.g. CI); they need no real directory for compute.
+  if (!process.env.XDG_RUNTIME_DIR) process.env.XDG_RUNTIME_DIR = tmpdir();
   if (runtime === "deno") {
     const g = (globalThis as AnyGpu).navigator?.gpu;
     if (!g) throw new PeftError("GPU_UNAVAILABLE", "navigator.gpu is missing in this Deno; use Deno >= 2 (WebGPU is built in).");
     return { gpu: g, adapterOptions: {} };
   }
-  const env = (globalThis as AnyGpu).process?.env;
+  const env = process.env;
   // Dawn's OpenGL backend over EGL needs no display with the surfaceless platform.
   if (env && !env.EGL_PLATFORM) env.EGL_PLATFORM = "surfaceless";
   if (runtime === "bun") {

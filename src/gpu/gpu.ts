@@ -47,6 +47,13 @@ export class I32 {
 export const i32 = (v: number) => new I32(v);
 export type Param = number | F32 | I32;
 
+/**
+ * Bind this to a binding the dispatched entry point does not touch: the core binds a private
+ * scratch buffer (WebGPU needs every declared binding bound, and binding a real tensor twice
+ * with one side writable is invalid).
+ */
+export const UNUSED = Object.freeze({ unused: true }) as unknown as GPUBuffer;
+
 export interface DispatchArgs {
   /** Storage buffers by their WGSL variable names. */
   bindings: Record<string, Tensor | GPUBuffer>;
@@ -270,6 +277,7 @@ export class Gpu {
     if (this.lost) throw new PeftError("GPU_DEVICE_LOST", "the WebGPU device was lost; restart the process");
     const p = this.pipelineFor(shader, entry, args.constants);
     const entries: GPUBindGroupEntry[] = [];
+    const seen = new Map<GPUBuffer, WgslBinding>();
     for (const b of p.bindings) {
       if (b.kind === "uniform") {
         if (!args.params) throw new PeftError("KERNEL_ARGS", `${shader}.${entry}: uniform ${b.name} needs params`);
@@ -290,7 +298,15 @@ export class Gpu {
       } else {
         const t = args.bindings[b.name];
         if (!t) throw new PeftError("KERNEL_ARGS", `${shader}.${entry}: no buffer given for binding ${b.name}`);
-        entries.push({ binding: b.binding, resource: { buffer: t instanceof Tensor ? t.buffer : t } });
+        const buf = t === UNUSED ? this.scratch(b.binding) : t instanceof Tensor ? t.buffer : t;
+        // WebGPU (Dawn, under Bun/Node) rejects one buffer bound twice when either binding is
+        // writable; wgpu (Deno) lets it pass. Catch it here so it fails the same way everywhere.
+        const prev = seen.get(buf);
+        if (prev && (prev.kind === "storage" || b.kind === "storage")) {
+          throw new PeftError("KERNEL_ARGS", `${shader}.${entry}: ${prev.name} and ${b.name} are the same buffer and one is writable (aliasing is invalid in WebGPU)`);
+        }
+        seen.set(buf, b);
+        entries.push({ binding: b.binding, resource: { buffer: buf } });
       }
     }
     for (const name of Object.keys(args.bindings)) {
@@ -310,6 +326,12 @@ export class Gpu {
     pass.setBindGroup(0, bindGroup);
     pass.dispatchWorkgroups(x, y, z);
     this.stats.dispatches++;
+  }
+
+  private scratchBuffers: GPUBuffer[] = [];
+  /** A small buffer per binding slot for bindings an entry point does not use (never aliases). */
+  private scratch(slot: number): GPUBuffer {
+    return this.scratchBuffers[slot] ??= this.device.createBuffer({ size: 256, usage: GPUBufferUsage.STORAGE, label: `unused binding ${slot}` });
   }
 
   private commandEncoder(): GPUCommandEncoder {

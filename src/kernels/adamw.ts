@@ -3,7 +3,7 @@
  * global grad-norm clipping needs (shaders/adamw.wgsl).
  */
 import { check } from "../errors.ts";
-import { f32, type Gpu, grid1d, type Tensor } from "../gpu/gpu.ts";
+import { f32, type Gpu, grid1d, type Tensor, UNUSED } from "../gpu/gpu.ts";
 
 export interface AdamwState {
   param: Tensor;
@@ -47,9 +47,9 @@ export function adamwStep(gpu: Gpu, s: AdamwState, o: AdamwOptions): void {
     check(s[k].size === n && s[k].dtype === "f32", "ADAMW_SHAPE", `adamw: ${k} [${s[k].shape}] ${s[k].dtype} must match param [${s.param.shape}] f32`);
   }
   check(s.param.dtype === "f32", "ADAMW_SHAPE", `adamw: param must be f32 (got ${s.param.dtype})`);
-  // partials/total are unused by `step` but every binding of the file must be bound: reuse m/v.
+  // partials/total are unused by `step` (every binding of the file must be bound).
   gpu.dispatch("adamw", "step", {
-    bindings: { param: s.param, grad: s.grad, m: s.m, v: s.v, partials: s.m, total: s.v },
+    bindings: { param: s.param, grad: s.grad, m: s.m, v: s.v, partials: UNUSED, total: UNUSED },
     params: adamwParams(n, o),
     workgroups: grid1d(n, 64),
   });
@@ -74,15 +74,15 @@ export function sumOfSquares(gpu: Gpu, tensors: Tensor[], out?: Tensor): Tensor 
   let off = 0;
   tensors.forEach((t, i) => {
     gpu.dispatch("adamw", "partial_sums", {
-      // param/m/v are unused by the reduction but must be bound: alias them to the scratch.
-      bindings: { param: partials, grad: t, m: partials, v: partials, partials, total },
+      // param/m/v are unused by the reduction but must be bound.
+      bindings: { param: UNUSED, grad: t, m: UNUSED, v: UNUSED, partials, total },
       params: adamwParams(t.size, NO_OPT, off),
       workgroups: [groups[i]],
     });
     off += groups[i];
   });
   gpu.dispatch("adamw", "final_sum", {
-    bindings: { param: partials, grad: tensors[0], m: partials, v: partials, partials, total },
+    bindings: { param: UNUSED, grad: tensors[0], m: UNUSED, v: UNUSED, partials, total },
     params: adamwParams(0, NO_OPT, 0, count),
     workgroups: [1],
   });

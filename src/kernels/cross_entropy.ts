@@ -4,7 +4,7 @@
  * [N,V] logits are the largest activation of a small model).
  */
 import { check } from "../errors.ts";
-import { f32, type Gpu, grid1d, type Tensor } from "../gpu/gpu.ts";
+import { f32, type Gpu, grid1d, type Tensor, UNUSED } from "../gpu/gpu.ts";
 
 export interface CrossEntropyOptions {
   N: number;
@@ -28,8 +28,8 @@ export function crossEntropy(gpu: Gpu, logits: Tensor, targets: Tensor, o: Cross
   const loss = gpu.tensor([N]);
   const dlogits = o.grad ? (o.inPlace ? logits : gpu.tensor([N, V])) : undefined;
   gpu.dispatch("cross_entropy", "main", {
-    bindings: { x: logits, dx: dlogits ?? logits, targets, loss },
-    params: [N, V, o.grad ? 1 : 0, f32(o.gradScale ?? 1)],
+    bindings: { x: logits, dx: dlogits && !o.inPlace ? dlogits : UNUSED, targets, loss },
+    params: [N, V, o.grad ? (o.inPlace ? 2 : 1) : 0, f32(o.gradScale ?? 1)],
     workgroups: grid1d(N, 1),
   });
   return dlogits ? { loss, dlogits } : { loss };

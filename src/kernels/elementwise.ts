@@ -4,15 +4,17 @@
  * Every op accepts `out` equal to an input (in place).
  */
 import { check } from "../errors.ts";
-import { f32, type Gpu, grid1d, type Tensor } from "../gpu/gpu.ts";
+import { f32, type Gpu, grid1d, type Tensor, UNUSED } from "../gpu/gpu.ts";
 
 function sameSize(op: string, a: Tensor, b: Tensor): void {
   check(a.dtype === "f32" && b.dtype === "f32", "ELEMENTWISE_ARGS", `${op}: tensors must be f32 (got ${a.dtype}, ${b.dtype})`);
   check(a.size === b.size, "ELEMENTWISE_SHAPE", `${op}: [${a.shape}] and [${b.shape}] differ in size`);
 }
 
-function run(gpu: Gpu, entry: string, x: Tensor, y: Tensor, z: Tensor, alpha: number, seed = 0, threshold = 0): void {
-  gpu.dispatch("elementwise", entry, { bindings: { x, y, z }, params: [x.size, seed, threshold, f32(alpha)], workgroups: grid1d(x.size, 64) });
+type Operand = Tensor | typeof UNUSED;
+
+function run(gpu: Gpu, entry: string, x: Operand, y: Operand, z: Tensor, alpha: number, seed = 0, threshold = 0): void {
+  gpu.dispatch("elementwise", entry, { bindings: { x, y, z }, params: [z.size, seed, threshold, f32(alpha)], workgroups: grid1d(z.size, 64) });
 }
 
 function output(gpu: Gpu, op: string, like: Tensor, out?: Tensor): Tensor {
@@ -21,11 +23,13 @@ function output(gpu: Gpu, op: string, like: Tensor, out?: Tensor): Tensor {
   return out;
 }
 
-/** a + b (out may be a or b). */
+/** a + b (out may be a or b: in place). */
 export function add(gpu: Gpu, a: Tensor, b: Tensor, out?: Tensor): Tensor {
   sameSize("add", a, b);
   const z = output(gpu, "add", a, out);
-  run(gpu, "add", a, b, z, 1);
+  if (z === a) run(gpu, "add_inplace", UNUSED, b, z, 1);
+  else if (z === b) run(gpu, "add_inplace", UNUSED, a, z, 1);
+  else run(gpu, "add", a, b, z, 1);
   return z;
 }
 
@@ -33,22 +37,26 @@ export function add(gpu: Gpu, a: Tensor, b: Tensor, out?: Tensor): Tensor {
 export function axpy(gpu: Gpu, y: Tensor, x: Tensor, alpha: number): void {
   sameSize("axpy", y, x);
   check(Number.isFinite(alpha), "ELEMENTWISE_ARGS", `axpy: alpha = ${alpha} must be finite`);
-  run(gpu, "add", y, x, y, alpha);
+  check(x !== y, "ELEMENTWISE_ARGS", "axpy: x and y must be different tensors (use scale for y *= 1 + alpha)");
+  run(gpu, "add_inplace", UNUSED, x, y, alpha);
 }
 
-/** s * x (out may be x). */
+/** s * x (out may be x: in place). */
 export function scale(gpu: Gpu, x: Tensor, s: number, out?: Tensor): Tensor {
   check(Number.isFinite(s), "ELEMENTWISE_ARGS", `scale: s = ${s} must be finite`);
   const z = output(gpu, "scale", x, out);
-  run(gpu, "scale", x, x, z, s);
+  if (z === x) run(gpu, "scale_inplace", UNUSED, UNUSED, z, s);
+  else run(gpu, "scale", x, UNUSED, z, s);
   return z;
 }
 
-/** a * b elementwise (out may be a or b). */
+/** a * b elementwise (out may be a or b: in place). */
 export function mul(gpu: Gpu, a: Tensor, b: Tensor, out?: Tensor): Tensor {
   sameSize("mul", a, b);
   const z = output(gpu, "mul", a, out);
-  run(gpu, "mul", a, b, z, 1);
+  if (z === a) run(gpu, "mul_inplace", UNUSED, b, z, 1);
+  else if (z === b) run(gpu, "mul_inplace", UNUSED, a, z, 1);
+  else run(gpu, "mul", a, b, z, 1);
   return z;
 }
 
@@ -60,13 +68,14 @@ function dropoutArgs(p: number, seed: number): { threshold: number; alpha: numbe
 
 /**
  * y = x * keep / (1 - p), keep = hash(seed, index) >= p·2³². The mask depends only on (seed, index):
- * `dropout(gpu, dy, p, seed)` with the forward's seed is the backward.
+ * `dropout(gpu, dy, p, seed)` with the forward's seed is the backward. out may be x (in place).
  */
 export function dropout(gpu: Gpu, x: Tensor, p: number, seed: number, out?: Tensor): Tensor {
   const { threshold, alpha } = dropoutArgs(p, seed);
   check(x.dtype === "f32", "ELEMENTWISE_ARGS", `dropout: x must be f32 (got ${x.dtype})`);
   const z = output(gpu, "dropout", x, out);
-  run(gpu, "dropout", x, x, z, alpha, seed, threshold);
+  if (z === x) run(gpu, "dropout_inplace", UNUSED, UNUSED, z, alpha, seed, threshold);
+  else run(gpu, "dropout", x, UNUSED, z, alpha, seed, threshold);
   return z;
 }
 

@@ -4,7 +4,7 @@
  * non-reproducible): rows are chained by id, and the first row of each chain sums it in order.
  */
 import { check } from "../errors.ts";
-import { type Gpu, grid1d, type Tensor } from "../gpu/gpu.ts";
+import { type Gpu, grid1d, type Tensor, UNUSED } from "../gpu/gpu.ts";
 
 function checkIds(op: string, ids: Tensor): number {
   check(ids.dtype === "u32", "EMBEDDING_ARGS", `${op}: ids [${ids.shape}] must be u32 (got ${ids.dtype})`);
@@ -20,7 +20,7 @@ export function embedding(gpu: Gpu, table: Tensor, ids: Tensor, out?: Tensor): T
   check(!out || (out.dtype === "f32" && out.size === N * C), "EMBEDDING_SHAPE", () => `embedding: out [${out!.shape}] must be f32 [${N},${C}]`);
   const dst = out ?? gpu.tensor([N, C]);
   gpu.dispatch("embedding", "gather", {
-    bindings: { ids, link: ids, src: table, dst },
+    bindings: { ids, link: UNUSED, src: table, dst },
     params: [N, C, V],
     workgroups: grid1d(N * C, 64),
   });
