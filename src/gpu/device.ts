@@ -46,6 +46,7 @@ const INSTALL_HINT =
 
 // deno-lint-ignore no-explicit-any
 type AnyGpu = any;
+let nodeInstance: AnyGpu = null;
 
 async function gpuForRuntime(runtime: Runtime): Promise<{ gpu: AnyGpu; adapterOptions: Record<string, unknown> }> {
   // Mesa's Vulkan/EGL loaders complain on stderr when XDG_RUNTIME_DIR is unset (no display
@@ -60,6 +61,8 @@ async function gpuForRuntime(runtime: Runtime): Promise<{ gpu: AnyGpu; adapterOp
   // Dawn's OpenGL backend over EGL needs no display with the surfaceless platform.
   if (env && !env.EGL_PLATFORM) env.EGL_PLATFORM = "surfaceless";
   if (runtime === "bun") {
+    // Bun's process.env does not reach native getenv(), and Mesa's EGL reads EGL_PLATFORM there.
+    if (env.EGL_PLATFORM === "surfaceless") await setNativeEnv("EGL_PLATFORM", "surfaceless");
     const mod = "bun-webgpu";
     const bw = await import(mod).catch((e) => {
       throw new PeftError("GPU_UNAVAILABLE", `Bun needs the npm package bun-webgpu (npm i bun-webgpu): ${e.message}`);
@@ -76,7 +79,26 @@ async function gpuForRuntime(runtime: Runtime): Promise<{ gpu: AnyGpu; adapterOp
   const globals = wg.globals ?? wg.default?.globals;
   if (globals) Object.assign(globalThis, globals);
   const backend = env?.WEBGPU_BACKEND ?? "opengl";
-  return { gpu: create([`backend=${backend}`]), adapterOptions: { featureLevel: "compatibility" } };
+  // The Dawn instance must outlive every device made from it: if the GC collects it, Dawn tears
+  // down under the device and the process crashes (mutex/futex errors, segfaults).
+  nodeInstance ??= create([`backend=${backend}`]);
+  return { gpu: nodeInstance, adapterOptions: { featureLevel: "compatibility" } };
+}
+
+/** setenv(3) through bun:ffi, so native libraries loaded later see the variable. */
+async function setNativeEnv(name: string, value: string): Promise<void> {
+  const ffiName = "bun:ffi";
+  try {
+    const ffi = await import(ffiName);
+    const libc = ffi.dlopen(process.platform === "darwin" ? "libc.dylib" : "libc.so.6", {
+      setenv: { args: [ffi.FFIType.ptr, ffi.FFIType.ptr, ffi.FFIType.i32], returns: ffi.FFIType.i32 },
+    });
+    const c = (s: string) => new TextEncoder().encode(s + "\0");
+    libc.symbols.setenv(c(name), c(value), 0);
+    libc.close();
+  } catch {
+    // Without it Dawn may fail to initialise EGL; the adapter error below then says what to install.
+  }
 }
 
 export async function requestDevice(options: DeviceOptions = {}): Promise<{ device: GPUDevice; info: DeviceInfo }> {
