@@ -1,0 +1,511 @@
+/**
+ * The HTTP app: `createApp(engine, options) -> Hono`, OpenAI-compatible.
+ *
+ *   GET    /health                  liveness (no auth)
+ *   GET    /metrics                 Prometheus text
+ *   GET    /v1/models[/{id}]        the base model and every adapter ("base", "base:adapter")
+ *   POST   /v1/completions          OpenAI completions (stream: true -> SSE)
+ *   POST   /v1/chat/completions     OpenAI chat completions (chat template or the default one)
+ *   GET    /v1/adapters             adapters with their metadata
+ *   POST   /v1/adapters             add an adapter: JSON {id, path} (a PEFT dir inside the adapters
+ *                                   directory) or multipart (id, adapter_config.json,
+ *                                   adapter_model.safetensors); validated against the base model
+ *   DELETE /v1/adapters/{id}        remove an adapter
+ *
+ * Errors are OpenAI-shaped JSON ({error: {message, type, param, code}}) with a 4xx status for
+ * anything the client got wrong; unexpected failures give a plain 500 without details.
+ */
+import { Hono, type Context } from "hono";
+import { bodyLimit } from "hono/body-limit";
+import { streamSSE } from "hono/streaming";
+import { mkdir, realpath, rm, writeFile } from "node:fs/promises";
+import { isAbsolute, join, resolve, sep } from "node:path";
+import type { ZodType } from "zod";
+import { PeftError } from "../errors.ts";
+import { ADAPTER_ID_PATTERN } from "../infer/adapter_registry.ts";
+import type { AdapterInfo } from "../infer/adapter_registry.ts";
+import { type ChatMessage, type Engine, type EngineFinishReason, type EngineRequest, TimeoutError } from "./engine.ts";
+import { Metrics } from "./metrics.ts";
+import { AdapterPathRequest, ChatRequest, CompletionRequest, describeIssue } from "./schemas.ts";
+
+export interface AppOptions {
+  /** Bearer token required on every route but /health (compared in constant time). */
+  apiKey?: string;
+  /** Directory adapters are loaded from and uploaded to; without it, POST /v1/adapters is refused. */
+  adaptersDir?: string;
+  /** Largest JSON body (default 1 MiB). */
+  maxBodyBytes?: number;
+  /** Largest adapter upload (default 256 MiB). */
+  maxUploadBytes?: number;
+  /** Per-request limit for queueing + generation in ms (default 120000; 0 = none). */
+  requestTimeoutMs?: number;
+  /** max_tokens when the request gives none (default 128). */
+  defaultMaxTokens?: number;
+  /** Seconds clients are told to wait in Retry-After when the queue is full (default 1). */
+  retryAfterSeconds?: number;
+  /** Metrics sink (one is made if not given). */
+  metrics?: Metrics;
+  /** Where unexpected errors are reported (default console.error). */
+  logError?: (e: unknown) => void;
+}
+
+type ErrorType = "invalid_request_error" | "authentication_error" | "not_found_error" | "rate_limit_error" | "server_error";
+
+class HttpError extends Error {
+  constructor(
+    readonly status: 400 | 401 | 404 | 409 | 413 | 429 | 500 | 503,
+    message: string,
+    readonly type: ErrorType = "invalid_request_error",
+    readonly code: string | null = null,
+    readonly param: string | null = null,
+  ) {
+    super(message);
+  }
+}
+
+function errorBody(message: string, type: ErrorType, code: string | null, param: string | null) {
+  return { error: { message, type, param, code } };
+}
+
+/** PeftError codes -> status. Unlisted PeftErrors are bad input (400). */
+const STATUS_BY_CODE: Record<string, HttpError["status"]> = {
+  UNKNOWN_ADAPTER: 404,
+  ADAPTER_NOT_FOUND: 400,
+  ADAPTER_EXISTS: 409,
+  QUEUE_FULL: 429,
+};
+
+function toHttpError(e: unknown): HttpError {
+  if (e instanceof HttpError) return e;
+  if (e instanceof PeftError) {
+    const status = STATUS_BY_CODE[e.code] ?? 400;
+    const type: ErrorType = status === 404 ? "not_found_error" : status === 429 ? "rate_limit_error" : "invalid_request_error";
+    return new HttpError(status, e.message, type, e.code.toLowerCase());
+  }
+  if (e instanceof TimeoutError) return new HttpError(503, e.message, "server_error", "timeout");
+  return new HttpError(500, "internal server error", "server_error", null);
+}
+
+/** Constant-time comparison of two strings (SHA-256 first, so lengths leak nothing either). */
+async function safeEqual(a: string, b: string): Promise<boolean> {
+  const enc = new TextEncoder();
+  const [ha, hb] = await Promise.all([crypto.subtle.digest("SHA-256", enc.encode(a)), crypto.subtle.digest("SHA-256", enc.encode(b))]);
+  const x = new Uint8Array(ha), y = new Uint8Array(hb);
+  let diff = 0;
+  for (let i = 0; i < x.length; i++) diff |= x[i] ^ y[i];
+  return diff === 0;
+}
+
+const isAbort = (e: unknown) => e instanceof DOMException && e.name === "AbortError";
+
+/** The matched route without its regex part ("/v1/models/:id"), for metric labels. */
+const routeLabel = (c: Context) => (c.req.routePath ?? "unmatched").replace(/\{[^}]*\}/g, "");
+
+let counter = 0;
+const newId = (prefix: string) => `${prefix}-${Date.now().toString(36)}${(counter++).toString(36)}${Math.random().toString(36).slice(2, 8)}`;
+
+function mapFinish(r: EngineFinishReason): string {
+  return r === "context" ? "length" : r === "abort" ? "stop" : r;
+}
+
+export function createApp(engine: Engine, options: AppOptions = {}): Hono {
+  const app = new Hono();
+  const metrics = options.metrics ?? new Metrics();
+  const maxBody = options.maxBodyBytes ?? 1 << 20;
+  const maxUpload = options.maxUploadBytes ?? 256 << 20;
+  const timeoutMs = options.requestTimeoutMs ?? 120_000;
+  const defaultMaxTokens = options.defaultMaxTokens ?? 128;
+  const retryAfter = String(options.retryAfterSeconds ?? 1);
+  const logError = options.logError ?? ((e: unknown) => console.error("[serve] unexpected error:", e));
+  const base = engine.modelId;
+  const created = Math.floor(Date.now() / 1000);
+  /** Uploaded in this run (their directories are removed on DELETE). */
+  const uploaded = new Set<string>();
+
+  const fail = (c: Context, e: unknown) => {
+    const h = toHttpError(e);
+    if (h.status === 500) logError(e);
+    if (h.status === 429) {
+      metrics.rejectedQueueFull++;
+      c.header("Retry-After", retryAfter);
+    }
+    if (h.status === 503) c.header("Retry-After", retryAfter);
+    if (h.status === 401) c.header("WWW-Authenticate", 'Bearer realm="edge-peft"');
+    return c.json(errorBody(h.message, h.type, h.code, h.param), h.status);
+  };
+
+  // Metrics for every request (streams record themselves when they end).
+  app.use("*", async (c, next) => {
+    const t0 = performance.now();
+    await next();
+    if (!c.get("streamMetrics" as never)) {
+      metrics.observeRequest(routeLabel(c), c.req.method, c.res.status, (performance.now() - t0) / 1000);
+    }
+  });
+
+  app.get("/health", (c) => c.json({ status: "ok", model: base }));
+
+  // Bearer auth on everything else.
+  app.use("*", async (c, next) => {
+    if (options.apiKey === undefined || c.req.path === "/health") return await next();
+    const h = c.req.header("authorization") ?? "";
+    const m = /^Bearer\s+(.+)$/i.exec(h);
+    if (!m || !(await safeEqual(m[1].trim(), options.apiKey))) {
+      return fail(c, new HttpError(401, m ? "invalid API key" : "missing API key (Authorization: Bearer <key>)", "authentication_error", "invalid_api_key"));
+    }
+    await next();
+  });
+
+  const jsonLimit = bodyLimit({ maxSize: maxBody, onError: (c) => fail(c, new HttpError(413, `request body is larger than ${maxBody} bytes`, "invalid_request_error", "body_too_large")) });
+
+  async function parse<T>(c: Context, schema: ZodType<T>): Promise<T> {
+    let body: unknown;
+    try {
+      body = await c.req.json();
+    } catch {
+      throw new HttpError(400, "the request body is not valid JSON", "invalid_request_error", "invalid_json");
+    }
+    const r = schema.safeParse(body);
+    if (!r.success) {
+      const { message, param } = describeIssue(r.error);
+      throw new HttpError(400, message, "invalid_request_error", "invalid_value", param);
+    }
+    return r.data;
+  }
+
+  /** "base" or "base:adapter" -> adapter id (undefined for the base). */
+  function resolveModel(model: string): string | undefined {
+    if (model === base) return undefined;
+    const prefix = `${base}:`;
+    if (model.startsWith(prefix)) {
+      const id = model.slice(prefix.length);
+      if (!ADAPTER_ID_PATTERN.test(id)) throw new HttpError(400, `invalid adapter id in model ${JSON.stringify(model)}`, "invalid_request_error", "invalid_model", "model");
+      if (engine.hasAdapter(id)) return id;
+    }
+    throw new HttpError(404, `the model ${JSON.stringify(model)} does not exist (GET /v1/models lists them)`, "not_found_error", "model_not_found", "model");
+  }
+
+  function modelObject(a?: AdapterInfo) {
+    if (!a) {
+      return { id: base, object: "model", created, owned_by: "edge-peft", context_length: engine.contextLength, parameters: engine.baseParameters };
+    }
+    return {
+      id: `${base}:${a.id}`,
+      object: "model",
+      created,
+      owned_by: "edge-peft",
+      parent: base,
+      adapter: {
+        id: a.id,
+        type: "LORA",
+        r: a.r ?? null,
+        lora_alpha: a.lora_alpha ?? null,
+        target_modules: a.target_modules ?? null,
+        size_bytes: a.bytes ?? null,
+        trainable_parameters: a.trainableParameters ?? null,
+        resident: a.resident,
+      },
+    };
+  }
+
+  app.get("/v1/models", (c) => c.json({ object: "list", data: [modelObject(), ...engine.adapters().map(modelObject)] }));
+  app.get("/v1/models/:id{.+}", (c) => {
+    try {
+      const id = resolveModel(c.req.param("id"));
+      return c.json(modelObject(id === undefined ? undefined : engine.adapters().find((a) => a.id === id)));
+    } catch (e) {
+      return fail(c, e);
+    }
+  });
+
+  app.get("/metrics", (c) => c.text(metrics.render(engine.stats()), 200, { "Content-Type": "text/plain; version=0.0.4; charset=utf-8" }));
+
+  interface Common {
+    model: string;
+    max_tokens?: number | null;
+    temperature?: number | null;
+    top_p?: number | null;
+    top_k?: number | null;
+    seed?: number | null;
+    stop?: string | string[] | null;
+    stream?: boolean | null;
+    stream_options?: { include_usage?: boolean } | null;
+  }
+
+  function engineRequest(c: Context, body: Common, ids: number[], maxTokens: number | null | undefined, adapter: string | undefined): EngineRequest {
+    const temperature = body.temperature ?? 1;
+    return {
+      ids,
+      adapter,
+      maxTokens: maxTokens ?? defaultMaxTokens,
+      temperature,
+      topK: body.top_k ?? 0,
+      topP: body.top_p ?? 1,
+      seed: body.seed ?? Math.floor(Math.random() * 2 ** 31),
+      stop: body.stop == null ? [] : typeof body.stop === "string" ? [body.stop] : body.stop,
+      signal: c.req.raw.signal,
+      timeoutMs,
+    };
+  }
+
+  /** Runs a generation as a JSON response or an SSE stream; `shape` builds the OpenAI objects. */
+  async function respond(
+    c: Context,
+    body: Common,
+    req: EngineRequest,
+    shape: {
+      object: string;
+      chunkObject: string;
+      idPrefix: string;
+      full(text: string, finish: string): unknown[];
+      first?(): unknown;
+      delta(text: string): unknown;
+      final(finish: string): unknown;
+    },
+  ) {
+    const id = newId(shape.idPrefix);
+    const now = Math.floor(Date.now() / 1000);
+    const modelName = body.model;
+    const gen = await engine.start(req); // throws QUEUE_FULL / UNKNOWN_ADAPTER / abort before anything is sent
+    if (!body.stream) {
+      try {
+        let text = "";
+        let r = await gen.pieces.next();
+        while (!r.done) {
+          text += r.value.text;
+          r = await gen.pieces.next();
+        }
+        const s = r.value;
+        metrics.observeGeneration(modelName, s.promptTokens, s.completionTokens);
+        if (s.finishReason === "abort") metrics.aborted++;
+        return c.json({
+          id,
+          object: shape.object,
+          created: now,
+          model: modelName,
+          choices: shape.full(text, mapFinish(s.finishReason)),
+          usage: { prompt_tokens: s.promptTokens, completion_tokens: s.completionTokens, total_tokens: s.promptTokens + s.completionTokens },
+        });
+      } finally {
+        gen.release();
+      }
+    }
+    c.set("streamMetrics" as never, true as never);
+    const t0 = performance.now();
+    const route = routeLabel(c);
+    return streamSSE(c, async (stream) => {
+      const ctl = new AbortController();
+      stream.onAbort(() => ctl.abort());
+      const chunk = (choices: unknown[], extra: Record<string, unknown> = {}) =>
+        stream.writeSSE({ data: JSON.stringify({ id, object: shape.chunkObject, created: now, model: modelName, choices, ...extra }) });
+      let status = 200;
+      try {
+        if (shape.first) await chunk([shape.first()]);
+        let r = await gen.pieces.next();
+        while (!r.done) {
+          if (ctl.signal.aborted || stream.aborted) break;
+          if (r.value.text) await chunk([shape.delta(r.value.text)]);
+          r = await gen.pieces.next();
+        }
+        if (r.done) {
+          const s = r.value;
+          metrics.observeGeneration(modelName, s.promptTokens, s.completionTokens);
+          if (s.finishReason === "abort") metrics.aborted++;
+          await chunk([shape.final(mapFinish(s.finishReason))]);
+          if (body.stream_options?.include_usage) {
+            await chunk([], { usage: { prompt_tokens: s.promptTokens, completion_tokens: s.completionTokens, total_tokens: s.promptTokens + s.completionTokens } });
+          }
+          await stream.writeSSE({ data: "[DONE]" });
+        } else {
+          metrics.aborted++;
+          status = 499;
+          await gen.pieces.return(undefined as never);
+        }
+      } catch (e) {
+        status = 500;
+        if (!isAbort(e)) logError(e);
+      } finally {
+        gen.release();
+        metrics.observeRequest(route, "POST", status, (performance.now() - t0) / 1000);
+      }
+    });
+  }
+
+  app.post("/v1/completions", jsonLimit, async (c) => {
+    try {
+      const body = await parse(c, CompletionRequest);
+      const adapter = resolveModel(body.model);
+      const p = body.prompt;
+      const ids = typeof p === "string" ? engine.encodeText(p) : typeof p[0] === "string" ? engine.encodeText(p[0] as string) : (p as number[]);
+      if (typeof p !== "string" && typeof p[0] === "number") {
+        // Token ids must be in the vocabulary; the engine validates the length.
+        const bad = (p as number[]).find((t) => t >= engine.vocabSize);
+        if (bad !== undefined) throw new HttpError(400, `prompt: token id ${bad} is outside the vocabulary`, "invalid_request_error", "invalid_value", "prompt");
+      }
+      const req = engineRequest(c, body, ids, body.max_tokens, adapter);
+      return await respond(c, body, req, {
+        object: "text_completion",
+        chunkObject: "text_completion",
+        idPrefix: "cmpl",
+        full: (text, finish) => [{ index: 0, text, logprobs: null, finish_reason: finish }],
+        delta: (text) => ({ index: 0, text, logprobs: null, finish_reason: null }),
+        final: (finish) => ({ index: 0, text: "", logprobs: null, finish_reason: finish }),
+      });
+    } catch (e) {
+      return fail(c, e);
+    }
+  });
+
+  app.post("/v1/chat/completions", jsonLimit, async (c) => {
+    try {
+      const body = await parse(c, ChatRequest);
+      const adapter = resolveModel(body.model);
+      const messages: ChatMessage[] = body.messages.map((m) => ({
+        role: m.role === "developer" ? "system" : m.role,
+        content: typeof m.content === "string" ? m.content : m.content.map((p) => p.text).join(""),
+      }));
+      const ids = engine.encodeChat(messages);
+      const req = engineRequest(c, body, ids, body.max_completion_tokens ?? body.max_tokens, adapter);
+      return await respond(c, body, req, {
+        object: "chat.completion",
+        chunkObject: "chat.completion.chunk",
+        idPrefix: "chatcmpl",
+        full: (text, finish) => [{ index: 0, message: { role: "assistant", content: text }, logprobs: null, finish_reason: finish }],
+        first: () => ({ index: 0, delta: { role: "assistant", content: "" }, logprobs: null, finish_reason: null }),
+        delta: (text) => ({ index: 0, delta: { content: text }, logprobs: null, finish_reason: null }),
+        final: (finish) => ({ index: 0, delta: {}, logprobs: null, finish_reason: finish }),
+      });
+    } catch (e) {
+      return fail(c, e);
+    }
+  });
+
+  // ---- adapters -------------------------------------------------------------------------------
+
+  function adapterIdFrom(raw: unknown): string {
+    let id = typeof raw === "string" ? raw : "";
+    if (id.startsWith(`${base}:`)) id = id.slice(base.length + 1);
+    if (!ADAPTER_ID_PATTERN.test(id)) {
+      throw new HttpError(
+        400,
+        `invalid adapter id ${JSON.stringify(String(raw).slice(0, 80))}: use 1-64 characters of A-Z a-z 0-9 _ . - starting with a letter, digit or _`,
+        "invalid_request_error",
+        "invalid_adapter_id",
+        "id",
+      );
+    }
+    return id;
+  }
+
+  async function adaptersRoot(): Promise<string> {
+    if (!options.adaptersDir) {
+      throw new HttpError(400, "this server was started without an adapters directory (--adapters), so it cannot add adapters", "invalid_request_error", "no_adapters_dir");
+    }
+    await mkdir(options.adaptersDir, { recursive: true });
+    return await realpath(options.adaptersDir);
+  }
+
+  /** A PEFT directory inside the adapters directory (symlinks resolved), else 400. */
+  async function confinedDir(path: string): Promise<string> {
+    const root = await adaptersRoot();
+    if (path.includes("\0")) throw new HttpError(400, "path: invalid characters", "invalid_request_error", "invalid_path", "path");
+    const joined = isAbsolute(path) ? resolve(path) : resolve(root, path);
+    let real: string;
+    try {
+      real = await realpath(joined);
+    } catch {
+      real = joined;
+    }
+    if (real === root || !real.startsWith(root + sep)) {
+      throw new HttpError(400, "path: must be a directory inside the server's adapters directory", "invalid_request_error", "invalid_path", "path");
+    }
+    return real;
+  }
+
+  app.get("/v1/adapters", (c) => c.json({ object: "list", data: engine.adapters().map(modelObject) }));
+
+  app.post(
+    "/v1/adapters",
+    bodyLimit({ maxSize: maxUpload, onError: (c) => fail(c, new HttpError(413, `adapter upload is larger than ${maxUpload} bytes`, "invalid_request_error", "body_too_large")) }),
+    async (c) => {
+      try {
+        const type = c.req.header("content-type") ?? "";
+        if (type.startsWith("multipart/form-data")) return await upload(c);
+        if (Number(c.req.header("content-length") ?? 0) > maxBody) throw new HttpError(413, `request body is larger than ${maxBody} bytes`, "invalid_request_error", "body_too_large");
+        const body = await parse(c, AdapterPathRequest);
+        const id = adapterIdFrom(body.id);
+        if (engine.hasAdapter(id)) throw new HttpError(409, `an adapter named ${id} already exists`, "invalid_request_error", "adapter_exists", "id");
+        const dir = await confinedDir(body.path);
+        const info = await engine.addAdapter(id, dir);
+        return c.json(modelObject(info), 201);
+      } catch (e) {
+        return fail(c, e);
+      }
+    },
+  );
+
+  async function upload(c: Context) {
+    let form: FormData;
+    try {
+      form = await c.req.raw.formData();
+    } catch {
+      throw new HttpError(400, "the multipart body could not be parsed", "invalid_request_error", "invalid_multipart");
+    }
+    const id = adapterIdFrom(form.get("id"));
+    const config = form.get("adapter_config.json") ?? form.get("config");
+    const weights = form.get("adapter_model.safetensors") ?? form.get("weights");
+    if (config === null || weights === null || typeof weights === "string") {
+      throw new HttpError(
+        400,
+        "an upload needs the fields id, adapter_config.json (file or text) and adapter_model.safetensors (file)",
+        "invalid_request_error",
+        "missing_field",
+        config === null ? "adapter_config.json" : "adapter_model.safetensors",
+      );
+    }
+    const configText = typeof config === "string" ? config : await config.text();
+    try {
+      JSON.parse(configText);
+    } catch (e) {
+      throw new HttpError(400, `adapter_config.json is not valid JSON (${(e as Error).message})`, "invalid_request_error", "adapter_bad_config", "adapter_config.json");
+    }
+    if (engine.hasAdapter(id)) throw new HttpError(409, `an adapter named ${id} already exists`, "invalid_request_error", "adapter_exists", "id");
+    const root = await adaptersRoot();
+    const dir = join(root, id); // id is [A-Za-z0-9_][A-Za-z0-9_.-]*: one path component, never "." or ".."
+    try {
+      await mkdir(dir);
+    } catch {
+      throw new HttpError(409, `the adapters directory already has an entry named ${id}`, "invalid_request_error", "adapter_exists", "id");
+    }
+    try {
+      await writeFile(join(dir, "adapter_model.safetensors"), new Uint8Array(await weights.arrayBuffer()));
+      await writeFile(join(dir, "adapter_config.json"), configText);
+      const info = await engine.addAdapter(id, dir); // validated against the base model
+      uploaded.add(id);
+      return c.json(modelObject(info), 201);
+    } catch (e) {
+      await rm(dir, { recursive: true, force: true });
+      throw e;
+    }
+  }
+
+  app.delete("/v1/adapters/:id{.+}", async (c) => {
+    try {
+      const id = adapterIdFrom(c.req.param("id"));
+      const info = engine.adapters().find((a) => a.id === id);
+      if (!info) throw new HttpError(404, `no adapter named ${id}`, "not_found_error", "adapter_not_found", "id");
+      engine.deleteAdapter(id);
+      if (uploaded.delete(id) && info.dir && options.adaptersDir) {
+        const root = await realpath(options.adaptersDir);
+        if (info.dir.startsWith(root + sep)) await rm(info.dir, { recursive: true, force: true });
+      }
+      return c.json({ id: `${base}:${id}`, object: "model", deleted: true });
+    } catch (e) {
+      return fail(c, e);
+    }
+  });
+
+  app.notFound((c) => fail(c, new HttpError(404, `no route ${c.req.method} ${c.req.path}`, "not_found_error", "unknown_route")));
+  app.onError((e, c) => fail(c, e));
+  return app;
+}

@@ -1,0 +1,313 @@
+/**
+ * The serving engine behind the HTTP app: one base model on the GPU, many adapters (an LRU of
+ * resident ones, loaded from disk on first use), and a scheduler that runs generations through
+ * a bounded queue. `concurrency` generations run at once (1 here: one KV cache per model; the
+ * interface already hands the scheduler whole requests, so batching requests that use different
+ * adapters can slot in later without changing the app).
+ */
+import { PeftError } from "../errors.ts";
+import type { FinishReason, GeneratedPiece, GenerationResult } from "../infer/generate.ts";
+import { type AdapterInfo, type AdapterLease, AdapterRegistry, checkAdapterId } from "../infer/adapter_registry.ts";
+import type { Model } from "../model/model.ts";
+
+export interface ChatMessage {
+  role: "system" | "user" | "assistant";
+  content: string;
+  [k: string]: unknown;
+}
+
+export interface EngineRequest {
+  /** Prompt token ids (from encodeText / encodeChat). */
+  ids: number[];
+  /** Adapter id, or undefined for the base model. */
+  adapter?: string;
+  maxTokens: number;
+  temperature: number;
+  topK: number;
+  topP: number;
+  seed: number;
+  stop: string[];
+  /** Aborts queueing or generation (client disconnect). */
+  signal?: AbortSignal;
+  /** Milliseconds for queueing + generation; the generation stops with finishReason "timeout". */
+  timeoutMs?: number;
+}
+
+export type EngineFinishReason = FinishReason | "timeout";
+
+export interface EngineResult extends Omit<GenerationResult, "finishReason"> {
+  finishReason: EngineFinishReason;
+  queueMs: number;
+}
+
+/** A generation that holds a slot: iterate `pieces` (its return value is the summary), then `release()`. */
+export interface Generation {
+  pieces: AsyncGenerator<GeneratedPiece, EngineResult>;
+  /** Frees the slot and the adapter lease (idempotent; iterating to the end does it too). */
+  release(): void;
+}
+
+export interface EngineStats {
+  running: number;
+  queued: number;
+  maxQueue: number;
+  adaptersKnown: number;
+  adaptersResident: number;
+  adapterBytes: number;
+  adapterLoads: number;
+  adapterEvictions: number;
+  gpuBytes: number;
+  gpuBytesByCategory: Record<string, number>;
+}
+
+/** What the HTTP app needs of an engine. */
+export interface Engine {
+  readonly modelId: string;
+  readonly contextLength: number;
+  readonly vocabSize: number;
+  readonly baseParameters: number;
+  /** Prompt text -> ids (BOS added). */
+  encodeText(text: string): number[];
+  /** Messages -> ids through the model's chat template (or the documented default). */
+  encodeChat(messages: ChatMessage[]): number[];
+  /** Waits for a slot (throws QUEUE_FULL at once when the queue is full) and pins the adapter. */
+  start(req: EngineRequest): Promise<Generation>;
+  adapters(): AdapterInfo[];
+  hasAdapter(id: string): boolean;
+  /** Registers a PEFT directory and loads it (validated against the base model). */
+  addAdapter(id: string, dir: string): Promise<AdapterInfo>;
+  deleteAdapter(id: string): void;
+  stats(): EngineStats;
+  /** Resolves when nothing is running or queued. */
+  idle(): Promise<void>;
+}
+
+/**
+ * The chat format used when the model has no chat template (stories260K has none):
+ * each message as "<role>: <content>\n", then "assistant:" when a reply is wanted.
+ */
+export function defaultChatPrompt(messages: ChatMessage[], addGenerationPrompt = true): string {
+  return messages.map((m) => `${m.role}: ${m.content}\n`).join("") + (addGenerationPrompt ? "assistant:" : "");
+}
+
+interface Waiter {
+  resolve(): void;
+  reject(e: unknown): void;
+}
+
+/** A counting semaphore with a bounded FIFO of waiters. */
+class Slots {
+  running = 0;
+  readonly waiters: Waiter[] = [];
+  private idleWaiters: (() => void)[] = [];
+  constructor(readonly capacity: number, readonly maxQueue: number) {}
+
+  acquire(signal: AbortSignal): Promise<void> {
+    if (signal.aborted) return Promise.reject(signal.reason);
+    if (this.running < this.capacity) {
+      this.running++;
+      return Promise.resolve();
+    }
+    if (this.waiters.length >= this.maxQueue) {
+      return Promise.reject(new PeftError("QUEUE_FULL", `the server is busy: ${this.waiters.length} requests are already waiting`));
+    }
+    return new Promise<void>((resolve, reject) => {
+      const w: Waiter = {
+        resolve: () => {
+          signal.removeEventListener("abort", onAbort);
+          resolve();
+        },
+        reject,
+      };
+      const onAbort = () => {
+        const i = this.waiters.indexOf(w);
+        if (i >= 0) this.waiters.splice(i, 1);
+        reject(signal.reason);
+        this.checkIdle();
+      };
+      signal.addEventListener("abort", onAbort, { once: true });
+      this.waiters.push(w);
+    });
+  }
+
+  release() {
+    const next = this.waiters.shift();
+    if (next) next.resolve(); // the slot passes straight to the next waiter
+    else this.running--;
+    this.checkIdle();
+  }
+
+  idle(): Promise<void> {
+    if (this.running === 0 && this.waiters.length === 0) return Promise.resolve();
+    return new Promise((r) => this.idleWaiters.push(r));
+  }
+
+  private checkIdle() {
+    if (this.running === 0 && this.waiters.length === 0) {
+      const list = this.idleWaiters;
+      this.idleWaiters = [];
+      for (const r of list) r();
+    }
+  }
+}
+
+export interface ModelEngineOptions {
+  /** Name the base model is served under (e.g. "stories260K"). */
+  modelId: string;
+  /** Requests that may wait for a slot; more get QUEUE_FULL (HTTP 429). Default 64. */
+  maxQueue?: number;
+  /** GPU bytes resident adapters may hold together (LRU eviction beyond it). Default unlimited. */
+  adapterBudgetBytes?: number;
+}
+
+export class TimeoutError extends Error {
+  constructor(ms: number) {
+    super(`the request timed out after ${ms} ms`);
+    this.name = "TimeoutError";
+  }
+}
+
+/** Engine over a loaded Model. */
+export class ModelEngine implements Engine {
+  readonly modelId: string;
+  readonly registry: AdapterRegistry;
+  private readonly slots: Slots;
+
+  constructor(readonly model: Model, o: ModelEngineOptions) {
+    this.modelId = o.modelId;
+    this.registry = new AdapterRegistry(model, { budgetBytes: o.adapterBudgetBytes });
+    // One generation at a time: the model has one KV cache.
+    this.slots = new Slots(1, o.maxQueue ?? 64);
+  }
+
+  get contextLength(): number {
+    return this.model.config.contextLength;
+  }
+
+  get vocabSize(): number {
+    return this.model.config.vocabSize;
+  }
+
+  get baseParameters(): number {
+    return this.model.baseParameters();
+  }
+
+  encodeText(text: string): number[] {
+    return this.model.encodePrompt(text);
+  }
+
+  encodeChat(messages: ChatMessage[]): number[] {
+    const tok = this.model.tokenizer;
+    try {
+      return tok.encodeChat(messages, { addGenerationPrompt: true });
+    } catch (e) {
+      if (!(e instanceof PeftError) || e.code !== "CHAT_TEMPLATE_MISSING") throw e;
+    }
+    return this.model.encodePrompt(defaultChatPrompt(messages));
+  }
+
+  async start(req: EngineRequest): Promise<Generation> {
+    if (req.adapter !== undefined && !this.registry.has(req.adapter)) {
+      throw new PeftError("UNKNOWN_ADAPTER", `no adapter named ${req.adapter}`);
+    }
+    if (req.ids.length === 0) throw new PeftError("BAD_PARAMETER", "the prompt is empty (no tokens)");
+    if (req.ids.length >= this.contextLength) {
+      throw new PeftError("CONTEXT_OVERFLOW", `the prompt has ${req.ids.length} tokens; the model's context length is ${this.contextLength}`);
+    }
+    const t0 = performance.now();
+    // One signal for client aborts and the timeout.
+    const ctl = new AbortController();
+    const onAbort = () => ctl.abort(req.signal?.reason ?? new DOMException("aborted", "AbortError"));
+    if (req.signal?.aborted) onAbort();
+    req.signal?.addEventListener("abort", onAbort, { once: true });
+    let timedOut = false;
+    const timer = req.timeoutMs && req.timeoutMs > 0
+      ? setTimeout(() => {
+        timedOut = true;
+        ctl.abort(new TimeoutError(req.timeoutMs!));
+      }, req.timeoutMs)
+      : undefined;
+    const cleanup = () => {
+      if (timer !== undefined) clearTimeout(timer);
+      req.signal?.removeEventListener("abort", onAbort);
+    };
+    try {
+      await this.slots.acquire(ctl.signal);
+    } catch (e) {
+      cleanup();
+      throw e;
+    }
+    let lease: AdapterLease | undefined;
+    try {
+      if (req.adapter !== undefined) lease = await this.registry.acquire(req.adapter);
+    } catch (e) {
+      cleanup();
+      this.slots.release();
+      throw e;
+    }
+    const queueMs = performance.now() - t0;
+    let released = false;
+    const release = () => {
+      if (released) return;
+      released = true;
+      cleanup();
+      lease?.release();
+      this.slots.release();
+    };
+    const model = this.model;
+    async function* pieces(): AsyncGenerator<GeneratedPiece, EngineResult> {
+      try {
+        const r = yield* model.generateStream(req.ids, {
+          adapter: req.adapter,
+          maxTokens: req.maxTokens,
+          temperature: req.temperature,
+          topK: req.topK,
+          topP: req.topP,
+          seed: req.seed,
+          stop: req.stop,
+          signal: ctl.signal,
+        });
+        return { ...r, finishReason: r.finishReason === "abort" && timedOut ? "timeout" : r.finishReason, queueMs };
+      } finally {
+        release();
+      }
+    }
+    return { pieces: pieces(), release };
+  }
+
+  adapters(): AdapterInfo[] {
+    return this.registry.list();
+  }
+
+  hasAdapter(id: string): boolean {
+    return this.registry.has(id);
+  }
+
+  async addAdapter(id: string, dir: string): Promise<AdapterInfo> {
+    checkAdapterId(id);
+    return await this.registry.add(id, dir);
+  }
+
+  deleteAdapter(id: string): void {
+    this.registry.remove(id);
+  }
+
+  stats(): EngineStats {
+    return {
+      running: this.slots.running,
+      queued: this.slots.waiters.length,
+      maxQueue: this.slots.maxQueue,
+      adaptersKnown: this.registry.list().length,
+      adaptersResident: this.registry.residentCount(),
+      adapterBytes: this.registry.residentBytes(),
+      adapterLoads: this.registry.loads,
+      adapterEvictions: this.registry.evictions,
+      gpuBytes: this.model.gpu.bytesHeld(),
+      gpuBytesByCategory: this.model.memoryReport(),
+    };
+  }
+
+  idle(): Promise<void> {
+    return this.slots.idle();
+  }
+}
