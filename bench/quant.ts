@@ -10,7 +10,8 @@
 import { dequantize4bit, dequantize4bitReference, quantize4bit, quantize4bitReference } from "../src/quant/mod.ts";
 
 const quick = Deno.args.includes("--quick");
-const n = quick ? 1 << 20 : 1 << 24;
+/** 1M values (4 MiB: source and copy stay in cache) and 16M (64 MiB: out of cache). */
+const sizes = [1 << 20, 1 << 24];
 
 function randn(count: number, seed: number): Float32Array {
   let s = seed >>> 0;
@@ -24,7 +25,7 @@ function randn(count: number, seed: number): Float32Array {
 }
 
 /** Median GB/s of f32 data (4n bytes) over a few runs. */
-function gbps(run: () => void, runs = quick ? 3 : 5): number {
+function gbps(n: number, run: () => void, runs = quick ? 5 : 11): number {
   run(); // warm-up (JIT, WASM tier-up)
   const t: number[] = [];
   for (let i = 0; i < runs; i++) {
@@ -36,21 +37,26 @@ function gbps(run: () => void, runs = quick ? 3 : 5): number {
   return (4 * n) / (t[Math.floor(t.length / 2)] / 1000) / 1e9;
 }
 
-const x = randn(n, 1);
-const dst = new Float32Array(n);
-const memcpy = gbps(() => dst.set(x));
-const st = quantize4bit(x);
-const ref = quantize4bitReference(x, "nf4", 64);
-const rows: [string, number][] = [
-  ["memcpy (TypedArray.set, ceiling)", memcpy],
-  ["quantize nf4 WASM", gbps(() => quantize4bit(x))],
-  ["quantize nf4 plain TS", gbps(() => quantize4bitReference(x, "nf4", 64))],
-  ["quantize nf4 + double quant WASM", gbps(() => quantize4bit(x, { doubleQuant: true }))],
-  ["dequantize nf4 WASM", gbps(() => dequantize4bit(st, dst))],
-  ["dequantize nf4 plain TS", gbps(() => dequantize4bitReference(ref.packed, ref.absmax, n, "nf4", 64))],
-];
-console.log(`# 4-bit quantization, ${n} f32 values (${(4 * n) / 2 ** 20} MiB), single thread, ${Deno.build.os}/${Deno.build.arch}`);
-for (const [name, v] of rows) console.log(`${name.padEnd(36)} ${v.toFixed(2).padStart(7)} GB/s  ${(100 * v / memcpy).toFixed(0).padStart(4)}% of memcpy`);
+console.log(`# 4-bit quantization (NF4, blocksize 64), single thread, ${Deno.build.os}/${Deno.build.arch}; medians of ${quick ? 5 : 11} runs, GB/s of f32 data`);
+for (const n of sizes) {
+  const x = randn(n, 1);
+  const dst = new Float32Array(n);
+  const memcpy = gbps(n, () => dst.set(x));
+  const st = quantize4bit(x);
+  const ref = quantize4bitReference(x, "nf4", 64);
+  const slow = quick ? 3 : 5;
+  const rows: [string, number][] = [
+    ["memcpy (TypedArray.set, ceiling)", memcpy],
+    ["quantize nf4 WASM", gbps(n, () => quantize4bit(x))],
+    ["quantize fp4 WASM", gbps(n, () => quantize4bit(x, { type: "fp4" }))],
+    ["quantize nf4 + double quant WASM", gbps(n, () => quantize4bit(x, { doubleQuant: true }))],
+    ["quantize nf4 plain TS", gbps(n, () => quantize4bitReference(x, "nf4", 64), slow)],
+    ["dequantize nf4 WASM", gbps(n, () => dequantize4bit(st, dst))],
+    ["dequantize nf4 plain TS", gbps(n, () => dequantize4bitReference(ref.packed, ref.absmax, n, "nf4", 64), slow)],
+  ];
+  console.log(`\n## ${n} values (${(4 * n) / 2 ** 20} MiB of f32)`);
+  for (const [name, v] of rows) console.log(`${name.padEnd(36)} ${v.toFixed(2).padStart(7)} GB/s  ${(100 * v / memcpy).toFixed(0).padStart(4)}% of memcpy`);
+}
 
 if (!Deno.args.includes("--no-gpu")) {
   const { Gpu } = await import("../src/gpu/gpu.ts");

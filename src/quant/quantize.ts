@@ -67,12 +67,41 @@ export function checkBlocksize(blocksize: number, what: string): void {
 }
 
 // table area layout (see QuantWasm): byte offsets from `tables`
-const T_MIDS4 = 0, T_RANK = 64, T_PLANES = 128, T_CODE = 192, T_DMIDS = 256, T_DMAP = 1280;
+const T_MIDS4 = 0, T_RANK = 64, T_PLANES = 128, T_CODE = 192, T_DMIDS = 256, T_DMAP = 1280, T_GRID = 2304;
 // data area layout, in bytes from `data`
 const D_IN = 0, D_IN16 = CHUNK * 4, D_PACKED = D_IN16 + CHUNK * 2, D_ABSMAX = D_PACKED + CHUNK / 2, D_END = D_ABSMAX + CHUNK / 8;
 
-function writeTables4(w: QuantWasm, type: QuantType4, code: Float32Array): number {
+/**
+ * Cell tables of the WASM fast path (wasm/quant/index.ts, gridCodes16): cell(v) =
+ * min(16 + round_f32(16 v), 31); per cell the number of midpoints in lower cells and the one
+ * midpoint in the cell (+inf if none). Null when some cell holds two midpoints (not so for NF4
+ * or FP4; the kernel then takes its compare-every-midpoint path).
+ */
+export function gridTables(mids: Float32Array): Uint8Array | null {
+  const f = Math.fround;
+  const cell = (v: number) => Math.min(f(f(v * 16) + 12582928) - 12582912, 31);
+  const base = new Uint8Array(32);
+  const mid = new Float32Array(32).fill(Infinity);
+  for (let c = 0; c < 32; c++) base[c] = mids.filter((m) => cell(m) < c).length;
+  for (const m of mids) {
+    if (mid[cell(m)] !== Infinity) return null;
+    mid[cell(m)] = m;
+  }
+  const out = new Uint8Array(160);
+  out.set(base);
+  const bytes = new Uint8Array(mid.buffer);
+  for (let c = 0; c < 32; c++) for (let k = 0; k < 4; k++) out[32 + 32 * k + c] = bytes[c * 4 + k];
+  return out;
+}
+
+const gridCache = new Map<QuantType4, Uint8Array | null>();
+
+/** Writes the 4-bit tables; returns the midpoint count and the grid tables' address (0: none). */
+function writeTables4(w: QuantWasm, type: QuantType4, code: Float32Array): { nMids: number; grid: number } {
   const b = bucketizer(type);
+  if (!gridCache.has(type)) gridCache.set(type, gridTables(b.mids));
+  const grid = gridCache.get(type)!;
+  if (grid) w.u8(w.tables + T_GRID, 160).set(grid);
   const mids = w.f32(w.tables + T_MIDS4, 16);
   mids.fill(Infinity);
   mids.set(b.mids);
@@ -81,7 +110,7 @@ function writeTables4(w: QuantWasm, type: QuantType4, code: Float32Array): numbe
   const bytes = new Uint8Array(code.buffer, code.byteOffset, 64);
   const planes = w.u8(w.tables + T_PLANES, 64);
   for (let i = 0; i < 16; i++) for (let k = 0; k < 4; k++) planes[k * 16 + i] = bytes[i * 4 + k];
-  return b.mids.length;
+  return { nMids: b.mids.length, grid: grid ? w.tables + T_GRID : 0 };
 }
 
 type Input = { kind: "float32"; data: Float32Array } | { kind: "float16" | "bfloat16"; data: Uint16Array };
@@ -99,7 +128,7 @@ function quantizeAny(input: Input, opts: Quantize4bitOptions): QuantState4bit {
   const w = QuantWasm.get();
   w.ensure(w.data + D_END);
   const code = codeTable(type);
-  const nMids = writeTables4(w, type, code);
+  const { nMids, grid } = writeTables4(w, type, code);
   const bz = bucketizer(type);
   const nBlocks = Math.ceil(n / blocksize);
   const packed = new Uint8Array(Math.ceil(n / 2));
@@ -113,7 +142,7 @@ function quantizeAny(input: Input, opts: Quantize4bitOptions): QuantState4bit {
       new Uint16Array(w.x.memory.buffer, w.data + D_IN16, len).set(input.data.subarray(start, start + len));
       (input.kind === "float16" ? w.x.widenF16 : w.x.widenBF16)(w.data + D_IN16, len, src);
     }
-    const bad = w.x.quantize4(src, len, blocksize, w.tables + T_MIDS4, nMids, w.tables + T_RANK, bz.signMagnitude ? 1 : 0, w.data + D_PACKED, w.data + D_ABSMAX);
+    const bad = w.x.quantize4(src, len, blocksize, w.tables + T_MIDS4, nMids, w.tables + T_RANK, bz.signMagnitude ? 1 : 0, w.data + D_PACKED, w.data + D_ABSMAX, grid);
     if (bad >= 0) throw nonFinite(name, w.f32(src, len), bad * blocksize, start);
     packed.set(w.u8(w.data + D_PACKED, Math.ceil(len / 2)), start / 2);
     absmax.set(w.f32(w.data + D_ABSMAX, Math.ceil(len / blocksize)), start / blocksize);

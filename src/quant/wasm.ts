@@ -11,14 +11,14 @@ interface QuantExports {
   heapBase(): number;
   widenF16(src: number, n: number, dst: number): void;
   widenBF16(src: number, n: number, dst: number): void;
-  quantize4(src: number, n: number, blocksize: number, mids: number, nMids: number, rankToCode: number, signMag: number, outPacked: number, outAbsmax: number): number;
+  quantize4(src: number, n: number, blocksize: number, mids: number, nMids: number, rankToCode: number, signMag: number, outPacked: number, outAbsmax: number, grid: number): number;
   dequantize4(packed: number, n: number, blocksize: number, code: number, planes: number, absmax: number, out: number): void;
   quantize8(src: number, n: number, blocksize: number, mids: number, outCodes: number, outAbsmax: number): number;
   dequantize8(codes: number, n: number, blocksize: number, map: number, absmax: number, offset: number, out: number): void;
 }
 
-/** Elements per chunk: a multiple of every legal blocksize (<= 4096) and of 256. */
-export const CHUNK = 1 << 18;
+/** Elements per chunk: a multiple of every legal blocksize (<= 4096) and of 256; 128 KiB of f32 so a chunk and its outputs stay in L2. */
+export const CHUNK = 1 << 15;
 
 export class QuantWasm {
   readonly x: QuantExports;

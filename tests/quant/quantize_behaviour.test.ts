@@ -9,6 +9,8 @@ import {
 } from "../../src/quant/mod.ts";
 import { uploadQuantizedGroup } from "../../src/kernels/nf4_matmul.ts";
 import { PeftError } from "../../src/errors.ts";
+import { gridTables } from "../../src/quant/quantize.ts";
+import { bucketizer } from "../../src/quant/tables.ts";
 import { randn, testGpu } from "../helpers.ts";
 
 function meanAbsErr(a: Float32Array, b: Float32Array) {
@@ -56,6 +58,38 @@ Deno.test("WASM (SIMD) and plain TypeScript quantizers agree bit for bit", () =>
   const z = quantize4bit(new Float32Array(70));
   assert.ok(z.packed.every((b) => b === 0) && z.absmax!.every((a) => a === 0));
   assert.ok(dequantize4bit(z).every((v) => v === 0));
+});
+
+/** The next f32 above (dir 1) or below (dir -1) v. */
+function nextF32(v: number, dir: 1 | -1): number {
+  const b = new Float32Array([v]), u = new Int32Array(b.buffer);
+  if (v === 0) return dir * 1.4e-45;
+  u[0] += (v > 0) === (dir > 0) ? 1 : -1;
+  return b[0];
+}
+
+Deno.test("WASM and plain TypeScript agree on midpoints, their neighbours, cell edges and tiny scales", () => {
+  for (const type of ["nf4", "fp4"] as const) {
+    assert.ok(gridTables(bucketizer(type).mids), `${type}: the SIMD cell path applies`);
+    // blocks of 64 whose absmax is 1 (so s = x exactly), filled with every midpoint, its f32
+    // neighbours and their negatives, the cell edges (k +- 0.5) / 16 and their neighbours
+    const vals: number[] = [];
+    const special = [...bucketizer(type).mids];
+    for (let k = -16; k <= 16; k++) special.push((k + 0.5) / 16, (k - 0.5) / 16, k / 16);
+    for (const m of special) {
+      for (const v of [m, nextF32(m, 1), nextF32(m, -1)]) if (Math.abs(v) <= 1) vals.push(v, -v);
+    }
+    const blocks: number[] = [];
+    for (let i = 0; i < vals.length; i += 63) blocks.push(1, ...vals.slice(i, i + 63), ...new Array(Math.max(0, 63 - vals.slice(i, i + 63).length)).fill(0.25));
+    // scaled copies (s = x * (1/a) rounds), a subnormal-absmax block (1/a overflows to inf)
+    const x = new Float32Array([...blocks, ...blocks.map((v) => v * 3.7e-3), ...blocks.map((v) => v * 1e-39)]);
+    const st = quantize4bit(x, { type });
+    const ref = quantize4bitReference(x, type, 64);
+    assert.deepEqual(st.absmax, ref.absmax, `${type} absmax`);
+    for (let i = 0; i < ref.packed.length; i++) {
+      if (st.packed[i] !== ref.packed[i]) assert.fail(`${type}: byte ${i} (values ${x[2 * i]}, ${x[2 * i + 1]}): ${st.packed[i]} != ${ref.packed[i]}`);
+    }
+  }
 });
 
 Deno.test("bad input: non-finite weights name the tensor and element; bad blocksize, type, shape", () => {

@@ -55,22 +55,29 @@ export function widenBF16(src: usize, n: i32, dst: usize): void {
 
 // ---------------------------------------------------------------- block absmax
 
-/** max |x| over n values (SIMD when n is a multiple of 4). NaN propagates. */
+/**
+ * max |x| over n values; NaN propagates (comes out as a NaN, so callers' `amax <= MAX` fails).
+ * SIMD part: |x| as i32 bits orders like the floats (NaNs above +inf), so an integer max with
+ * four independent accumulators does it at one instruction a vector (f32x4.max is a long chain).
+ */
 function absmaxOf(p: usize, n: i32): f32 {
-  let m: f32 = 0;
   let i = 0;
-  if (n >= 8) {
-    let v = f32x4.splat(0);
-    for (; i + 4 <= n; i += 4) {
-      v = f32x4.max(v, f32x4.abs(v128.load(p + (<usize>i << 2))));
+  let bits: u32 = 0;
+  if (n >= 16) {
+    const mask = i32x4.splat(0x7fffffff);
+    let v0 = i32x4.splat(0), v1 = v0, v2 = v0, v3 = v0;
+    for (; i + 16 <= n; i += 16) {
+      const q = p + (<usize>i << 2);
+      v0 = i32x4.max_u(v0, v128.and(v128.load(q), mask));
+      v1 = i32x4.max_u(v1, v128.and(v128.load(q, 16), mask));
+      v2 = i32x4.max_u(v2, v128.and(v128.load(q, 32), mask));
+      v3 = i32x4.max_u(v3, v128.and(v128.load(q, 48), mask));
     }
-    m = max(max(f32x4.extract_lane(v, 0), f32x4.extract_lane(v, 1)), max(f32x4.extract_lane(v, 2), f32x4.extract_lane(v, 3)));
+    const v = i32x4.max_u(i32x4.max_u(v0, v1), i32x4.max_u(v2, v3));
+    bits = max(max(i32x4.extract_lane(v, 0), i32x4.extract_lane(v, 1)), max(i32x4.extract_lane(v, 2), i32x4.extract_lane(v, 3)));
   }
-  for (; i < n; i++) {
-    const a = abs<f32>(load<f32>(p + (<usize>i << 2)));
-    m = a != a ? a : max(m, a);
-  }
-  return m;
+  for (; i < n; i++) bits = max(bits, load<u32>(p + (<usize>i << 2)) & 0x7fffffff);
+  return reinterpret<f32>(bits);
 }
 
 // ---------------------------------------------------------------- 4-bit quantize
@@ -112,11 +119,12 @@ function codes4(s: v128, mids: usize, nMids: i32, table: v128, signMag: bool): v
 /**
  * Quantizes n f32 values at src into packed 4-bit codes (ceil(n/2) bytes at outPacked) and one
  * f32 absmax per block at outAbsmax. mids: nMids f32 sorted midpoints; rankToCode: 16 bytes.
+ * grid: 0, or the cell tables of the fast path (see gridCodes16), built by src/quant/quantize.ts.
  * Returns -1, or the index of the first block holding a NaN or an infinity.
  */
 export function quantize4(
   src: usize, n: i32, blocksize: i32, mids: usize, nMids: i32, rankToCode: usize, signMag: bool,
-  outPacked: usize, outAbsmax: usize,
+  outPacked: usize, outAbsmax: usize, grid: usize,
 ): i32 {
   const table = v128.load(rankToCode);
   const nBlocks = (n + blocksize - 1) / blocksize;
@@ -136,18 +144,28 @@ export function quantize4(
     let i = 0;
     if (len == blocksize) {
       const rv = f32x4.splat(r);
-      const lo = f32x4.splat(-1);
-      const hi = f32x4.splat(1);
-      for (; i + 8 <= len; i += 8) {
-        const q = p + (<usize>i << 2);
-        const s0 = f32x4.min(f32x4.max(f32x4.mul(v128.load(q), rv), lo), hi);
-        const s1 = f32x4.min(f32x4.max(f32x4.mul(v128.load(q, 16), rv), lo), hi);
-        const c0 = codes4(s0, mids, nMids, table, signMag);
-        const c1 = codes4(s1, mids, nMids, table, signMag);
-        // even elements (lanes 0, 2 of each) to the high nibble, odd ones to the low
-        const e = i8x16.shuffle(c0, c1, 0, 8, 16, 24, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0);
-        const o = i8x16.shuffle(c0, c1, 4, 12, 20, 28, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0);
-        store<u32>(out + (<usize>i >> 1), i32x4.extract_lane(v128.or(i8x16.shl(e, 4), o), 0));
+      if (grid != 0 && r <= f32.MAX_VALUE) {
+        // |x * r| <= 1 + ulp and finite: the cell path needs no clamp (see gridCodes16)
+        for (; i + 32 <= len; i += 32) {
+          const q = p + (<usize>i << 2);
+          const lo = gridCodes16(q, rv, grid, table, signMag);
+          const hi = gridCodes16(q + 64, rv, grid, table, signMag);
+          v128.store(out + (<usize>i >> 1), packNibbles(lo, hi));
+        }
+      } else {
+        const lo = f32x4.splat(-1);
+        const hi = f32x4.splat(1);
+        for (; i + 8 <= len; i += 8) {
+          const q = p + (<usize>i << 2);
+          const s0 = f32x4.min(f32x4.max(f32x4.mul(v128.load(q), rv), lo), hi);
+          const s1 = f32x4.min(f32x4.max(f32x4.mul(v128.load(q, 16), rv), lo), hi);
+          const c0 = codes4(s0, mids, nMids, table, signMag);
+          const c1 = codes4(s1, mids, nMids, table, signMag);
+          // even elements (lanes 0, 2 of each) to the high nibble, odd ones to the low
+          const e = i8x16.shuffle(c0, c1, 0, 8, 16, 24, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0);
+          const o = i8x16.shuffle(c0, c1, 4, 12, 20, 28, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0);
+          store<u32>(out + (<usize>i >> 1), i32x4.extract_lane(v128.or(i8x16.shl(e, 4), o), 0));
+        }
       }
     }
     for (; i < len; i += 2) {
@@ -161,6 +179,91 @@ export function quantize4(
     }
   }
   return -1;
+}
+
+// Cell path. v = s (NF4) or |s| (FP4, sign-magnitude), s = x * r unclamped (finite, |s| <= 1 + ulp).
+//   cell(v) = min(low byte of bits(f32(v * 16) + 12582928), 31) = min(16 + round(16 v), 31)
+// is monotone in v (every step rounds monotonically), so for any midpoint m: cell(m) < cell(v)
+// implies m < v and cell(m) > cell(v) implies m > v. The tables hold, per cell c,
+//   base[c] = #{ m : cell(m) < c }   and   mid[c] = the one m with cell(m) == c (or +inf),
+// so rank = base[cell] + (v > mid[cell]) exactly (the builder checks <= 1 midpoint a cell, and
+// clamping is not needed: every midpoint lies strictly inside (-1, 1)).
+// grid layout (bytes): base[32] at 0, then byte plane k (k = 0..3) of mid[32] at 32 + 32k.
+const MAGIC: f32 = 12582928; // 1.5 * 2^23 + 16: adding it rounds to an integer in the low bits
+
+// @ts-ignore: decorator
+@inline
+function cellBytes(v0: v128, v1: v128, v2: v128, v3: v128): v128 {
+  const sc = f32x4.splat(16);
+  const mg = f32x4.splat(MAGIC);
+  const lowByte = i32x4.splat(0xff);
+  const k0 = v128.and(f32x4.add(f32x4.mul(v0, sc), mg), lowByte);
+  const k1 = v128.and(f32x4.add(f32x4.mul(v1, sc), mg), lowByte);
+  const k2 = v128.and(f32x4.add(f32x4.mul(v2, sc), mg), lowByte);
+  const k3 = v128.and(f32x4.add(f32x4.mul(v3, sc), mg), lowByte);
+  const k = i8x16.narrow_i16x8_u(i16x8.narrow_i32x4_u(k0, k1), i16x8.narrow_i32x4_u(k2, k3));
+  return i8x16.min_u(k, i8x16.splat(31));
+}
+
+/** 32-entry byte lookup: two swizzles (an index out of 0..15 reads 0). */
+// @ts-ignore: decorator
+@inline
+function look32(t: usize, idx: v128, idxHi: v128): v128 {
+  return v128.or(i8x16.swizzle(v128.load(t), idx), i8x16.swizzle(v128.load(t, 16), idxHi));
+}
+
+/** Codes of 16 consecutive values at q (one code a byte). */
+// @ts-ignore: decorator
+@inline
+function gridCodes16(q: usize, rv: v128, grid: usize, table: v128, signMag: bool): v128 {
+  const s0 = f32x4.mul(v128.load(q), rv);
+  const s1 = f32x4.mul(v128.load(q, 16), rv);
+  const s2 = f32x4.mul(v128.load(q, 32), rv);
+  const s3 = f32x4.mul(v128.load(q, 48), rv);
+  let v0 = s0, v1 = s1, v2 = s2, v3 = s3;
+  if (signMag) {
+    v0 = f32x4.abs(s0);
+    v1 = f32x4.abs(s1);
+    v2 = f32x4.abs(s2);
+    v3 = f32x4.abs(s3);
+  }
+  const c = cellBytes(v0, v1, v2, v3);
+  const ch = i8x16.sub(c, i8x16.splat(16)); // cells < 16 wrap to >= 240: read 0
+  const base = look32(grid, c, ch);
+  const b0 = look32(grid + 32, c, ch);
+  const b1 = look32(grid + 64, c, ch);
+  const b2 = look32(grid + 96, c, ch);
+  const b3 = look32(grid + 128, c, ch);
+  const t01l = i8x16.shuffle(b0, b1, 0, 16, 1, 17, 2, 18, 3, 19, 4, 20, 5, 21, 6, 22, 7, 23);
+  const t01h = i8x16.shuffle(b0, b1, 8, 24, 9, 25, 10, 26, 11, 27, 12, 28, 13, 29, 14, 30, 15, 31);
+  const t23l = i8x16.shuffle(b2, b3, 0, 16, 1, 17, 2, 18, 3, 19, 4, 20, 5, 21, 6, 22, 7, 23);
+  const t23h = i8x16.shuffle(b2, b3, 8, 24, 9, 25, 10, 26, 11, 27, 12, 28, 13, 29, 14, 30, 15, 31);
+  const m0 = i8x16.shuffle(t01l, t23l, 0, 1, 16, 17, 2, 3, 18, 19, 4, 5, 20, 21, 6, 7, 22, 23);
+  const m1 = i8x16.shuffle(t01l, t23l, 8, 9, 24, 25, 10, 11, 26, 27, 12, 13, 28, 29, 14, 15, 30, 31);
+  const m2 = i8x16.shuffle(t01h, t23h, 0, 1, 16, 17, 2, 3, 18, 19, 4, 5, 20, 21, 6, 7, 22, 23);
+  const m3 = i8x16.shuffle(t01h, t23h, 8, 9, 24, 25, 10, 11, 26, 27, 12, 13, 28, 29, 14, 15, 30, 31);
+  const g = i8x16.narrow_i16x8_s(
+    i16x8.narrow_i32x4_s(f32x4.gt(v0, m0), f32x4.gt(v1, m1)),
+    i16x8.narrow_i32x4_s(f32x4.gt(v2, m2), f32x4.gt(v3, m3)),
+  );
+  const rank = i8x16.sub(base, g); // g is -1 where v > mid
+  if (!signMag) return rank;
+  const neg = i8x16.narrow_i16x8_s(
+    i16x8.narrow_i32x4_s(f32x4.lt(s0, f32x4.splat(0)), f32x4.lt(s1, f32x4.splat(0))),
+    i16x8.narrow_i32x4_s(f32x4.lt(s2, f32x4.splat(0)), f32x4.lt(s3, f32x4.splat(0))),
+  );
+  return v128.or(i8x16.swizzle(table, rank), v128.and(neg, i8x16.splat(8)));
+}
+
+/** 32 codes (bytes, < 16) -> 16 packed bytes, even element in the high nibble. */
+// @ts-ignore: decorator
+@inline
+function packNibbles(lo: v128, hi: v128): v128 {
+  const ff = i16x8.splat(0xff);
+  // i16 lane j = c[2j] | c[2j+1] << 8  ->  (c[2j] << 4) | c[2j+1]
+  const a = v128.or(i16x8.shl(v128.and(lo, ff), 4), i16x8.shr_u(lo, 8));
+  const b = v128.or(i16x8.shl(v128.and(hi, ff), 4), i16x8.shr_u(hi, 8));
+  return i8x16.narrow_i16x8_u(a, b);
 }
 
 // ---------------------------------------------------------------- 4-bit dequantize
