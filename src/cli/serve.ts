@@ -98,6 +98,7 @@ export async function main(args: string[]): Promise<void> {
     `[serve] ${modelId} on ${model.gpu.info.description} (${server.runtime}); adapters: ${adapters.join(", ") || "none"}` +
       `${apiKey ? "; API key required" : ""}\n[serve] listening on ${server.url}\n`,
   );
+  let unlisten = () => {};
   await new Promise<void>((resolveDone) => {
     onShutdownSignal((sig) => {
       process.stderr.write(`[serve] ${sig}: finishing in-flight requests\n`);
@@ -106,6 +107,9 @@ export async function main(args: string[]): Promise<void> {
         process.stderr.write("[serve] stopped\n");
         resolveDone();
       });
-    });
+    }).then((off) => unlisten = off);
   });
+  unlisten();
+  // Shut down cleanly: exit now rather than wait on handles the GPU bindings may keep open.
+  process.exit(0);
 }
