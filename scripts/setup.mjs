@@ -12,7 +12,9 @@ const quiet = process.env.CI ? "" : " --no-audit --no-fund";
 
 if (!existsSync(join(root, "node_modules/.bin/deno")) || !existsSync(join(root, "node_modules/.package-lock.json"))) {
   console.error("[setup] installing npm packages");
-  run(existsSync(join(root, "package-lock.json")) ? `npm ci${quiet}` : `npm install${quiet}`);
+  // `npm install` (not `npm ci`): lock files written on Linux omit other platforms' optional
+  // packages, which `npm ci` then refuses; install still follows the lock for everything present.
+  run(`npm install${quiet}`);
 }
 
 const icdDirs = ["/usr/share/vulkan/icd.d", "/etc/vulkan/icd.d"];
