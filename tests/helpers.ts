@@ -1,5 +1,6 @@
 /** Shared test helpers: one GPU per test process, seeded random data, tolerance checks. */
 import { Gpu } from "../src/gpu/gpu.ts";
+import { seededRandom } from "../src/infer/sampler.ts";
 
 let shared: Promise<Gpu> | null = null;
 /** One device per test process (creating devices repeatedly is slow on lavapipe). */
@@ -10,17 +11,8 @@ export function testGpu(): Promise<Gpu> {
 export const SHARED = new URL("../../shared/", import.meta.url).pathname;
 export const STORIES = `${SHARED}models/stories260K/stories260K.gguf`;
 
-/** Deterministic PRNG (mulberry32) for test data. */
-export function rng(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
+/** Deterministic PRNG for test data (the sampler's mulberry32). */
+export const rng: (seed: number) => () => number = seededRandom;
 
 export function randn(n: number, seed: number, scale = 1): Float32Array {
   const r = rng(seed);
