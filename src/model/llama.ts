@@ -18,7 +18,15 @@ import { rope } from "../kernels/rope.ts";
 import { swiglu } from "../kernels/swiglu.ts";
 import type { LlamaConfig } from "./config.ts";
 import { type ActiveAdapter, linear } from "./linear.ts";
+import { type QuantizedWeight, uploadQuantizedGroup } from "../kernels/nf4_matmul.ts";
+import { quantize4bit, type QuantState4bit } from "../quant/mod.ts";
+import { isQuantized, type LinearWeight, type QuantizeSpec } from "./quantized.ts";
 import type { WeightSource } from "./weights.ts";
+
+export interface LlamaLoadOptions {
+  /** Quantize the block linear weights (and the untied head when spec.head) to 4 bits while loading. */
+  quantize?: QuantizeSpec;
+}
 
 export interface KvCache {
   capacity: number;
@@ -32,12 +40,19 @@ export class LlamaGpu {
   private constructor(
     readonly gpu: Gpu,
     readonly config: LlamaConfig,
-    /** GPU weights by GGUF name (q/k rows in GGUF order). */
+    /** f32 GPU weights by GGUF name (q/k rows in GGUF order): all of them unless quantized. */
     readonly weights: Map<string, Tensor>,
+    /** 4-bit linear weights by GGUF name (QLoRA base), dequantized on the fly by the kernels. */
+    readonly quantized: Map<string, QuantizedWeight> = new Map(),
+    /** How `quantized` was made, when it was. */
+    readonly quantSpec?: QuantizeSpec,
   ) {}
 
-  /** Uploads every tensor of `source`, one at a time (host memory holds one tensor at once). */
-  static async load(gpu: Gpu, source: WeightSource): Promise<LlamaGpu> {
+  /**
+   * Uploads every tensor of `source`, one at a time (host memory holds one f32 tensor at once;
+   * with `quantize`, one f32 tensor plus the 4-bit codes of the current layer).
+   */
+  static async load(gpu: Gpu, source: WeightSource, o: LlamaLoadOptions = {}): Promise<LlamaGpu> {
     const c = source.config;
     const weights = new Map<string, Tensor>();
     const need = ["token_embd.weight", "output_norm.weight"];
@@ -51,21 +66,78 @@ export class LlamaGpu {
     for (const n of need) {
       if (!have.has(n)) throw new PeftError("MODEL_MISSING_TENSOR", `${source.name}: tensor ${n} is missing`);
     }
-    for (const n of need) {
-      const shape = source.shape(n);
-      const data = await source.readF32(n);
-      for (let i = 0; i < data.length; i++) {
-        if (!Number.isFinite(data[i])) throw new PeftError("MODEL_BAD_WEIGHT", `${source.name}: tensor ${n} has a non-finite value at ${i}`);
+    const q = o.quantize;
+    const quantized = new Map<string, QuantizedWeight>();
+    const toQuantize = (n: string) => !!q && (/^blk\.\d+\.(attn_[qkv]|attn_output|ffn_gate|ffn_up|ffn_down)\.weight$/.test(n) || (q.head && n === "output.weight"));
+    // Quantized weights of one layer share a small tables tensor: upload them per layer group.
+    let group: { name: string; state: QuantState4bit; shape: [number, number] }[] = [];
+    let groupKey = "";
+    const flushGroup = () => {
+      if (!group.length) return;
+      const qws = uploadQuantizedGroup(gpu, group.map((g) => ({ state: g.state, shape: g.shape, name: `${source.name}: ${g.name}` })));
+      group.forEach((g, i) => quantized.set(g.name, qws[i]));
+      group = [];
+    };
+    try {
+      for (const n of need) {
+        const shape = source.shape(n);
+        const data = await source.readF32(n);
+        for (let i = 0; i < data.length; i++) {
+          if (!Number.isFinite(data[i])) throw new PeftError("MODEL_BAD_WEIGHT", `${source.name}: tensor ${n} has a non-finite value at ${i}`);
+        }
+        if (q && toQuantize(n)) {
+          const key = n.split(".").slice(0, 2).join(".");
+          if (key !== groupKey) flushGroup();
+          groupKey = key;
+          const state = quantize4bit(data, { type: q.type, blocksize: q.blocksize, doubleQuant: q.doubleQuant, name: `${source.name}: ${n}`, shape });
+          group.push({ name: n, state, shape: [shape[0], shape[1]] });
+        } else {
+          weights.set(n, gpu.upload(data, shape, "f32", "weights"));
+        }
       }
-      weights.set(n, gpu.upload(data, shape, "f32", "weights"));
+      flushGroup();
+    } catch (e) {
+      for (const t of weights.values()) t.release();
+      for (const w of quantized.values()) w.release();
+      throw e;
     }
-    return new LlamaGpu(gpu, c, weights);
+    return new LlamaGpu(gpu, c, weights, quantized, q);
   }
 
+  /** An f32 weight (embeddings, norms, an f32 linear). */
   w(name: string): Tensor {
     const t = this.weights.get(name);
+    if (!t) {
+      if (this.quantized.has(name)) throw new PeftError("MODEL_QUANTIZED", `${name} is quantized to 4 bits; use lw(name) for linear weights`);
+      throw new PeftError("MODEL_MISSING_TENSOR", `no weight ${name}`);
+    }
+    return t;
+  }
+
+  /** A linear weight, f32 or 4-bit. */
+  lw(name: string): LinearWeight {
+    const t = this.weights.get(name) ?? this.quantized.get(name);
     if (!t) throw new PeftError("MODEL_MISSING_TENSOR", `no weight ${name}`);
     return t;
+  }
+
+  /** Replaces a linear weight (merging into a quantized base); the old one is not released. */
+  setLinear(name: string, w: LinearWeight): void {
+    if (isQuantized(w)) {
+      this.weights.delete(name);
+      this.quantized.set(name, w);
+    } else {
+      this.quantized.delete(name);
+      this.weights.set(name, w);
+    }
+  }
+
+  /** Parameter count of every base weight. */
+  parameterCount(): number {
+    let n = 0;
+    for (const t of this.weights.values()) n += t.size;
+    for (const w of this.quantized.values()) n += w.shape[0] * w.shape[1];
+    return n;
   }
 
   /** Makes sure the KV cache holds `tokens` positions (grows by copying). */
@@ -127,7 +199,7 @@ export class LlamaGpu {
       delta.release();
       return xNew;
     };
-    const lin = (inp: Tensor, name: string, out: number, inn: number) => linear(gpu, inp, this.w(name), name, T, out, inn, opts.adapter);
+    const lin = (inp: Tensor, name: string, out: number, inn: number) => linear(gpu, inp, this.lw(name), name, T, out, inn, opts.adapter);
     for (let l = 0; l < c.nLayers; l++) {
       const p = `blk.${l}.`;
       const { y: xn } = rmsnorm(gpu, x, this.w(p + "attn_norm.weight"), { N: T, C: c.dim, eps: c.normEps });
@@ -171,7 +243,7 @@ export class LlamaGpu {
     const { y: xf } = rmsnorm(gpu, last, this.w("output_norm.weight"), { N: rows, C: c.dim, eps: c.normEps });
     last.release();
     const headName = c.tiedEmbeddings ? "token_embd.weight" : "output.weight";
-    const logits = linear(gpu, xf, this.w(headName), "output.weight", rows, c.vocabSize, c.dim, opts.adapter);
+    const logits = linear(gpu, xf, this.lw(headName), "output.weight", rows, c.vocabSize, c.dim, opts.adapter);
     xf.release();
     x = logits;
     return x;
@@ -180,6 +252,8 @@ export class LlamaGpu {
   destroy(): void {
     this.dropCache();
     for (const t of this.weights.values()) t.release();
+    for (const w of this.quantized.values()) w.release();
     this.weights.clear();
+    this.quantized.clear();
   }
 }

@@ -21,6 +21,7 @@ import { swiglu, swigluBackward } from "../kernels/swiglu.ts";
 import { deriveSeed } from "../train/rng.ts";
 import { GGUF_TO_HF_MODULE, LINEAR_MODULES } from "./config.ts";
 import type { LlamaGpu } from "./llama.ts";
+import { isQuantized, linearMatmul, linearMatmulBackward } from "./quantized.ts";
 
 /** One trainable LoRA pair on the GPU with its gradient buffers. */
 export interface TrainableLoraLayer {
@@ -100,7 +101,8 @@ class TrainPass {
   /** Forward of one linear; saves the LoRA intermediates into `saved` when given. */
   linearForward(x: Tensor, name: string, out: number, inn: number, saved?: Map<string, LoraSaved>): Tensor {
     const { gpu, rows } = this;
-    const y = matmul(gpu, x, this.w(name), { M: rows, N: out, K: inn, transB: true });
+    // The frozen base: f32 or 4-bit (dequantized on the fly; never an f32 copy of W on the GPU).
+    const y = linearMatmul(gpu, x, this.llama.lw(name), { M: rows });
     const l = this.lora?.layers.get(name);
     if (l && this.lora) {
       const p = this.lora.dropout;
@@ -119,7 +121,7 @@ class TrainPass {
   /** Backward of one linear: accumulates LoRA grads, returns dx (or adds it into `into`). */
   linearBackward(dy: Tensor, name: string, out: number, inn: number, saved: Map<string, LoraSaved>, into?: Tensor): Tensor {
     const { gpu, rows } = this;
-    const dx = matmul(gpu, dy, this.w(name), { M: rows, N: inn, K: out, accumulate: !!into, out: into });
+    const dx = linearMatmulBackward(gpu, dy, this.llama.lw(name), { M: rows, accumulate: !!into, out: into });
     const l = this.lora?.layers.get(name);
     const s = saved.get(name);
     if (l && s && this.lora) {
@@ -242,25 +244,37 @@ class TrainPass {
     const { gpu, rows } = this;
     const c = this.llama.config;
     const V = c.vocabSize;
-    const head = this.w(c.tiedEmbeddings ? "token_embd.weight" : "output.weight");
+    const head = this.llama.lw(c.tiedEmbeddings ? "token_embd.weight" : "output.weight");
     const { y: xf, rstd } = rmsnorm(gpu, x, this.w("output_norm.weight"), { N: rows, C: c.dim, eps: c.normEps, saveRstd: true });
     const loss = gpu.tensor([rows]);
     const dxf = grad ? gpu.tensor([rows, c.dim]) : undefined;
     const chunk = this.headChunkRows();
     for (let r0 = 0; r0 < rows; r0 += chunk) {
       const n = Math.min(chunk, rows - r0);
-      const logits = matmul(gpu, xf, head, { M: n, N: V, K: c.dim, transB: true, aOffset: r0 * c.dim });
+      let logits: Tensor;
+      let xq: Tensor | undefined;
+      if (isQuantized(head)) {
+        // The 4-bit matmul has no row offset: copy the chunk's rows out (only when chunked).
+        if (n !== rows) {
+          xq = gpu.tensor([n, c.dim]);
+          gpu.copy(xf, xq, n * c.dim * 4, r0 * c.dim * 4, 0);
+        }
+        logits = linearMatmul(gpu, xq ?? xf, head, { M: n });
+      } else {
+        logits = matmul(gpu, xf, head, { M: n, N: V, K: c.dim, transB: true, aOffset: r0 * c.dim });
+      }
       const tgt = gpu.upload(Int32Array.from({ length: n }, (_, i) => this.batch.targets[r0 + i]), [n], "i32", "activations");
       const { loss: l, dlogits } = crossEntropy(gpu, logits, tgt, { N: n, V, grad, gradScale: this.o.gradScale, inPlace: grad });
       gpu.copy(l, loss, n * 4, 0, r0 * 4);
       l.release();
       tgt.release();
       if (dlogits && dxf) {
-        const d = matmul(gpu, dlogits, head, { M: n, N: c.dim, K: V });
+        const d = linearMatmulBackward(gpu, dlogits, head, { M: n });
         gpu.copy(d, dxf, n * c.dim * 4, 0, r0 * c.dim * 4);
         d.release();
       }
       logits.release();
+      xq?.release();
     }
     let dx: Tensor | undefined;
     if (dxf) {

@@ -4,12 +4,15 @@
  */
 import { stat } from "node:fs/promises";
 import { PeftError } from "../errors.ts";
-import { Gpu } from "../gpu/gpu.ts";
+import { Gpu, type Tensor } from "../gpu/gpu.ts";
 import { type GeneratedPiece, generateTokens, type GenerateOptions, type GenerationResult } from "../infer/generate.ts";
 import { Tokenizer } from "../tokenizer/mod.ts";
 import { GgufType, type GgufMetaEntry, writeGGUF } from "../io/gguf.ts";
 import { f32ToF16 } from "../io/bytes.ts";
 import { matmul } from "../kernels/matmul.ts";
+import { type QuantizedWeight, uploadQuantized } from "../kernels/nf4_matmul.ts";
+import { quantize4bit } from "../quant/mod.ts";
+import { dequantizeWeight, isQuantized, resolveQuantizeSpec } from "./quantized.ts";
 import { LoraAdapter } from "../peft/lora.ts";
 import { formatTrainableParameters } from "../peft/targets.ts";
 import type { LlamaConfig } from "./config.ts";
@@ -22,6 +25,50 @@ export interface LoadModelOptions {
   gpu?: Gpu;
   /** Cap the context length below the model's own (saves KV-cache memory). */
   contextLength?: number;
+  /**
+   * Quantize the block linear weights (q/k/v/o/gate/up/down) to 4 bits while loading, layer by
+   * layer (QLoRA's frozen base). Embeddings and norms stay f32; so does the head unless
+   * `quantizeHead`. Default: no quantization.
+   */
+  quantize?: "nf4" | "fp4";
+  /** Values per absmax block (default 64, bitsandbytes' default). */
+  blocksize?: number;
+  /** Quantize the absmax constants to 8 bits too (bnb compress_statistics); ~0.37 bits/param less. */
+  doubleQuant?: boolean;
+  /** Also quantize an untied output head (tied heads share the embedding table and stay f32). */
+  quantizeHead?: boolean;
+  /**
+   * Precision of activations and LoRA math. "f32" (default) everywhere; "f16" is accepted only
+   * where the adapter offers shader-f16 and is not implemented yet (throws), see computeDtype().
+   */
+  computeDtype?: "f32" | "f16";
+}
+
+/**
+ * GPU bytes by parameter class (all figures are bytes our allocator holds in GPU buffers):
+ * base_4bit = quantized linear weights (codes + block scales + shared tables), base_f32 = every
+ * other base weight, then the trainer/inference categories of the allocator.
+ */
+export interface MemoryReport extends Record<string, number> {
+  base_4bit: number;
+  base_f32: number;
+  lora: number;
+  gradients: number;
+  optimizer: number;
+  activations: number;
+  kv_cache: number;
+  other: number;
+}
+
+/** Parameter counts and bits per parameter of the base weights. */
+export interface ParameterReport {
+  quantizedParams: number;
+  quantizedBytes: number;
+  /** Including the shared tables (code maps, nested absmax) of the quantized weights. */
+  quantizedBitsPerParam: number;
+  f32Params: number;
+  f32Bytes: number;
+  quantization?: { type: string; blocksize: number; doubleQuant: boolean };
 }
 
 /** A simple FIFO lock: one generation (one KV cache) at a time per model. */
@@ -51,7 +98,14 @@ export class Model {
     readonly source: string,
     /** GGUF metadata of the source file (tokenizer, architecture), carried into exports. */
     readonly ggufMetadata?: Map<string, GgufMetaEntry>,
+    /** Compute precision chosen at load ("f32" until the f16 path exists). */
+    readonly computeDtype: "f32" | "f16" = "f32",
   ) {}
+
+  /** True when the base linear weights are 4-bit (a QLoRA base). */
+  get isQuantized(): boolean {
+    return this.llama.quantized.size > 0;
+  }
 
   get config(): LlamaConfig {
     return this.llama.config;
@@ -112,9 +166,7 @@ export class Model {
 
   /** Base parameters (what PEFT counts as the model's own). */
   baseParameters(): number {
-    let n = 0;
-    for (const t of this.llama.weights.values()) n += t.size;
-    return n;
+    return this.llama.parameterCount();
   }
 
   /** PEFT's line: "trainable params: … || all params: … || trainable%: …" (returned and printed). */
@@ -126,7 +178,7 @@ export class Model {
     return line;
   }
 
-  /** W += sign·s·B·A for every target of the adapter, on the GPU. */
+  /** W += sign·s·B·A for every target of the adapter, on the GPU (f32 weights). */
   private applyDelta(a: LoraAdapter, sign: 1 | -1) {
     for (const [w, p] of a.pairs) {
       const W = this.llama.w(w);
@@ -134,11 +186,60 @@ export class Model {
     }
   }
 
-  /** Merges an adapter into the base weights (zero inference overhead); `unmerge` undoes it. */
-  async merge(name: string): Promise<void> {
-    await this.exclusive(() => {
+  /**
+   * Merging into a 4-bit base (QLoRA): each targeted weight is dequantized to f32 on the host
+   * (exactly the values the kernels compute with), uploaded, and gets the delta on the GPU. With
+   * `requantize` the sum is quantized again with the base's settings (outputs change slightly, as
+   * PEFT warns). The original 4-bit weights are kept until unmerge / mergeAndUnload.
+   */
+  private async mergeIntoQuantized(a: LoraAdapter, requantize: boolean): Promise<Map<string, QuantizedWeight>> {
+    const originals = new Map<string, QuantizedWeight>();
+    const spec = this.llama.quantSpec;
+    if (requantize) {
+      console.warn(`[merge] re-quantizing ${a.name} merged weights to ${spec?.type ?? "nf4"}: the merged model's outputs differ from base+adapter (rounding to 4 bits), as in PEFT`);
+    }
+    for (const [w, p] of a.pairs) {
+      const cur = this.llama.lw(w);
+      if (!isQuantized(cur)) continue;
+      const data = await dequantizeWeight(this.gpu, cur);
+      const W = this.gpu.upload(data, cur.shape, "f32", "weights");
+      matmul(this.gpu, p.B, p.A, { M: p.target.outFeatures, N: p.target.inFeatures, K: a.config.r, alpha: a.scale, accumulate: true, out: W });
+      originals.set(w, cur);
+      if (requantize) {
+        const merged = await this.gpu.readF32(W);
+        W.release();
+        const st = quantize4bit(merged, { type: cur.type, blocksize: cur.blocksize, doubleQuant: cur.doubleQuant, name: w, shape: cur.shape });
+        this.llama.setLinear(w, uploadQuantized(this.gpu, st, cur.shape, w));
+      } else {
+        this.llama.setLinear(w, W);
+      }
+    }
+    // Targets that were already f32 (e.g. merged before) take the delta in place.
+    for (const [w, p] of a.pairs) {
+      if (originals.has(w)) continue;
+      const W = this.llama.lw(w);
+      if (isQuantized(W)) continue;
+      matmul(this.gpu, p.B, p.A, { M: p.target.outFeatures, N: p.target.inFeatures, K: a.config.r, alpha: a.scale, accumulate: true, out: W });
+    }
+    return originals;
+  }
+
+  /** 4-bit originals of weights replaced by merges, per merged adapter. */
+  private readonly quantizedOriginals = new Map<string, Map<string, QuantizedWeight>>();
+
+  /**
+   * Merges an adapter into the base weights (zero inference overhead); `unmerge` undoes it.
+   * On a 4-bit base the targeted weights become f32 (exact sum) or, with `requantize`, 4-bit again.
+   */
+  async merge(name: string, o: { requantize?: boolean } = {}): Promise<void> {
+    await this.exclusive(async () => {
       const a = this.adapter(name);
-      this.applyDelta(a, 1);
+      if (this.isQuantized) {
+        this.quantizedOriginals.set(name, await this.mergeIntoQuantized(a, o.requantize ?? false));
+      } else {
+        if (o.requantize) throw new PeftError("BAD_PARAMETER", "requantize: the base model is not quantized");
+        this.applyDelta(a, 1);
+      }
       this.adapters.delete(name);
       this.merged.set(name, a);
       this.llama.dropCache();
@@ -149,18 +250,47 @@ export class Model {
     await this.exclusive(() => {
       const a = this.merged.get(name);
       if (!a) throw new PeftError("UNKNOWN_ADAPTER", `adapter ${name} is not merged`);
-      this.applyDelta(a, -1);
+      const originals = this.quantizedOriginals.get(name);
+      if (originals) {
+        // Restore the exact 4-bit weights; the merged copies go.
+        this.gpu.flush();
+        for (const [w, q] of originals) {
+          const merged = this.llama.lw(w);
+          this.llama.setLinear(w, q);
+          merged.release();
+        }
+        this.quantizedOriginals.delete(name);
+        // Weights that were f32 already took the delta in place: take it out again.
+        for (const [w, p] of a.pairs) {
+          if (originals.has(w)) continue;
+          const W = this.llama.lw(w);
+          if (!isQuantized(W)) {
+            matmul(this.gpu, p.B, p.A, { M: p.target.outFeatures, N: p.target.inFeatures, K: a.config.r, alpha: -a.scale, accumulate: true, out: W });
+          }
+        }
+      } else {
+        this.applyDelta(a, -1);
+      }
       this.merged.delete(name);
       this.adapters.set(name, a);
       this.llama.dropCache();
     });
   }
 
-  /** PEFT's merge_and_unload: merges the adapter for good and returns the (now plain) model. */
-  async mergeAndUnload(name: string): Promise<Model> {
-    await this.merge(name);
+  /**
+   * PEFT's merge_and_unload: merges the adapter for good and returns the (now plain) model.
+   * On a 4-bit base: `requantize` false keeps the merged weights f32, true re-quantizes them.
+   */
+  async mergeAndUnload(name: string, o: { requantize?: boolean } = {}): Promise<Model> {
+    await this.merge(name, o);
     this.merged.get(name)!.release();
     this.merged.delete(name);
+    const originals = this.quantizedOriginals.get(name);
+    if (originals) {
+      this.gpu.flush();
+      for (const q of originals.values()) q.release();
+      this.quantizedOriginals.delete(name);
+    }
     return this;
   }
 
@@ -175,9 +305,13 @@ export class Model {
       throw new PeftError("UNSUPPORTED", `${this.source}: saving as GGUF needs GGUF metadata; this model came from a Hugging Face directory`);
     }
     const tensors = [];
-    for (const [name, t] of this.llama.weights) {
-      const data = await this.gpu.readF32(t);
-      tensors.push({ name, shape: t.shape, data: dtype === "f16" && t.shape.length === 2 ? Uint16Array.from(data, f32ToF16) : data });
+    // GGUF has no bitsandbytes 4-bit type: quantized linears are written dequantized (the exact
+    // values the kernels use). Source order is kept.
+    for (const name of [...this.llama.weights.keys(), ...this.llama.quantized.keys()]) {
+      const w = this.llama.lw(name);
+      const data = isQuantized(w) ? await dequantizeWeight(this.gpu, w) : await this.gpu.readF32(w);
+      const shape = [...w.shape];
+      tensors.push({ name, shape, data: dtype === "f16" && shape.length === 2 ? Uint16Array.from(data, f32ToF16) : data });
     }
     const metadata = new Map(this.ggufMetadata);
     metadata.set("general.file_type", { type: GgufType.UINT32, value: dtype === "f16" ? 1 : 0 });
@@ -231,9 +365,46 @@ export class Model {
     }
   }
 
-  /** GPU bytes our allocator holds, by category. */
-  memoryReport(): Record<string, number> {
-    return this.gpu.memoryByCategory();
+  /**
+   * GPU bytes our allocator holds, by parameter class: base_4bit (quantized linears: codes, block
+   * scales, shared tables), base_f32 (other base weights), lora, gradients, optimizer,
+   * activations, kv_cache, other. Weights of other models on the same GPU count as "other".
+   */
+  memoryReport(): MemoryReport {
+    const cat = this.gpu.memoryByCategory();
+    const p = this.parameterReport();
+    const report: MemoryReport = {
+      base_4bit: p.quantizedBytes,
+      base_f32: p.f32Bytes,
+      lora: cat.lora ?? 0,
+      gradients: cat.gradients ?? 0,
+      optimizer: cat.optimizer ?? 0,
+      activations: cat.activations ?? 0,
+      kv_cache: cat.kv_cache ?? 0,
+      other: (cat.other ?? 0) + Math.max(0, (cat.weights ?? 0) - p.quantizedBytes - p.f32Bytes),
+    };
+    return report;
+  }
+
+  /** Base parameters per class and what they cost on the GPU (bits per quantized parameter). */
+  parameterReport(): ParameterReport {
+    let quantizedParams = 0, quantizedBytes = 0, f32Params = 0, f32Bytes = 0;
+    const tables = new Set<Tensor>();
+    for (const q of this.llama.quantized.values()) {
+      quantizedParams += q.shape[0] * q.shape[1];
+      quantizedBytes += weightAllocation(q.codes) + weightAllocation(q.absmax);
+      tables.add(q.tables);
+    }
+    for (const t of tables) quantizedBytes += weightAllocation(t);
+    for (const t of this.llama.weights.values()) {
+      f32Params += t.size;
+      f32Bytes += weightAllocation(t);
+    }
+    const spec = this.llama.quantSpec;
+    return {
+      quantizedParams, quantizedBytes, quantizedBitsPerParam: quantizedParams ? (quantizedBytes * 8) / quantizedParams : 0, f32Params, f32Bytes,
+      quantization: spec ? { type: spec.type, blocksize: spec.blocksize, doubleQuant: spec.doubleQuant } : undefined,
+    };
   }
 
   close(): void {
@@ -242,6 +413,11 @@ export class Model {
     this.merged.clear();
     this.llama.destroy();
   }
+}
+
+/** Bytes the allocator holds for a "weights" tensor (sized exactly, to 16 bytes). */
+function weightAllocation(t: Tensor): number {
+  return Math.max(16, Math.ceil(t.byteLength / 16) * 16);
 }
 
 /** Opens a GGUF file or a Hugging Face model directory as a WeightSource. */
@@ -278,9 +454,20 @@ export async function loadModel(path: string, o: LoadModelOptions = {}): Promise
     if (tokenizer.vocabSize > source.config.vocabSize) {
       throw new PeftError("TOKENIZER_MISMATCH", `${path}: tokenizer has ${tokenizer.vocabSize} tokens but the model's vocabulary is ${source.config.vocabSize}`);
     }
+    const quant = resolveQuantizeSpec(o);
+    const computeDtype = o.computeDtype ?? "f32";
+    if (computeDtype !== "f32" && computeDtype !== "f16") throw new PeftError("BAD_PARAMETER", `computeDtype must be "f32" or "f16", got ${computeDtype}`);
     const gpu = o.gpu ?? await Gpu.create();
-    const llama = await LlamaGpu.load(gpu, source);
-    return new Model(gpu, llama, tokenizer, path, source.gguf ? new Map(source.gguf.metadata) : undefined);
+    if (computeDtype === "f16") {
+      throw new PeftError(
+        "UNSUPPORTED",
+        gpu.info.features.f16
+          ? "computeDtype \"f16\": the f16 compute path is not implemented yet; use \"f32\" (the 4-bit base already saves the memory)"
+          : "computeDtype \"f16\" needs the shader-f16 feature, which this GPU adapter does not offer; use \"f32\"",
+      );
+    }
+    const llama = await LlamaGpu.load(gpu, source, { quantize: quant });
+    return new Model(gpu, llama, tokenizer, path, source.gguf ? new Map(source.gguf.metadata) : undefined, computeDtype);
   } finally {
     await source.close();
   }
