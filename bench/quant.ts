@@ -63,7 +63,7 @@ if (!Deno.args.includes("--no-gpu")) {
   const { matmul } = await import("../src/kernels/matmul.ts");
   const { qmatmul, qmatmulBackward, uploadQuantized } = await import("../src/kernels/nf4_matmul.ts");
   const gpu = await Gpu.create();
-  const shapes = quick ? [[1, 512, 512], [64, 512, 512]] : [[1, 2048, 2048], [8, 2048, 2048], [128, 2048, 2048], [512, 1024, 1024]];
+  const shapes = quick ? [[1, 512, 512], [64, 512, 512]] : [[1, 2048, 2048], [8, 2048, 2048], [64, 1024, 1024], [256, 1024, 1024]];
   const time = async (run: () => void, flops: number) => {
     run();
     await gpu.sync();

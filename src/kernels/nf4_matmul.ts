@@ -10,7 +10,7 @@
  * plus the per-block scales and little else (see uploadQuantizedGroup).
  */
 import { check, PeftError } from "../errors.ts";
-import { f32, type Gpu, type Tensor } from "../gpu/gpu.ts";
+import { f32, type Gpu, grid1d, type Tensor } from "../gpu/gpu.ts";
 import { dequantize4bit, type QuantState4bit, type QuantType4 } from "../quant/mod.ts";
 
 export interface QuantizedWeight {
@@ -118,8 +118,15 @@ function params(qw: QuantizedWeight, M: number, alpha: number, accumulate: boole
   return [
     M, N, K, qw.blocksize,
     qw.doubleQuant ? 1 : 0, qw.codeOffset, qw.nestedMapOffset, qw.nestedAbsmaxOffset,
-    qw.offsetIndex, accumulate ? 1 : 0, f32(alpha), 0,
+    qw.offsetIndex, accumulate ? 1 : 0, f32(alpha), Math.log2(qw.blocksize),
   ];
+}
+
+/** 64x64 output tiles: [ceil(cols/64), ceil(rows/64)]. */
+function tiles(cols: number, rows: number, what: string): [number, number] {
+  const g: [number, number] = [Math.ceil(cols / 64), Math.ceil(rows / 64)];
+  check(g[0] <= 65535 && g[1] <= 65535, "KERNEL_ARGS", `${what}: [${rows}, ${cols}] is too large for one dispatch`);
+  return g;
 }
 
 function bindings(qw: QuantizedWeight, a: Tensor, y: Tensor) {
@@ -140,15 +147,13 @@ export function qmatmul(gpu: Gpu, x: Tensor, qw: QuantizedWeight, opts: QmatmulO
   check(!accumulate || opts.out, "KERNEL_ARGS", "qmatmul: accumulate needs out");
   const y = opts.out ?? gpu.tensor([M, N]);
   checkIo("qmatmul out", y, M, N);
-  if (M <= 8) {
-    const groups = N <= 65535 ? [N, 1] : [65535, Math.ceil(N / 65535)];
-    gpu.dispatch("nf4_matmul", "gemv", { bindings: bindings(qw, x, y), params: params(qw, M, alpha, accumulate), workgroups: groups });
+  const args = { bindings: bindings(qw, x, y), params: params(qw, M, alpha, accumulate) };
+  if (M <= 8 && K % 8 === 0) {
+    gpu.dispatch("nf4_matmul", "gemv8", { ...args, constants: { ROWS: M }, workgroups: grid1d(N, 32) });
+  } else if (M <= 8) {
+    gpu.dispatch("nf4_matmul", "gemv_any", { ...args, workgroups: grid1d(N, 1) });
   } else {
-    gpu.dispatch("nf4_matmul", "forward", {
-      bindings: bindings(qw, x, y),
-      params: params(qw, M, alpha, accumulate),
-      workgroups: [Math.ceil(N / 16), Math.ceil(M / 16)],
-    });
+    gpu.dispatch("nf4_matmul", "tiled_fwd", { ...args, workgroups: tiles(N, M, "qmatmul") });
   }
   return y;
 }
@@ -161,11 +166,12 @@ export function qmatmulBackward(gpu: Gpu, dy: Tensor, qw: QuantizedWeight, opts:
   check(!accumulate || opts.out, "KERNEL_ARGS", "qmatmulBackward: accumulate needs out");
   const dx = opts.out ?? gpu.tensor([M, K]);
   checkIo("qmatmulBackward out", dx, M, K);
-  gpu.dispatch("nf4_matmul", "backward", {
-    bindings: bindings(qw, dy, dx),
-    params: params(qw, M, alpha, accumulate),
-    workgroups: [Math.ceil(K / 16), Math.ceil(M / 16)],
-  });
+  const args = { bindings: bindings(qw, dy, dx), params: params(qw, M, alpha, accumulate) };
+  if (M <= 8 && K % 8 === 0) {
+    gpu.dispatch("nf4_matmul", "gemv_bwd8", { ...args, constants: { ROWS: M }, workgroups: grid1d(K / 8, 8) });
+  } else {
+    gpu.dispatch("nf4_matmul", "tiled_bwd", { ...args, workgroups: tiles(K, M, "qmatmulBackward") });
+  }
   return dx;
 }
 

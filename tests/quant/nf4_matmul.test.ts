@@ -18,6 +18,8 @@ const CASES: Case[] = [
   { M: 8, N: 33, K: 130, type: "nf4", blocksize: 128, doubleQuant: true }, // largest gemv M
   { M: 19, N: 37, K: 67, type: "nf4", blocksize: 32, doubleQuant: false }, // tiled, partial tiles everywhere
   { M: 40, N: 70, K: 600, type: "nf4", blocksize: 64, doubleQuant: true }, // > 256 blocks: two nested blocks
+  { M: 5, N: 67, K: 40, type: "fp4", blocksize: 32, doubleQuant: true }, // gemv8 (K % 8 == 0), blocks straddle rows, 9 column groups
+  { M: 70, N: 65, K: 48, type: "nf4", blocksize: 32, doubleQuant: false }, // 2x2 tiles of 64, K a multiple of 16
 ];
 
 for (const c of CASES) {
