@@ -13,8 +13,11 @@ export class PieceTable {
   readonly pieces: Uint8Array[];
   /** Control / unknown / special added tokens, dropped by skipSpecial. */
   readonly special: Uint8Array;
-  /** SPM: the first text piece lost its added space prefix when decoding. */
-  readonly stripLeadingSpace: boolean;
+  /** How the space from the prefix ▁ is dropped (see VocabSpec.decodeStrip). */
+  readonly strip: "first-text" | "strip" | "metaspace" | undefined;
+  readonly stripCount: number;
+  private tokens: string[];
+  private firstPieces = new Map<number, Uint8Array>();
 
   constructor(spec: VocabSpec) {
     const enc = new TextEncoder();
@@ -30,13 +33,58 @@ export class PieceTable {
       if (a) {
         this.pieces[id] = enc.encode(a.content);
       } else if (spec.model === "spm" || !spec.byteLevel) {
-        const m = type === TokenType.BYTE || spec.byteFallback ? BYTE_TOKEN.exec(tok) : null;
+        const m = spec.decodeByteFallback ?? (type === TokenType.BYTE || spec.byteFallback) ? BYTE_TOKEN.exec(tok) : null;
         this.pieces[id] = m ? Uint8Array.of(parseInt(m[1], 16)) : enc.encode(tok.replaceAll("\u2581", " "));
       } else {
         this.pieces[id] = byteLevelToBytes(tok).bytes;
       }
     }
-    this.stripLeadingSpace = spec.addSpacePrefix;
+    this.strip = spec.decodeStrip ?? (spec.addSpacePrefix ? "first-text" : undefined);
+    this.stripCount = spec.decodeStripCount ?? 1;
+    this.tokens = spec.tokens;
+  }
+
+  /** HF Metaspace decoder: the first token's ▁ are dropped, not turned into spaces. */
+  firstPiece(id: number): Uint8Array {
+    const p = this.piece(id);
+    const t = this.tokens[id];
+    if (this.strip !== "metaspace" || !t.includes("\u2581") || p.length === 0 || this.pieces[id].indexOf(0x20) < 0) return p;
+    let f = this.firstPieces.get(id);
+    if (!f) this.firstPieces.set(id, f = new TextEncoder().encode(t.replaceAll("\u2581", "")));
+    return f;
+  }
+
+  /** Turns ids into the pieces decode() joins: skipping, then the prefix-space rule. */
+  private *visible(ids: ArrayLike<number>, skipSpecial: boolean, state: { seenText: boolean; emitted: number; stripLeft: number }): Generator<Uint8Array> {
+    for (let i = 0; i < ids.length; i++) {
+      const id = ids[i];
+      let p = this.piece(id);
+      if (this.special[id]) {
+        if (skipSpecial) continue;
+      } else {
+        if (!state.seenText && this.strip === "first-text" && p[0] === 0x20) p = p.subarray(1);
+        state.seenText = true;
+      }
+      if (state.emitted === 0 && this.strip === "metaspace") p = this.firstPiece(id);
+      state.emitted++;
+      if (this.strip === "strip" && state.stripLeft > 0) {
+        let k = 0;
+        while (k < p.length && k < state.stripLeft && p[k] === 0x20) k++;
+        state.stripLeft = k < p.length ? 0 : state.stripLeft - k;
+        p = p.subarray(k);
+      }
+      yield p;
+    }
+  }
+
+  /** Fresh per-call (or per-stream) decoding state. */
+  newState(): { seenText: boolean; emitted: number; stripLeft: number } {
+    return { seenText: false, emitted: 0, stripLeft: this.strip === "strip" ? this.stripCount : 0 };
+  }
+
+  /** Pieces of ids under an existing state (the stream decoder keeps one across pushes). */
+  piecesOf(ids: ArrayLike<number>, skipSpecial: boolean, state: { seenText: boolean; emitted: number; stripLeft: number }): Generator<Uint8Array> {
+    return this.visible(ids, skipSpecial, state);
   }
 
   piece(id: number): Uint8Array {
@@ -51,16 +99,7 @@ export class PieceTable {
   bytes(ids: ArrayLike<number>, skipSpecial: boolean): Uint8Array {
     const parts: Uint8Array[] = [];
     let total = 0;
-    let seenText = false;
-    for (let i = 0; i < ids.length; i++) {
-      const id = ids[i];
-      let p = this.piece(id);
-      if (this.special[id]) {
-        if (skipSpecial) continue;
-      } else {
-        if (!seenText && this.stripLeadingSpace && p[0] === 0x20) p = p.subarray(1);
-        seenText = true;
-      }
+    for (const p of this.visible(ids, skipSpecial, this.newState())) {
       parts.push(p);
       total += p.length;
     }
@@ -96,16 +135,14 @@ export interface StreamDecoder {
 export function createStreamDecoder(table: PieceTable, skipSpecial: boolean): StreamDecoder {
   const dec = new TextDecoder("utf-8", { fatal: false, ignoreBOM: true });
   let held = new Uint8Array(0);
-  let seenText = false;
+  const state = table.newState();
+  const one = [0];
   return {
     push(id: number): string {
-      let p = table.piece(id);
-      if (table.special[id]) {
-        if (skipSpecial) return "";
-      } else {
-        if (!seenText && table.stripLeadingSpace && p[0] === 0x20) p = p.subarray(1);
-        seenText = true;
-      }
+      one[0] = id;
+      const r = table.piecesOf(one, skipSpecial, state).next();
+      if (r.done) return "";
+      const p = r.value;
       const buf = new Uint8Array(held.length + p.length);
       buf.set(held);
       buf.set(p, held.length);

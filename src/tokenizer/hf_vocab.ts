@@ -35,28 +35,121 @@ function parseJson(text: string, source: string): Json {
   }
 }
 
-function normalizerOf(n: unknown, source: string, field: string): VocabSpec["normalize"] {
-  if (n === null || n === undefined) return undefined;
+interface Normalizer {
+  form?: VocabSpec["normalize"];
+  /** Prepend("▁") */
+  prepend: boolean;
+  /** Replace(" " -> "▁") */
+  replaceSpace: boolean;
+}
+
+const META = "\u2581";
+
+function normalizerOf(n: unknown, source: string, field: string, acc: Normalizer = { prepend: false, replaceSpace: false }): Normalizer {
+  if (n === null || n === undefined) return acc;
   const o = obj(n, source, field);
   const forms: Record<string, VocabSpec["normalize"]> = { NFC: "NFC", NFD: "NFD", NFKC: "NFKC", NFKD: "NFKD" };
-  if (typeof o.type === "string" && forms[o.type]) return forms[o.type];
-  if (o.type === "Sequence" && Array.isArray(o.normalizers)) {
-    let form: VocabSpec["normalize"];
-    o.normalizers.forEach((x, i) => {
-      const f = normalizerOf(x, source, `${field}.normalizers[${i}]`);
-      if (f && form && f !== form) throw new PeftError("TOKENIZER_UNSUPPORTED", `${source}: ${field} chains ${form} and ${f}`);
-      form = f ?? form;
-    });
-    return form;
+  const unsupported = (why: string) => new PeftError("TOKENIZER_UNSUPPORTED", `${source}: ${field} ${why}`);
+  if (typeof o.type === "string" && forms[o.type]) {
+    if (acc.form && acc.form !== forms[o.type]) throw unsupported(`chains ${acc.form} and ${o.type}`);
+    if (acc.prepend || acc.replaceSpace) throw unsupported(`${o.type} after Prepend/Replace is not supported`);
+    acc.form = forms[o.type];
+    return acc;
   }
-  throw new PeftError("TOKENIZER_UNSUPPORTED", `${source}: ${field}.type = ${JSON.stringify(o.type)} is not supported (supported: NFC, NFD, NFKC, NFKD, Sequence of those)`);
+  if (o.type === "Prepend") {
+    if (o.prepend !== META) throw unsupported(`Prepend ${JSON.stringify(o.prepend)} is not supported (only "▁")`);
+    if (acc.prepend || acc.replaceSpace) throw unsupported("Prepend must come first, once");
+    acc.prepend = true;
+    return acc;
+  }
+  if (o.type === "Replace") {
+    const pat = o.pattern as Json | undefined;
+    if (pat?.String !== " " || o.content !== META) throw unsupported(`Replace ${JSON.stringify(pat)} -> ${JSON.stringify(o.content)} is not supported (only " " -> "▁")`);
+    acc.replaceSpace = true;
+    return acc;
+  }
+  if (o.type === "Sequence" && Array.isArray(o.normalizers)) {
+    o.normalizers.forEach((x, i) => normalizerOf(x, source, `${field}.normalizers[${i}]`, acc));
+    return acc;
+  }
+  throw new PeftError("TOKENIZER_UNSUPPORTED", `${source}: ${field}.type = ${JSON.stringify(o.type)} is not supported (supported: NFC, NFD, NFKC, NFKD, Prepend("▁"), Replace(" ", "▁"), Sequence of those)`);
+}
+
+interface Metaspace {
+  prependScheme: "always" | "first" | "never";
+  split: boolean;
+}
+
+function metaspaceOf(o: Json, source: string, field: string): Metaspace {
+  const rep = o.replacement ?? o.str_rep;
+  if (rep !== META) throw new PeftError("TOKENIZER_UNSUPPORTED", `${source}: ${field}.replacement = ${JSON.stringify(rep)} is not supported (only "▁")`);
+  let prependScheme: Metaspace["prependScheme"] = "always";
+  if (o.prepend_scheme !== undefined) {
+    if (o.prepend_scheme !== "always" && o.prepend_scheme !== "first" && o.prepend_scheme !== "never") throw bad(source, `${field}.prepend_scheme`, `= ${JSON.stringify(o.prepend_scheme)} must be always, first or never`);
+    prependScheme = o.prepend_scheme;
+  } else if (o.add_prefix_space === false) prependScheme = "never";
+  return { prependScheme, split: o.split !== false };
+}
+
+interface Decoder {
+  byteFallback: boolean;
+  strip?: "strip" | "metaspace";
+  stripCount?: number;
+}
+
+/** SentencePiece-style decoders: Sequence[Replace("▁", " "), ByteFallback, Fuse, Strip(" ", n, 0)] or Metaspace. */
+function spmDecoderOf(d: unknown, source: string, field: string): Decoder {
+  const out: Decoder = { byteFallback: false };
+  if (d === null || d === undefined) throw new PeftError("TOKENIZER_UNSUPPORTED", `${source}: ${field} is missing (a SentencePiece-style tokenizer.json needs a Replace("▁", " ") or Metaspace decoder)`);
+  const o = obj(d, source, field);
+  const list = o.type === "Sequence" ? o.decoders : [o];
+  if (!Array.isArray(list)) throw bad(source, `${field}.decoders`, "must be an array");
+  let spaced = false, fused = false;
+  list.forEach((x: unknown, i: number) => {
+    const f = o.type === "Sequence" ? `${field}.decoders[${i}]` : field;
+    const e = obj(x, source, f);
+    const unsupported = (why: string) => new PeftError("TOKENIZER_UNSUPPORTED", `${source}: ${f} ${why}`);
+    switch (e.type) {
+      case "Replace": {
+        const pat = e.pattern as Json | undefined;
+        if (pat?.String !== META || e.content !== " ") throw unsupported(`Replace ${JSON.stringify(pat)} -> ${JSON.stringify(e.content)} is not supported (only "▁" -> " ")`);
+        spaced = true;
+        break;
+      }
+      case "ByteFallback":
+        out.byteFallback = true;
+        break;
+      case "Fuse":
+        fused = true;
+        break;
+      case "Strip":
+        if (e.content !== " " || (e.stop ?? 0) !== 0 || !fused) throw unsupported(`Strip is only supported as Strip(" ", n, 0) after Fuse`);
+        out.strip = "strip";
+        out.stripCount = Number(e.start ?? 0);
+        break;
+      case "Metaspace": {
+        const m = metaspaceOf(e, source, f);
+        spaced = true;
+        if (m.prependScheme !== "never") out.strip = "metaspace";
+        break;
+      }
+      default:
+        throw unsupported(`type = ${JSON.stringify(e.type)} is not supported (supported: Replace, ByteFallback, Fuse, Strip, Metaspace)`);
+    }
+  });
+  if (!spaced) throw new PeftError("TOKENIZER_UNSUPPORTED", `${source}: ${field} does not turn "▁" back into spaces`);
+  return out;
 }
 
 /** The pre-tokenizer family and whether it is byte-level. */
-function preTokenizerOf(p: unknown, source: string, field: string): { pre: PreTokenizer; byteLevel: boolean; digits: boolean } {
+function preTokenizerOf(p: unknown, source: string, field: string): { pre: PreTokenizer; byteLevel: boolean; digits: boolean; metaspace?: Metaspace } {
   if (p === null || p === undefined) return { pre: "none", byteLevel: false, digits: false };
   const o = obj(p, source, field);
   switch (o.type) {
+    case "Metaspace": {
+      const m = metaspaceOf(o, source, field);
+      return { pre: m.split ? "metaspace-split" : "none", byteLevel: false, digits: false, metaspace: m };
+    }
     case "ByteLevel":
       if (o.add_prefix_space === true) {
         throw new PeftError("TOKENIZER_UNSUPPORTED", `${source}: ${field}.add_prefix_space = true is not supported`);
@@ -80,6 +173,7 @@ function preTokenizerOf(p: unknown, source: string, field: string): { pre: PreTo
       let pre = "none" as PreTokenizer, byteLevel = false, digits = false;
       o.pretokenizers.forEach((x, i) => {
         const r = preTokenizerOf(x, source, `${field}.pretokenizers[${i}]`);
+        if (r.metaspace) throw new PeftError("TOKENIZER_UNSUPPORTED", `${source}: ${field}: Metaspace inside a Sequence is not supported`);
         if (r.pre !== "none") {
           if (pre !== "none") throw new PeftError("TOKENIZER_UNSUPPORTED", `${source}: ${field} has two splitting regexes`);
           pre = r.pre;
@@ -94,7 +188,7 @@ function preTokenizerOf(p: unknown, source: string, field: string): { pre: PreTo
       return { pre, byteLevel, digits: false };
     }
     default:
-      throw new PeftError("TOKENIZER_UNSUPPORTED", `${source}: ${field}.type = ${JSON.stringify(o.type)} is not supported (supported: ByteLevel, Split, Digits, Sequence)`);
+      throw new PeftError("TOKENIZER_UNSUPPORTED", `${source}: ${field}.type = ${JSON.stringify(o.type)} is not supported (supported: ByteLevel, Split, Digits, Metaspace, Sequence)`);
   }
 }
 
@@ -114,6 +208,7 @@ export function vocabFromJSON(json: string | object, config?: string | object, s
     throw new PeftError("TOKENIZER_UNSUPPORTED_MODEL", `${source}: model.type = ${JSON.stringify(model.type)} is not supported (supported: BPE)`);
   }
   const vocab = obj(model.vocab, source, "model.vocab");
+  const has = (t: string) => Object.hasOwn(vocab, t);
   if (!Array.isArray(model.merges)) throw bad(source, "model.merges", `must be an array, got ${typeof model.merges}`);
   for (const k of ["continuing_subword_prefix", "end_of_word_suffix"]) {
     if (model[k]) throw new PeftError("TOKENIZER_UNSUPPORTED", `${source}: model.${k} = ${JSON.stringify(model[k])} is not supported`);
@@ -152,7 +247,7 @@ export function vocabFromJSON(json: string | object, config?: string | object, s
     addedTokens.push({ id, content: t.content, special: t.special === true, lstrip: t.lstrip === true, rstrip: t.rstrip === true });
   });
   // Ids that are only added tokens keep the model's own token for BPE when it has one.
-  for (const id of notInModel) if (vocab[byId.get(id)!] === id) notInModel.delete(id);
+  for (const id of notInModel) if (has(byId.get(id)!) && vocab[byId.get(id)!] === id) notInModel.delete(id);
 
   const tokens: string[] = new Array(maxId + 1);
   for (let i = 0; i <= maxId; i++) tokens[i] = byId.get(i) ?? "";
@@ -160,11 +255,26 @@ export function vocabFromJSON(json: string | object, config?: string | object, s
   for (let i = 0; i <= maxId; i++) if (!byId.has(i)) types[i] = TokenType.UNUSED;
   for (const a of addedTokens) types[a.id] = a.special ? TokenType.CONTROL : TokenType.USER_DEFINED;
 
-  const { pre, byteLevel: preByteLevel } = preTokenizerOf(root.pre_tokenizer, source, "pre_tokenizer");
+  const { pre, byteLevel: preByteLevel, metaspace: metaPre } = preTokenizerOf(root.pre_tokenizer, source, "pre_tokenizer");
   const decoder = root.decoder as Json | null | undefined;
   const byteLevel = preByteLevel || decoder?.type === "ByteLevel";
+  const norm = normalizerOf(root.normalizer, source, "normalizer");
+  // SentencePiece-style BPE (Llama-2 / Mistral / TinyLlama): spaces are ▁, by the normalizer
+  // (Sequence[Prepend("▁"), Replace(" ", "▁")]) or by the Metaspace pre-tokenizer.
+  let metaspace: VocabSpec["metaspace"];
+  let dec: Decoder | undefined;
   if (!byteLevel) {
-    throw new PeftError("TOKENIZER_UNSUPPORTED", `${source}: only byte-level BPE tokenizer.json files are supported (pre_tokenizer / decoder have no ByteLevel); use the GGUF vocab for SentencePiece models`);
+    if (norm.prepend && !norm.replaceSpace) throw new PeftError("TOKENIZER_UNSUPPORTED", `${source}: normalizer Prepend("▁") without Replace(" ", "▁") is not supported`);
+    if (norm.replaceSpace && metaPre) throw new PeftError("TOKENIZER_UNSUPPORTED", `${source}: both a Replace(" ", "▁") normalizer and a Metaspace pre_tokenizer is not supported`);
+    if (norm.replaceSpace) metaspace = norm.prepend ? "force" : "never";
+    else if (metaPre) metaspace = metaPre.prependScheme;
+    else {
+      throw new PeftError("TOKENIZER_UNSUPPORTED", `${source}: the tokenizer is neither byte-level (ByteLevel pre_tokenizer / decoder) nor SentencePiece-style (Metaspace pre_tokenizer or Replace(" ", "▁") normalizer)`);
+    }
+    if (norm.form) throw new PeftError("TOKENIZER_UNSUPPORTED", `${source}: normalizer ${norm.form} on a SentencePiece-style tokenizer is not supported`);
+    dec = spmDecoderOf(decoder, source, "decoder");
+  } else if (norm.prepend || norm.replaceSpace) {
+    throw new PeftError("TOKENIZER_UNSUPPORTED", `${source}: normalizer Prepend / Replace on a byte-level tokenizer is not supported`);
   }
 
   // BOS / EOS: TemplateProcessing's single template says what encode(addSpecial) adds.
@@ -185,7 +295,7 @@ export function vocabFromJSON(json: string | object, config?: string | object, s
       }
     });
   }
-  const idOf = (name: string | undefined) => (name === undefined ? -1 : (vocab[name] as number | undefined) ?? addedTokens.find((t) => t.content === name)?.id ?? -1);
+  const idOf = (name: string | undefined) => (name === undefined ? -1 : (has(name) ? vocab[name] as number : undefined) ?? addedTokens.find((t) => t.content === name)?.id ?? -1);
   const bosName = tokenName(cfg.bos_token), eosName = tokenName(cfg.eos_token);
   if (bosId < 0) bosId = idOf(bosName);
   if (eosId < 0) eosId = idOf(eosName);
@@ -207,7 +317,12 @@ export function vocabFromJSON(json: string | object, config?: string | object, s
     addSpacePrefix: false,
     ignoreMerges: model.ignore_merges === true,
     byteFallback: model.byte_fallback === true,
-    normalize: normalizerOf(root.normalizer, source, "normalizer"),
+    metaspace,
+    fuseUnk: model.fuse_unk === true,
+    decodeStrip: dec?.strip,
+    decodeStripCount: dec?.stripCount,
+    decodeByteFallback: dec ? dec.byteFallback : undefined,
+    normalize: norm.form,
     addedTokens,
     notInModel,
     chatTemplate: typeof tmpl === "string" ? tmpl : Array.isArray(tmpl) ? (tmpl.find((t: Json) => t.name === "default") as Json | undefined)?.template as string | undefined : undefined,

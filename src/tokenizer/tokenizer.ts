@@ -77,7 +77,9 @@ export class Tokenizer {
       byteTokens,
       unkId: spec.unkId,
       ignoreMerges: spec.ignoreMerges,
-      chunkSafe: spec.model === "spm" && spmChunkSafe(spec.tokens),
+      chunkSafe: (spec.model === "spm" || spec.metaspace !== undefined) && spmChunkSafe(spec.tokens),
+      escapeSpaces: spec.metaspace !== undefined,
+      fuseUnk: spec.fuseUnk === true,
       pre: spec.pre,
     });
     this.table = new PieceTable(spec);
@@ -160,16 +162,25 @@ export class Tokenizer {
     if (addSpecial && spec.addBos && spec.bosId >= 0) out.push(spec.bosId);
     if (spec.normalize) text = text.normalize(spec.normalize);
     let prevSpecial = true; // llama.cpp: the first fragment and any after a token get the space prefix
+    let first = true;
     const prefix = spec.model === "spm" && spec.addSpacePrefix;
+    const meta = spec.metaspace;
     (parseSpecial ? this.splitAll : this.splitUser).split(
       text,
       (frag) => {
-        this.engine.encodeInto(frag, prefix && prevSpecial, out);
+        let add = prefix && prevSpecial;
+        if (meta !== undefined && meta !== "never") {
+          const c = frag.charCodeAt(0);
+          add = meta === "force" || ((meta === "always" || first) && c !== 0x20 && c !== 0x2581);
+        }
+        this.engine.encodeInto(frag, add, out);
         prevSpecial = false;
+        first = false;
       },
       (id) => {
         out.push(id);
         prevSpecial = true;
+        first = false;
       },
     );
     if (addSpecial && spec.addEos && spec.eosId >= 0) out.push(spec.eosId);

@@ -7,7 +7,7 @@
 export const TokenType = { NORMAL: 1, UNKNOWN: 2, CONTROL: 3, USER_DEFINED: 4, UNUSED: 5, BYTE: 6 } as const;
 
 /** Pre-tokenizer families the WASM implements (see wasm/tokenizer/pretok.ts). */
-export type PreTokenizer = "none" | "gpt2" | "llama3" | "qwen2" | "digits-gpt2";
+export type PreTokenizer = "none" | "gpt2" | "llama3" | "qwen2" | "digits-gpt2" | "metaspace-split";
 
 export interface AddedToken {
   id: number;
@@ -39,6 +39,25 @@ export interface VocabSpec {
   addEos: boolean;
   /** SPM: prefix the text (and text after a special token) with a space (llama.cpp add_space_prefix). */
   addSpacePrefix: boolean;
+  /**
+   * HF SentencePiece-style BPE (Llama-2 / Mistral tokenizer.json): ' ' becomes ▁ before BPE, and
+   * a ▁ is put in front of a text fragment: "force" every fragment (normalizer Prepend), "always"
+   * every fragment not already starting with one, "first" only the text's first fragment when it
+   * does not (Metaspace prepend_scheme), "never".
+   */
+  metaspace?: "force" | "always" | "first" | "never";
+  /** HF fuse_unk: consecutive unknown chars become one unk token. */
+  fuseUnk?: boolean;
+  /**
+   * How decode drops the space that the prefix ▁ became: "first-text" (llama.cpp: the first
+   * non-special piece), "strip" (HF Strip decoder: leading spaces of the whole output, up to
+   * decodeStripCount), "metaspace" (HF Metaspace decoder: the first token's ▁ are dropped).
+   * Default: "first-text" when addSpacePrefix, else none.
+   */
+  decodeStrip?: "first-text" | "strip" | "metaspace";
+  decodeStripCount?: number;
+  /** <0xNN> tokens decode to their byte (HF ByteFallback decoder); default: when byteFallback. */
+  decodeByteFallback?: boolean;
   /** HF BPE ignore_merges: a pre-token that is itself in the vocab is emitted whole. */
   ignoreMerges: boolean;
   /** Unknown chars become <0xNN> byte tokens (SPM, HF byte_fallback). */

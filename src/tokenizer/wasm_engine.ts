@@ -12,14 +12,14 @@ interface Exports {
   vocabInit(n: number, blob: number, offs: number, scores: number): void;
   mergesInit(n: number, triples: number): void;
   byteTokensPtr(): number;
-  configure(algorithm: number, unk: number, ignoreMerges: number, chunkSafe: number): void;
+  configure(algorithm: number, unk: number, ignoreMerges: number, chunkSafe: number, escape: number, fuseUnk: number): void;
   inputPtr(len: number): number;
   outPtr(): number;
   encode(len: number, pre: number, addPrefix: number): number;
 }
 
 export const ALGO = { spm: 0, bpeBytes: 1, bpeChars: 2 } as const;
-const PRE: Record<PreTokenizer, number> = { none: 0, gpt2: 1, llama3: 2, qwen2: 3, "digits-gpt2": 4 };
+const PRE: Record<PreTokenizer, number> = { none: 0, gpt2: 1, llama3: 2, qwen2: 3, "digits-gpt2": 4, "metaspace-split": 5 };
 
 let compiled: WebAssembly.Module | null = null;
 
@@ -35,6 +35,9 @@ export interface EngineSetup {
   unkId: number;
   ignoreMerges: boolean;
   chunkSafe: boolean;
+  /** ' ' -> ▁ before encoding (SPM; HF SentencePiece-style BPE). */
+  escapeSpaces: boolean;
+  fuseUnk: boolean;
   pre: PreTokenizer;
 }
 
@@ -81,7 +84,7 @@ export class WasmEngine {
       ex.mergesInit(s.merges.length / 3, m);
     }
     new Int32Array(ex.memory.buffer, ex.byteTokensPtr(), 256).set(s.byteTokens);
-    ex.configure(s.algorithm, s.unkId, s.ignoreMerges ? 1 : 0, s.chunkSafe ? 1 : 0);
+    ex.configure(s.algorithm, s.unkId, s.ignoreMerges ? 1 : 0, s.chunkSafe ? 1 : 0, s.escapeSpaces ? 1 : 0, s.fuseUnk ? 1 : 0);
   }
 
   /** Encodes one fragment of plain text (no special tokens) and appends its ids to `out`. */

@@ -17,10 +17,13 @@ export const PRE_GPT2: i32 = 1;
 export const PRE_LLAMA3: i32 = 2;
 export const PRE_QWEN2: i32 = 3;
 export const PRE_DIGITS_GPT2: i32 = 4;
+/** HF Metaspace split=true: a new word before every ▁ (MergedWithNext). */
+export const PRE_METASPACE_SPLIT: i32 = 5;
 
 let algo: i32 = ALGO_SPM;
 let ignoreMerges = false;
 let spmChunkSafe = false;
+let escapeSpaces = false;
 
 export function alloc(bytes: i32): usize {
   return heap.alloc(<usize>bytes);
@@ -43,14 +46,17 @@ export function byteTokensPtr(): usize {
 
 /**
  * algorithm: ALGO_*; unk: unknown-token id or -1; ignore: HF `ignore_merges` (a word that is a
- * token is emitted whole); chunkSafe: no SPM token has ▁ after another char, so SPM may encode
- * each "▁word" on its own (identical ids, and cacheable).
+ * token is emitted whole); chunkSafe: no token has ▁ after another char, so each "▁word" may be
+ * encoded on its own (identical ids, and cacheable); escape: ' ' becomes ▁ before encoding
+ * (always for SPM; HF SentencePiece-style BPE: Replace normalizer / Metaspace); fuseUnk: HF
+ * fuse_unk.
  */
-export function configure(algorithm: i32, unk: i32, ignore: bool, chunkSafe: bool): void {
+export function configure(algorithm: i32, unk: i32, ignore: bool, chunkSafe: bool, escape: bool, fuseUnk: bool): void {
   algo = algorithm;
-  setUnk(unk);
+  setUnk(unk, fuseUnk);
   ignoreMerges = ignore;
   spmChunkSafe = chunkSafe;
+  escapeSpaces = escape || algorithm == ALGO_SPM;
   cacheClear();
 }
 
@@ -90,11 +96,17 @@ function onWord(a: i32, b: i32): void {
   if (cacheable) cacheStore(p, len, from);
 }
 
+// @ts-ignore: decorator
+@inline function isMeta(p: usize): bool {
+  return load<u8>(p) == 0xe2 && load<u8>(p, 1) == 0x96 && load<u8>(p, 2) == 0x81;
+}
+
 /**
- * SentencePiece: escapes ' ' as ▁ (after an optional ▁ prefix) and encodes [0, len) of the
- * input; with chunkSafe, each run "▁...▁word" is its own unit.
+ * SentencePiece / HF Metaspace: escapes ' ' as ▁ (after an optional ▁ prefix) and encodes
+ * [0, len) of the input: with splitAll a word starts at every ▁; with chunkSafe, each run
+ * "▁...▁word" is its own unit; else the whole text is one word.
  */
-function encodeSpm(len: i32, addPrefix: bool): void {
+function encodeEscaped(len: i32, addPrefix: bool, splitAll: bool): void {
   const src = input.ptr;
   const dst = escaped.ensure(<usize>len * 3 + 8);
   let n = 0;
@@ -113,15 +125,30 @@ function encodeSpm(len: i32, addPrefix: bool): void {
     }
   }
   wordBase = dst;
+  if (splitAll) {
+    let start = 0;
+    for (let i = 1; i + 2 < n; i++) {
+      if (isMeta(dst + <usize>i)) {
+        onWord(start, i);
+        start = i;
+        i += 2;
+      }
+    }
+    onWord(start, n);
+    return;
+  }
   if (!spmChunkSafe) {
-    if (n > 0) spmWord(dst, n);
+    if (n > 0) {
+      if (algo == ALGO_SPM) spmWord(dst, n);
+      else bpeWord(dst, n, false);
+    }
     return;
   }
   // Chunk before every ▁ that follows a char other than ▁.
   let start = 0;
   for (let i = 1; i + 2 < n; i++) {
-    if (load<u8>(dst + <usize>i) == 0xe2 && load<u8>(dst + <usize>i, 1) == 0x96 && load<u8>(dst + <usize>i, 2) == 0x81) {
-      const prevIsMeta = i >= 3 && load<u8>(dst + <usize>i - 3) == 0xe2 && load<u8>(dst + <usize>i - 2) == 0x96 && load<u8>(dst + <usize>i - 1) == 0x81;
+    if (isMeta(dst + <usize>i)) {
+      const prevIsMeta = i >= 3 && isMeta(dst + <usize>i - 3);
       if (!prevIsMeta && i > start) {
         onWord(start, i);
         start = i;
@@ -135,8 +162,8 @@ function encodeSpm(len: i32, addPrefix: bool): void {
 /** Encodes input[0, len) and returns the number of ids at outPtr(). */
 export function encode(len: i32, pre: i32, addPrefix: bool): i32 {
   outReset();
-  if (algo == ALGO_SPM) {
-    encodeSpm(len, addPrefix);
+  if (escapeSpaces) {
+    encodeEscaped(len, addPrefix, pre == PRE_METASPACE_SPLIT);
     return outLen;
   }
   wordBase = input.ptr;

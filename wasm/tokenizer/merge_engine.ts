@@ -19,8 +19,10 @@ let hn: i32 = 0;
 /** ids of the 256 byte tokens (<0xNN> or the raw byte), -1 where missing. */
 export const byteTok = heap.alloc(256 << 2);
 export let unkId: i32 = -1;
-export function setUnk(id: i32): void {
+let fuseUnk = false;
+export function setUnk(id: i32, fuse: bool): void {
   unkId = id;
+  fuseUnk = fuse;
 }
 
 // @ts-ignore: decorator
@@ -89,6 +91,15 @@ function heapPop(): void {
   return 1;
 }
 
+// @ts-ignore: decorator
+@inline function addSymbol(n: i32, start: i32, len: i32, id: i32): void {
+  store<i32>(S(n, START), start);
+  store<i32>(S(n, LEN), len);
+  store<i32>(S(n, PREV), n - 1);
+  store<i32>(S(n, NEXT), n + 1);
+  store<i32>(S(n, ID), id);
+}
+
 /** Splits [p, p+len) into symbols (UTF-8 chars, or bytes when `bytes`); returns the count. */
 function initSymbols(p: usize, len: i32, bytes: bool, withIds: bool): i32 {
   sym = symBuf.ensure(<usize>len * 20);
@@ -99,17 +110,50 @@ function initSymbols(p: usize, len: i32, bytes: bool, withIds: bool): i32 {
   while (i < len) {
     let l = bytes ? 1 : utf8Len(<u32>load<u8>(p + <usize>i));
     if (i + l > len) l = len - i;
-    store<i32>(S(n, START), i);
-    store<i32>(S(n, LEN), l);
-    store<i32>(S(n, PREV), n - 1);
-    store<i32>(S(n, NEXT), n + 1);
-    if (withIds) {
-      store<i32>(S(n, ID), bytes ? load<i32>(byteTok + (<usize>load<u8>(p + <usize>i) << 2)) : lookup(p + <usize>i, l));
-    }
+    addSymbol(n, i, l, withIds ? (bytes ? load<i32>(byteTok + (<usize>load<u8>(p + <usize>i) << 2)) : lookup(p + <usize>i, l)) : -1);
     n++;
     i += l;
   }
   store<i32>(S(n - 1, NEXT), -1);
+  return n;
+}
+
+/**
+ * HF BPE merge_word: UTF-8 chars are the symbols; a char outside the vocab becomes one symbol
+ * per byte token (byte_fallback, when all its bytes have one) or an unk symbol, consecutive
+ * unks fused into one with fuse_unk; with neither it is dropped. Returns the count.
+ */
+function initCharSymbols(p: usize, len: i32): i32 {
+  sym = symBuf.ensure(<usize>len * 20 + 20);
+  hp = heapBuf.ensure(<usize>len * 3 * 16 + 16);
+  hn = 0;
+  let n = 0;
+  let i = 0;
+  let unkStart = -1; // pending unk symbol [unkStart, i)
+  while (i < len) {
+    let l = utf8Len(<u32>load<u8>(p + <usize>i));
+    if (i + l > len) l = len - i;
+    const id = lookup(p + <usize>i, l);
+    if (id >= 0) {
+      if (unkStart >= 0) { addSymbol(n++, unkStart, i - unkStart, unkId); unkStart = -1; }
+      addSymbol(n++, i, l, id);
+    } else {
+      let all = true;
+      for (let k = 0; k < l; k++) {
+        if (load<i32>(byteTok + (<usize>load<u8>(p + <usize>(i + k)) << 2)) < 0) { all = false; break; }
+      }
+      if (all) {
+        if (unkStart >= 0) { addSymbol(n++, unkStart, i - unkStart, unkId); unkStart = -1; }
+        for (let k = 0; k < l; k++) addSymbol(n++, i + k, 1, load<i32>(byteTok + (<usize>load<u8>(p + <usize>(i + k)) << 2)));
+      } else if (unkId >= 0) {
+        if (unkStart >= 0 && !fuseUnk) { addSymbol(n++, unkStart, i - unkStart, unkId); unkStart = -1; }
+        if (unkStart < 0) unkStart = i;
+      }
+    }
+    i += l;
+  }
+  if (unkStart >= 0) addSymbol(n++, unkStart, len - unkStart, unkId);
+  if (n > 0) store<i32>(S(n - 1, NEXT), -1);
   return n;
 }
 
@@ -168,7 +212,8 @@ export function spmWord(p: usize, len: i32): void {
 /** Rank-driven BPE of one pre-tokenized word; `bytes`: initial symbols are bytes (byte-level). */
 export function bpeWord(p: usize, len: i32, bytes: bool): void {
   if (len <= 0) return;
-  const n = initSymbols(p, len, bytes, true);
+  const n = bytes ? initSymbols(p, len, true, true) : initCharSymbols(p, len);
+  if (n == 0) return;
   for (let k = 1; k < n; k++) bpeTryAdd(k - 1, k);
   while (hn > 0) {
     heapPop();
