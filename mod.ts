@@ -37,4 +37,11 @@ export { Sampler } from "./src/infer/sampler.ts";
 export * from "./src/tokenizer/mod.ts";
 export * from "./src/quant/mod.ts";
 
+// serving
+export { AdapterRegistry, checkAdapterId, createApp, defaultChatPrompt, Metrics, ModelEngine, onShutdownSignal, startServer } from "./src/serve/mod.ts";
+export type {
+  AdapterInfo, AppOptions, ChatMessage as ServeChatMessage, Engine, EngineRequest, EngineResult, Generation, ModelEngineOptions, RunningServer,
+  ServeOptions,
+} from "./src/serve/mod.ts";
+
 export { runCli } from "./src/cli/main.ts";

@@ -9,6 +9,7 @@ const COMMANDS: Record<string, () => Promise<{ main(args: string[]): Promise<voi
   tokenize: () => import("./tokenize.ts"),
   quantize: () => import("./quantize.ts"),
   train: () => import("./train.ts"),
+  serve: () => import("./serve.ts"),
   demo: () => import("./demo.ts"),
 };
 
