@@ -79,6 +79,7 @@ export class Tokenizer {
       ignoreMerges: spec.ignoreMerges,
       chunkSafe: (spec.model === "spm" || spec.metaspace !== undefined) && spmChunkSafe(spec.tokens),
       escapeSpaces: spec.metaspace !== undefined,
+      isolated: spec.model === "spm" ? isolatedAscii(spec.tokens) : spec.metaspace !== undefined ? isolatedInMerges(spec.merges ?? [], (c) => this.ids.has(String.fromCharCode(c)) || byteTokens[c] >= 0) : undefined,
       fuseUnk: spec.fuseUnk === true,
       pre: spec.pre,
     });
@@ -233,4 +234,43 @@ function spmChunkSafe(tokens: string[]): boolean {
     }
   }
   return true;
+}
+
+/**
+ * ASCII chars (not space) that appear in no token of two or more chars: such a char is always a
+ * symbol of its own, so the text can be cut around it without changing any id.
+ */
+function isolatedAscii(tokens: string[]): Uint8Array {
+  const out = new Uint8Array(128).fill(1);
+  out[0x20] = 0;
+  for (const t of tokens) {
+    if (t.length < 2) continue;
+    for (let i = 0; i < t.length; i++) {
+      const c = t.charCodeAt(i);
+      if (c < 128) out[c] = 0;
+    }
+  }
+  return out;
+}
+
+/**
+ * Rank BPE (HF): an ASCII char is a symbol of its own unless its token, or its byte-fallback
+ * token <0xNN>, is one side of some merge; a char that would become <unk> is never cut around
+ * (fuse_unk joins neighbouring unknowns).
+ */
+function isolatedInMerges(merges: Array<[string, string]>, known: (c: number) => boolean): Uint8Array {
+  const out = new Uint8Array(128);
+  for (let c = 0; c < 128; c++) out[c] = c !== 0x20 && known(c) ? 1 : 0;
+  const mark = (t: string) => {
+    if (t.length === 1 && t.charCodeAt(0) < 128) out[t.charCodeAt(0)] = 0;
+    else if (t.length === 6 && t.startsWith("<0x") && t.endsWith(">")) {
+      const b = parseInt(t.slice(3, 5), 16);
+      if (b < 128) out[b] = 0;
+    }
+  };
+  for (const [a, b] of merges) {
+    mark(a);
+    mark(b);
+  }
+  return out;
 }

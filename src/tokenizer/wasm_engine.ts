@@ -12,6 +12,7 @@ interface Exports {
   vocabInit(n: number, blob: number, offs: number, scores: number): void;
   mergesInit(n: number, triples: number): void;
   byteTokensPtr(): number;
+  isolatedPtr(): number;
   configure(algorithm: number, unk: number, ignoreMerges: number, chunkSafe: number, escape: number, fuseUnk: number): void;
   inputPtr(len: number): number;
   outPtr(): number;
@@ -37,6 +38,8 @@ export interface EngineSetup {
   chunkSafe: boolean;
   /** ' ' -> ▁ before encoding (SPM; HF SentencePiece-style BPE). */
   escapeSpaces: boolean;
+  /** ASCII chars (u8[128], 1 = yes) that no multi-char token contains: safe cut points for SPM-style text. */
+  isolated?: Uint8Array;
   fuseUnk: boolean;
   pre: PreTokenizer;
 }
@@ -84,6 +87,7 @@ export class WasmEngine {
       ex.mergesInit(s.merges.length / 3, m);
     }
     new Int32Array(ex.memory.buffer, ex.byteTokensPtr(), 256).set(s.byteTokens);
+    if (s.isolated) new Uint8Array(ex.memory.buffer, ex.isolatedPtr(), 128).set(s.isolated);
     ex.configure(s.algorithm, s.unkId, s.ignoreMerges ? 1 : 0, s.chunkSafe ? 1 : 0, s.escapeSpaces ? 1 : 0, s.fuseUnk ? 1 : 0);
   }
 

@@ -1,7 +1,7 @@
 // Word cache: text is mostly repeated words, so the ids of each word (up to MAX_KEY bytes) are
 // remembered in fixed-size pools. When a pool or the table fills up the whole cache is cleared,
 // which keeps memory bounded whatever the input.
-import { bytesEqual, hashBytes, emit, out, outLen } from "./mem";
+import { bytesEqual, hashBytes, emitMany, out, outLen } from "./mem";
 
 export const MAX_KEY: i32 = 64;
 const CAP: u32 = 1 << 16; // table slots
@@ -39,9 +39,7 @@ export function cacheEmit(p: usize, len: i32): bool {
       return false;
     }
     if (load<u32>(s) == h && load<i32>(s, 8) == len && bytesEqual(keys + <usize>(ko - 1), p, len)) {
-      const io = ids + <usize>load<i32>(s, 12);
-      const n = load<i32>(s, 16);
-      for (let k = 0; k < n; k++) emit(load<i32>(io + (<usize>k << 2)));
+      emitMany(ids + <usize>load<i32>(s, 12), load<i32>(s, 16));
       return true;
     }
     i = (i + 1) & (CAP - 1);

@@ -39,6 +39,13 @@ export function mergesInit(n: i32, triples: usize): void {
   cacheClear();
 }
 
+/** ASCII chars no multi-char token contains (u8[128], 1 = isolated), for the host to fill. */
+const isolated = heap.alloc(128);
+memory.fill(isolated, 0, 128);
+export function isolatedPtr(): usize {
+  return isolated;
+}
+
 /** The 256-entry i32 table of byte-token ids, for the host to fill (-1 = none). */
 export function byteTokensPtr(): usize {
   return byteTok;
@@ -68,7 +75,7 @@ const input = new Buf();
 const escaped = new Buf();
 
 export function inputPtr(len: i32): usize {
-  return input.ensure(<usize>len + 8);
+  return input.ensure(<usize>len + 16);
 }
 
 export function outPtr(): usize {
@@ -108,7 +115,7 @@ function onWord(a: i32, b: i32): void {
  */
 function encodeEscaped(len: i32, addPrefix: bool, splitAll: bool): void {
   const src = input.ptr;
-  const dst = escaped.ensure(<usize>len * 3 + 8);
+  const dst = escaped.ensure(<usize>len * 3 + 16);
   let n = 0;
   if (addPrefix) {
     store<u8>(dst, 0xe2); store<u8>(dst, 0x96, 1); store<u8>(dst, 0x81, 2);
@@ -125,38 +132,30 @@ function encodeEscaped(len: i32, addPrefix: bool, splitAll: bool): void {
     }
   }
   wordBase = dst;
-  if (splitAll) {
-    let start = 0;
-    for (let i = 1; i + 2 < n; i++) {
-      if (isMeta(dst + <usize>i)) {
-        onWord(start, i);
-        start = i;
-        i += 2;
-      }
-    }
-    onWord(start, n);
-    return;
-  }
-  if (!spmChunkSafe) {
-    if (n > 0) {
-      if (algo == ALGO_SPM) spmWord(dst, n);
-      else bpeWord(dst, n, false);
-    }
-    return;
-  }
-  // Chunk before every ▁ that follows a char other than ▁.
+  // Cut points that cannot change the ids: before a ▁ (Metaspace split: every one; chunkSafe:
+  // one after another char), and around an ASCII char that no multi-char token contains (it
+  // stays a symbol of its own, so no merge crosses it: newlines in most SPM vocabs).
+  const cutMeta = splitAll || spmChunkSafe;
   let start = 0;
-  for (let i = 1; i + 2 < n; i++) {
-    if (isMeta(dst + <usize>i)) {
-      const prevIsMeta = i >= 3 && isMeta(dst + <usize>i - 3);
-      if (!prevIsMeta && i > start) {
+  let i = 0;
+  while (i < n) {
+    const c = load<u8>(dst + <usize>i);
+    if (c == 0xe2 && i + 2 < n && isMeta(dst + <usize>i)) {
+      if (cutMeta && i > start && (splitAll || !(i >= 3 && isMeta(dst + <usize>i - 3)))) {
         onWord(start, i);
         start = i;
       }
-      i += 2;
+      i += 3;
+      continue;
     }
+    if (c < 0x80 && load<u8>(isolated + <usize>c) != 0) {
+      if (i > start) onWord(start, i);
+      onWord(i, i + 1);
+      start = i + 1;
+    }
+    i++;
   }
-  onWord(start, n);
+  if (n > start) onWord(start, n);
 }
 
 /** Encodes input[0, len) and returns the number of ids at outPtr(). */

@@ -49,13 +49,38 @@ export function outReset(): void {
   outLen++;
 }
 
-/** FNV-1a over bytes. */
-export function hashBytes(p: usize, n: i32): u32 {
-  let h: u32 = 2166136261;
-  for (let i = 0; i < n; i++) {
-    h = (h ^ <u32>load<u8>(p + <usize>i)) * 16777619;
+/** Appends n ids from src (i32[n]). */
+export function emitMany(src: usize, n: i32): void {
+  const need = (<usize>(outLen + n)) << 2;
+  if (need > out.cap) out.grow(need, <usize>outLen << 2);
+  const dst = out.ptr + (<usize>outLen << 2);
+  if (n <= 4) {
+    for (let k = 0; k < n; k++) store<i32>(dst + (<usize>k << 2), load<i32>(src + (<usize>k << 2)));
+  } else {
+    memory.copy(dst, src, <usize>n << 2);
   }
-  return h;
+  outLen += n;
+}
+
+/**
+ * Hash of n bytes, 8 at a time. The tail is read as one masked u64 load, so every buffer
+ * hashed here keeps at least 7 readable bytes past its end (the input, escape and blob buffers
+ * are allocated with that slack).
+ */
+export function hashBytes(p: usize, n: i32): u32 {
+  let h: u64 = <u64>n * 0x9e3779b97f4a7c15;
+  let i = 0;
+  for (; i + 8 <= n; i += 8) {
+    h = rotl<u64>(h ^ load<u64>(p + <usize>i), 27) * 0xff51afd7ed558ccd;
+  }
+  const r = n - i;
+  if (r > 0) {
+    const v = load<u64>(p + <usize>i) & ((<u64>1 << (<u64>r << 3)) - 1);
+    h = rotl<u64>(h ^ v, 27) * 0xff51afd7ed558ccd;
+  }
+  h ^= h >> 32;
+  h *= 0xc4ceb9fe1a85ec53;
+  return <u32>(h >> 32);
 }
 
 export function bytesEqual(a: usize, b: usize, n: i32): bool {

@@ -27,9 +27,18 @@ function cpAt(i: i32): u32 {
   return 0xfffd;
 }
 
+// Class bits | EXISTS of the ASCII code points, so the common case skips decoding.
+const ASCII = heap.alloc(128);
+for (let c: u32 = 0; c < 128; c++) store<u8>(ASCII + <usize>c, unicodeClass(c) | EXISTS);
+
 // @ts-ignore: decorator
 @inline function flagsAt(i: i32): u8 {
   if (i >= end) return 0;
+  const b = <u32>load<u8>(base + <usize>i);
+  if (b < 0x80) {
+    cpLen = 1;
+    return load<u8>(ASCII + <usize>b);
+  }
   return unicodeClass(cpAt(i)) | EXISTS;
 }
 
@@ -67,10 +76,13 @@ export function splitGpt2(text: usize, s: i32, e: i32, word: (a: i32, b: i32) =>
   end = e;
   let pos = s;
   while (pos < end) {
-    const k = contraction(pos, false);
-    if (k > 0) { word(pos, pos + k); pos += k; continue; }
-    const c0 = cpAt(pos);
-    const n0 = pos + cpLen;
+    const b0 = <u32>load<u8>(base + <usize>pos);
+    if (b0 == 0x27) {
+      const k = contraction(pos, false);
+      if (k > 0) { word(pos, pos + k); pos += k; continue; }
+    }
+    const c0 = b0 < 0x80 ? b0 : cpAt(pos);
+    const n0 = b0 < 0x80 ? pos + 1 : pos + cpLen;
     const p2 = c0 == 0x20 ? n0 : pos;
     const f2 = flagsAt(p2);
     if (f2 & CLS_L) {
@@ -125,10 +137,13 @@ export function splitLlama3(text: usize, s: i32, e: i32, maxDigits: i32, word: (
   end = e;
   let pos = s;
   while (pos < end) {
-    const k = contraction(pos, true);
-    if (k > 0) { word(pos, pos + k); pos += k; continue; }
-    const c0 = cpAt(pos);
-    const n0 = pos + cpLen;
+    const b0 = <u32>load<u8>(base + <usize>pos);
+    if (b0 == 0x27) {
+      const k = contraction(pos, true);
+      if (k > 0) { word(pos, pos + k); pos += k; continue; }
+    }
+    const c0 = b0 < 0x80 ? b0 : cpAt(pos);
+    const n0 = b0 < 0x80 ? pos + 1 : pos + cpLen;
     const f0 = flagsAt(pos);
     if (!(c0 == 0x0d || c0 == 0x0a || (f0 & CLS_N))) {
       if ((f0 & CLS_L) || (flagsAt(n0) & CLS_L)) {
