@@ -104,6 +104,14 @@ export class LlamaGpu {
     return new LlamaGpu(gpu, c, weights, quantized, q);
   }
 
+  /**
+   * The same weights seen through another GPU object (the memory planner's counting GPU runs the
+   * training pass against it without touching the device). Shares the weight maps; no KV cache.
+   */
+  withGpu(gpu: Gpu): LlamaGpu {
+    return new LlamaGpu(gpu, this.config, this.weights, this.quantized, this.quantSpec);
+  }
+
   /** An f32 weight (embeddings, norms, an f32 linear). */
   w(name: string): Tensor {
     const t = this.weights.get(name);

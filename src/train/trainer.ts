@@ -11,9 +11,10 @@ import { mkdir, readdir, readFile, rename, rm, writeFile } from "node:fs/promise
 import { join } from "node:path";
 import process from "node:process";
 import { PeftError } from "../errors.ts";
-import type { Tensor } from "../gpu/gpu.ts";
 import { readSafetensors, writeSafetensors } from "../io/safetensors.ts";
-import { adamwStep, sumOfSquares } from "../kernels/adamw.ts";
+import { sumOfSquares } from "../kernels/adamw.ts";
+import { checkTrainingPlan, formatPlan, type TrainingPlan } from "../model/memory_plan.ts";
+import { createOptimizer, type Optimizer, type OptimizerName, OPTIMIZERS, type OptimizerSlot } from "./paged_adamw.ts";
 import { evalLoss, lossAndGrads, type TrainableLora } from "../model/llama_train.ts";
 import type { Model } from "../model/model.ts";
 import { LoraAdapter } from "../peft/lora.ts";
@@ -69,6 +70,18 @@ export interface TrainOptions {
   onStep?: (r: StepRecord) => void;
   /** Stops training after the current step when aborted (a checkpoint is written). */
   signal?: AbortSignal;
+  /**
+   * "adamw" (state on the GPU, default) or "paged_adamw" (state paged to host memory and streamed
+   * through GPU pages when gpuMemoryBudget would otherwise be exceeded; same updates bit for bit).
+   */
+  optimizer?: OptimizerName;
+  /**
+   * GPU bytes our allocator may hold in all (weights included). Before training, the memory
+   * planner predicts the peak per class and refuses with a suggestion when it will not fit.
+   */
+  gpuMemoryBudget?: number;
+  /** paged_adamw: force paging with pages of this many values (otherwise sized from the budget). */
+  pageElements?: number;
 }
 
 export interface StepRecord {
@@ -89,9 +102,15 @@ export interface TrainResult {
   finalEvalLoss?: number;
   stoppedEarly: boolean;
   outputDir?: string;
+  /** The memory planner's prediction, made before training. */
+  plan: TrainingPlan;
+  /** Peak GPU bytes our allocator held during training (measured). */
+  peakGpuBytes: number;
 }
 
-interface Resolved extends Required<Omit<TrainOptions, "maxSteps" | "outputDir" | "onStep" | "signal" | "maxEvalBatches" | "stride" | "maxExamples">> {
+interface Resolved extends Required<Omit<TrainOptions, "maxSteps" | "outputDir" | "onStep" | "signal" | "maxEvalBatches" | "stride" | "maxExamples" | "gpuMemoryBudget" | "pageElements">> {
+  gpuMemoryBudget?: number;
+  pageElements?: number;
   maxSteps?: number;
   outputDir?: string;
   maxEvalBatches?: number;
@@ -105,7 +124,7 @@ function resolve(o: TrainOptions): Resolved {
     seqLen: 256, batchSize: 8, gradientAccumulationSteps: 1, learningRate: 2e-4, lrScheduler: "linear",
     warmupRatio: 0, warmupSteps: 0, weightDecay: 0, adamBeta1: 0.9, adamBeta2: 0.999, adamEpsilon: 1e-8,
     maxGradNorm: 1.0, epochs: 1, seed: 42, evalFraction: 0, evalSteps: 0, saveSteps: 0, resume: false,
-    gradientCheckpointing: false, packing: false, format: "auto", progress: true,
+    gradientCheckpointing: false, packing: false, format: "auto", progress: true, optimizer: "adamw",
     ...Object.fromEntries(Object.entries(o).filter(([, v]) => v !== undefined)),
   } as Resolved;
   const posInt = (k: keyof Resolved, min = 1) => {
@@ -125,24 +144,24 @@ function resolve(o: TrainOptions): Resolved {
   for (const k of ["adamBeta1", "adamBeta2"] as const) {
     if (!(r[k] >= 0 && r[k] < 1)) throw new PeftError("BAD_TRAIN_OPTION", `${k} must be in [0, 1), got ${r[k]}`);
   }
+  if (!OPTIMIZERS.includes(r.optimizer)) throw new PeftError("BAD_TRAIN_OPTION", `optimizer must be one of ${OPTIMIZERS.join(", ")}, got ${JSON.stringify(r.optimizer)}`);
+  if (r.gpuMemoryBudget !== undefined && !(Number.isFinite(r.gpuMemoryBudget) && r.gpuMemoryBudget > 0)) {
+    throw new PeftError("BAD_TRAIN_OPTION", `gpuMemoryBudget must be a number of bytes > 0, got ${r.gpuMemoryBudget}`);
+  }
+  if (r.pageElements !== undefined) {
+    posInt("pageElements");
+    if (r.optimizer !== "paged_adamw") throw new PeftError("BAD_TRAIN_OPTION", "pageElements needs optimizer: \"paged_adamw\"");
+  }
   if ((r.resume || r.saveSteps) && !r.outputDir) throw new PeftError("BAD_TRAIN_OPTION", "resume and saveSteps need outputDir");
   return r;
 }
 
-/** AdamW moments of one LoRA tensor. */
-interface Moments {
-  param: Tensor;
-  grad: Tensor;
-  m: Tensor;
-  v: Tensor;
-  key: string;
-}
-
-function optimizerState(model: Model, lora: TrainableLora): Moments[] {
-  const out: Moments[] = [];
+/** The LoRA tensors the optimizer updates, keyed as in checkpoints. */
+function optimizerSlots(lora: TrainableLora): OptimizerSlot[] {
+  const out: OptimizerSlot[] = [];
   for (const [name, l] of lora.layers) {
-    out.push({ key: `${name}.lora_A`, param: l.A, grad: l.dA, m: model.gpu.zeros(l.A.shape, "f32", "optimizer"), v: model.gpu.zeros(l.A.shape, "f32", "optimizer") });
-    out.push({ key: `${name}.lora_B`, param: l.B, grad: l.dB, m: model.gpu.zeros(l.B.shape, "f32", "optimizer"), v: model.gpu.zeros(l.B.shape, "f32", "optimizer") });
+    out.push({ key: `${name}.lora_A`, param: l.A, grad: l.dA });
+    out.push({ key: `${name}.lora_B`, param: l.B, grad: l.dB });
   }
   return out;
 }
@@ -162,15 +181,16 @@ async function evaluate(model: Model, lora: TrainableLora | undefined, examples:
 
 // ------------------------------------------------------------------ checkpoints
 
-async function writeCheckpoint(model: Model, name: string, moments: Moments[], dir: string, state: Record<string, unknown>): Promise<void> {
+async function writeCheckpoint(model: Model, name: string, opt: Optimizer, dir: string, state: Record<string, unknown>): Promise<void> {
   // Written to a temporary directory, then renamed: a crash never leaves half a checkpoint.
   const tmp = `${dir}.tmp-${Date.now().toString(36)}`;
   await rm(tmp, { recursive: true, force: true });
   await model.saveAdapter(name, tmp);
   const tensors = [];
-  for (const m of moments) {
-    tensors.push({ name: `${m.key}.exp_avg`, dtype: "F32" as const, shape: m.m.shape, data: await model.gpu.readF32(m.m) });
-    tensors.push({ name: `${m.key}.exp_avg_sq`, dtype: "F32" as const, shape: m.v.shape, data: await model.gpu.readF32(m.v) });
+  for (const s of opt.slots) {
+    const { m, v } = await opt.readState(s.key);
+    tensors.push({ name: `${s.key}.exp_avg`, dtype: "F32" as const, shape: s.param.shape, data: m });
+    tensors.push({ name: `${s.key}.exp_avg_sq`, dtype: "F32" as const, shape: s.param.shape, data: v });
   }
   await writeSafetensors(join(tmp, "optimizer.safetensors"), tensors);
   await writeFile(join(tmp, "trainer_state.json"), JSON.stringify(state, null, 2));
@@ -189,7 +209,7 @@ async function latestCheckpoint(outputDir: string): Promise<string | null> {
   return steps.length ? join(outputDir, `checkpoint-${Math.max(...steps)}`) : null;
 }
 
-async function restoreCheckpoint(model: Model, name: string, moments: Moments[], dir: string): Promise<Record<string, unknown>> {
+async function restoreCheckpoint(model: Model, name: string, opt: Optimizer, dir: string): Promise<Record<string, unknown>> {
   let state: Record<string, unknown>;
   try {
     state = JSON.parse(await readFile(join(dir, "trainer_state.json"), "utf8"));
@@ -207,17 +227,18 @@ async function restoreCheckpoint(model: Model, name: string, moments: Moments[],
   } finally {
     saved.release();
   }
-  const opt = await readSafetensors(join(dir, "optimizer.safetensors"));
+  const file = await readSafetensors(join(dir, "optimizer.safetensors"));
   try {
-    for (const m of moments) {
-      for (const [suffix, t] of [["exp_avg", m.m], ["exp_avg_sq", m.v]] as const) {
-        const key = `${m.key}.${suffix}`;
-        if (!opt.tensors.has(key)) throw new PeftError("CHECKPOINT_INVALID", `${dir}/optimizer.safetensors: missing ${key}`);
-        model.gpu.write(t, await opt.readF32(key));
-      }
+    for (const s of opt.slots) {
+      const get = async (suffix: string) => {
+        const key = `${s.key}.${suffix}`;
+        if (!file.tensors.has(key)) throw new PeftError("CHECKPOINT_INVALID", `${dir}/optimizer.safetensors: missing ${key}`);
+        return await file.readF32(key);
+      };
+      opt.writeState(s.key, await get("exp_avg"), await get("exp_avg_sq"));
     }
   } finally {
-    await opt.close();
+    await file.close();
   }
   return state;
 }
@@ -238,8 +259,20 @@ export async function train(model: Model, options: TrainOptions): Promise<TrainR
   const say = (s: string) => r.progress && console.log(s);
 
   return await model.exclusive(async () => {
+    // Plan before allocating anything for training: refuses (GPU_BUDGET_EXCEEDED) when over budget.
+    // Pooled buffers left by earlier work go back first, so the plan (and the peak) start clean.
+    model.gpu.trim();
+    const plan = checkTrainingPlan(model, {
+      adapter: r.adapter, batchSize: r.batchSize, seqLen: r.seqLen, gradientCheckpointing: r.gradientCheckpointing,
+      optimizer: r.optimizer, gpuMemoryBudget: r.gpuMemoryBudget, pageElements: r.pageElements, evaluate: ds.eval.length > 0,
+    });
+    say(`[train] base weights ${model.isQuantized ? `4-bit ${model.llama.quantSpec!.type}${model.llama.quantSpec!.doubleQuant ? " (double quant)" : ""}` : "f32"}; ` +
+      `compute dtype ${model.computeDtype} (shader-f16 ${model.gpu.info.features.f16 ? "available" : "not available"}); LoRA weights, gradients and optimizer state f32`);
+    say(formatPlan(plan));
+    model.gpu.resetPeak();
     const lora = adapter.trainable();
-    const moments = optimizerState(model, lora);
+    const optimizerGpuBytes = r.gpuMemoryBudget === undefined ? undefined : r.gpuMemoryBudget - (plan.total - plan.optimizer.gpuBytes);
+    const opt = createOptimizer(model.gpu, r.optimizer, optimizerSlots(lora), { gpuBytes: optimizerGpuBytes, pageElements: r.pageElements ?? plan.optimizer.pageElements });
     let startStep = 0;
     let metrics: MetricsWriter | undefined;
     const records: MetricRecord[] = [];
@@ -247,7 +280,7 @@ export async function train(model: Model, options: TrainOptions): Promise<TrainR
       const from = typeof r.resume === "string" ? r.resume : r.resume ? await latestCheckpoint(r.outputDir) : null;
       if (r.resume && !from) say(`[train] no checkpoint in ${r.outputDir}: starting from step 0`);
       if (from) {
-        const state = await restoreCheckpoint(model, r.adapter, moments, from);
+        const state = await restoreCheckpoint(model, r.adapter, opt, from);
         startStep = Number(state.step);
         say(`[train] resumed from ${from} at step ${startStep}`);
         // Keep the metrics of the steps the checkpoint includes; later lines are replaced.
@@ -263,7 +296,7 @@ export async function train(model: Model, options: TrainOptions): Promise<TrainR
     say(`[train] ${ds.train.length} train / ${ds.eval.length} eval sequences of ${r.seqLen} tokens; ` +
       `${totalSteps} steps of ${r.batchSize}x${r.gradientAccumulationSteps} sequences; ${model.gpu.info.description}`);
 
-    const result: TrainResult = { steps: startStep, totalSteps, losses: [], evals: [], stoppedEarly: false, outputDir: r.outputDir };
+    const result: TrainResult = { steps: startStep, totalSteps, losses: [], evals: [], stoppedEarly: false, outputDir: r.outputDir, plan, peakGpuBytes: 0 };
     const record = async (m: MetricRecord) => {
       records.push(m);
       if (metrics) await metrics.write(m);
@@ -296,14 +329,14 @@ export async function train(model: Model, options: TrainOptions): Promise<TrainR
     const checkpoint = async (step: number) => {
       if (!r.outputDir) return;
       const dir = join(r.outputDir, `checkpoint-${step}`);
-      await writeCheckpoint(model, r.adapter, moments, dir, { step, seed: r.seed, totalSteps, adapter: r.adapter });
+      await writeCheckpoint(model, r.adapter, opt, dir, { step, seed: r.seed, totalSteps, adapter: r.adapter });
       progress.log(`[train] checkpoint ${dir}`);
     };
 
     try {
       if (startStep === 0) result.initialEvalLoss = await runEval(0);
       for (let step = startStep; step < totalSteps; step++) {
-        for (const m of moments) model.gpu.clear(m.grad);
+        for (const s of opt.slots) model.gpu.clear(s.grad);
         const micro = Array.from({ length: r.gradientAccumulationSteps }, (_, k) => microBatch(step * r.gradientAccumulationSteps + k));
         const lossTokens = micro.reduce((s, b) => s + b.lossTokens, 0);
         let lossSum = 0;
@@ -324,16 +357,14 @@ export async function train(model: Model, options: TrainOptions): Promise<TrainR
               (r.outputDir ? ` (the last good checkpoint in ${r.outputDir} is kept)` : "") + "; try a lower learningRate",
           );
         }
-        const sq = sumOfSquares(model.gpu, moments.map((m) => m.grad));
+        const sq = sumOfSquares(model.gpu, opt.slots.map((s) => s.grad));
         const gradNorm = Math.sqrt((await model.gpu.readF32(sq))[0]);
         sq.release();
         const clip = r.maxGradNorm > 0 ? Math.min(1, r.maxGradNorm / (gradNorm + 1e-6)) : 1;
         const lr = lrAt(step, sched);
-        for (const m of moments) {
-          adamwStep(model.gpu, m, {
-            lr, beta1: r.adamBeta1, beta2: r.adamBeta2, eps: r.adamEpsilon, weightDecay: r.weightDecay, step: step + 1, gradScale: clip,
-          });
-        }
+        await opt.step({
+          lr, beta1: r.adamBeta1, beta2: r.adamBeta2, eps: r.adamEpsilon, weightDecay: r.weightDecay, step: step + 1, gradScale: clip,
+        });
         const done = step + 1;
         result.steps = done;
         result.losses.push(loss);
@@ -360,10 +391,8 @@ export async function train(model: Model, options: TrainOptions): Promise<TrainR
       }
     } finally {
       process.off("SIGINT", onSigint);
-      for (const m of moments) {
-        m.m.release();
-        m.v.release();
-      }
+      result.peakGpuBytes = model.gpu.peakBytesHeld();
+      opt.release();
       if (r.outputDir) {
         await mkdir(r.outputDir, { recursive: true });
         await writeFile(join(r.outputDir, "loss.svg"), lossCurveSvg(
