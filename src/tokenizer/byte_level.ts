@@ -15,22 +15,36 @@ function buildByteToChar(): string[] {
 }
 
 export const BYTE_TO_CHAR: readonly string[] = buildByteToChar();
-const CHAR_TO_BYTE = new Map<number, number>(BYTE_TO_CHAR.map((c, b) => [c.charCodeAt(0), b]));
+/** UTF-16 code unit (< 0x144) -> byte, -1 outside the alphabet. */
+const CHAR_TO_BYTE = new Int16Array(0x144).fill(-1);
+BYTE_TO_CHAR.forEach((c, b) => (CHAR_TO_BYTE[c.charCodeAt(0)] = b));
+let scratch = new Uint8Array(256);
+const utf8 = new TextEncoder();
 
 /**
  * Raw bytes of a byte-level token. Chars outside the alphabet (e.g. in added tokens) are kept
  * as their UTF-8 bytes; `ok` is false then.
  */
 export function byteLevelToBytes(token: string): { bytes: Uint8Array; ok: boolean } {
-  const out: number[] = [];
-  let ok = true;
-  for (const ch of token) {
-    const b = CHAR_TO_BYTE.get(ch.codePointAt(0)!);
-    if (b !== undefined && ch.length === 1) out.push(b);
-    else {
-      ok = false;
-      for (const x of new TextEncoder().encode(ch)) out.push(x);
-    }
+  const n = token.length;
+  if (scratch.length < n * 3) scratch = new Uint8Array(n * 3);
+  let k = 0;
+  for (let i = 0; i < n; i++) {
+    const c = token.charCodeAt(i);
+    const b = c < 0x144 ? CHAR_TO_BYTE[c] : -1;
+    if (b < 0) return { bytes: slowBytes(token), ok: false };
+    scratch[k++] = b;
   }
-  return { bytes: Uint8Array.from(out), ok };
+  return { bytes: scratch.slice(0, k), ok: true };
+}
+
+function slowBytes(token: string): Uint8Array {
+  const out: number[] = [];
+  for (const ch of token) {
+    const c = ch.codePointAt(0)!;
+    const b = c < 0x144 ? CHAR_TO_BYTE[c] : -1;
+    if (b >= 0) out.push(b);
+    else for (const x of utf8.encode(ch)) out.push(x);
+  }
+  return Uint8Array.from(out);
 }

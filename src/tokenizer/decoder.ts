@@ -19,7 +19,8 @@ export class PieceTable {
   private tokens: string[];
   private firstPieces = new Map<number, Uint8Array>();
 
-  constructor(spec: VocabSpec) {
+  /** rawBytes: the byte-level tokens' bytes when the caller has them already (by id). */
+  constructor(spec: VocabSpec, rawBytes?: Uint8Array[]) {
     const enc = new TextEncoder();
     const n = spec.tokens.length;
     this.pieces = new Array(n);
@@ -36,7 +37,7 @@ export class PieceTable {
         const m = spec.decodeByteFallback ?? (type === TokenType.BYTE || spec.byteFallback) ? BYTE_TOKEN.exec(tok) : null;
         this.pieces[id] = m ? Uint8Array.of(parseInt(m[1], 16)) : enc.encode(tok.replaceAll("\u2581", " "));
       } else {
-        this.pieces[id] = byteLevelToBytes(tok).bytes;
+        this.pieces[id] = rawBytes?.[id] ?? byteLevelToBytes(tok).bytes;
       }
     }
     this.strip = spec.decodeStrip ?? (spec.addSpacePrefix ? "first-text" : undefined);

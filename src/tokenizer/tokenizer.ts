@@ -57,17 +57,15 @@ export class Tokenizer {
     }
     let merges: Int32Array | undefined;
     if (spec.model === "bpe") {
+      // (left, right, -1): the WASM finds the merged token from the two tokens' bytes.
       const list = spec.merges ?? [];
       merges = new Int32Array(list.length * 3);
       let k = 0;
       for (const [a, b] of list) {
-        const ia = this.ids.get(a), ib = this.ids.get(b), im = this.ids.get(a + b);
-        if (ia === undefined || ib === undefined || im === undefined) continue; // unreachable merge
-        merges[k++] = ia;
-        merges[k++] = ib;
-        merges[k++] = im;
+        merges[k++] = this.ids.get(a) ?? -1;
+        merges[k++] = this.ids.get(b) ?? -1;
+        merges[k++] = -1;
       }
-      merges = merges.subarray(0, k);
     }
     this.engine = new WasmEngine({
       tokenBytes,
@@ -83,7 +81,7 @@ export class Tokenizer {
       fuseUnk: spec.fuseUnk === true,
       pre: spec.pre,
     });
-    this.table = new PieceTable(spec);
+    this.table = new PieceTable(spec, spec.byteLevel ? tokenBytes : undefined);
     this.splitAll = new SpecialSplitter(spec.addedTokens);
     this.splitUser = new SpecialSplitter(spec.addedTokens.filter((t) => !t.special));
   }

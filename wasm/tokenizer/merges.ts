@@ -1,5 +1,9 @@
 // BPE merge table: (left id, right id) -> rank (its index in the merges list) and merged id,
 // in an open-addressing hash keyed by the id pair.
+import { Buf } from "./mem";
+import { lookup, tokenLen, tokenStart } from "./vocab";
+
+const concat = new Buf();
 
 let mLeft: usize = 0;
 let mRight: usize = 0;
@@ -15,7 +19,11 @@ let mask: u32 = 0;
   return <u32>h;
 }
 
-/** triples: i32[n * 3] of (left, right, merged) in rank order. The first of duplicates wins. */
+/**
+ * triples: i32[n * 3] of (left, right, merged) in rank order. The first of duplicates wins. A
+ * merged id of -1 is looked up here from the two tokens' bytes (needs vocabInit first); a merge
+ * whose result is not a token, or with a side < 0, is left out.
+ */
 export function mergesInit(n: i32, triples: usize): void {
   mLeft = heap.alloc(<usize>n << 2);
   mRight = heap.alloc(<usize>n << 2);
@@ -28,10 +36,18 @@ export function mergesInit(n: i32, triples: usize): void {
   for (let r = 0; r < n; r++) {
     const a = load<i32>(triples + (<usize>(r * 3) << 2));
     const b = load<i32>(triples + (<usize>(r * 3 + 1) << 2));
-    const m = load<i32>(triples + (<usize>(r * 3 + 2) << 2));
+    let m = load<i32>(triples + (<usize>(r * 3 + 2) << 2));
+    if (m < 0 && a >= 0 && b >= 0) {
+      const la = tokenLen(a), lb = tokenLen(b);
+      const q = concat.ensure(<usize>(la + lb) + 16);
+      memory.copy(q, tokenStart(a), <usize>la);
+      memory.copy(q + <usize>la, tokenStart(b), <usize>lb);
+      m = lookup(q, la + lb);
+    }
     store<i32>(mLeft + (<usize>r << 2), a);
     store<i32>(mRight + (<usize>r << 2), b);
     store<i32>(mNew + (<usize>r << 2), m);
+    if (m < 0 || a < 0 || b < 0) continue;
     let h = pairHash(a, b) & mask;
     while (true) {
       const e = load<i32>(table + (<usize>h << 2));
