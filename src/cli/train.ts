@@ -16,7 +16,18 @@ export const TRAIN_HELP = `usage: train --model <path.gguf|hf-dir> --data <file.
   data:   --seq-len 256 --stride N --max-examples N --eval-fraction 0.05 [--packing]
   optim:  --batch-size 8 --grad-accum 1 --lr 2e-4 --lr-scheduler linear|cosine|constant|constant_with_warmup
           --warmup-ratio 0 --warmup-steps 0 --weight-decay 0 --max-grad-norm 1.0 --epochs 1 --max-steps N --seed 42
-  run:    --eval-steps N --save-steps N --resume [--gradient-checkpointing] [--sample "prompt"]`;
+  run:    --eval-steps N --save-steps N --resume [--gradient-checkpointing] [--sample "prompt"]
+  QLoRA:  --quantize nf4|fp4 [--double-quant] [--blocksize 64] (4-bit frozen base, dequantized on the fly)
+          --optimizer adamw|paged_adamw --gpu-memory-budget <bytes|512MiB|2GiB> (plans memory first, refuses when over)`;
+
+/** "123", "512MiB", "2GiB", "1.5GB" -> bytes. */
+export function parseBytes(s: string, flag: string): number {
+  const m = /^\s*(\d+(?:\.\d+)?)\s*(B|KB|KiB|MB|MiB|GB|GiB)?\s*$/i.exec(s);
+  if (!m) throw new PeftError("BAD_FLAG", `--${flag}: ${JSON.stringify(s)} is not a size (e.g. 536870912, 512MiB, 2GiB)`);
+  const unit = (m[2] ?? "B").toLowerCase();
+  const mult: Record<string, number> = { b: 1, kb: 1e3, kib: 1024, mb: 1e6, mib: 2 ** 20, gb: 1e9, gib: 2 ** 30 };
+  return Math.floor(Number(m[1]) * mult[unit]);
+}
 
 export async function main(args: string[]): Promise<void> {
   const { values: v } = parseArgs({
@@ -33,6 +44,8 @@ export async function main(args: string[]): Promise<void> {
       "max-steps": { type: "string" }, seed: { type: "string" }, "eval-steps": { type: "string" },
       "save-steps": { type: "string" }, resume: { type: "boolean" }, "gradient-checkpointing": { type: "boolean" },
       sample: { type: "string" }, help: { type: "boolean", short: "h" },
+      quantize: { type: "string" }, "double-quant": { type: "boolean" }, blocksize: { type: "string" },
+      optimizer: { type: "string" }, "gpu-memory-budget": { type: "string" },
     },
     strict: true,
   });
@@ -42,7 +55,17 @@ export async function main(args: string[]): Promise<void> {
   }
   const opt = (name: string) => (v as Record<string, string | undefined>)[name];
   const num = (name: string) => opt(name) === undefined ? undefined : numberFlag(opt(name), name, 0);
-  const model = await loadModel(v.model!);
+  const quantize = opt("quantize");
+  if (quantize !== undefined && quantize !== "nf4" && quantize !== "fp4") throw new PeftError("BAD_FLAG", `--quantize must be nf4 or fp4, got ${quantize}`);
+  if (quantize === undefined && (v["double-quant"] || opt("blocksize") !== undefined)) throw new PeftError("BAD_FLAG", "--double-quant and --blocksize need --quantize nf4|fp4");
+  const optimizer = opt("optimizer");
+  if (optimizer !== undefined && optimizer !== "adamw" && optimizer !== "paged_adamw") throw new PeftError("BAD_FLAG", `--optimizer must be adamw or paged_adamw, got ${optimizer}`);
+  const budget = opt("gpu-memory-budget");
+  const model = await loadModel(v.model!, quantize ? { quantize, doubleQuant: v["double-quant"] ?? false, blocksize: num("blocksize") } : {});
+  if (quantize) {
+    const p = model.parameterReport();
+    console.log(`[train] base linears quantized to ${quantize}${v["double-quant"] ? " + double quant" : ""}: ${p.quantizedParams} params in ${p.quantizedBytes} GPU bytes (${p.quantizedBitsPerParam.toFixed(3)} bits/param)`);
+  }
   const name = "adapter";
   const targets = opt("target-modules");
   if (v["init-adapter"]) await model.loadAdapter(name, v["init-adapter"]);
@@ -64,6 +87,8 @@ export async function main(args: string[]): Promise<void> {
     weightDecay: num("weight-decay"), maxGradNorm: num("max-grad-norm"), epochs: num("epochs"), maxSteps: num("max-steps"),
     seed: num("seed"), evalSteps: num("eval-steps"), saveSteps: num("save-steps"), resume: v.resume,
     gradientCheckpointing: v["gradient-checkpointing"],
+    optimizer: optimizer as "adamw" | "paged_adamw" | undefined,
+    gpuMemoryBudget: budget === undefined ? undefined : parseBytes(budget, "gpu-memory-budget"),
   });
   if (res.initialEvalLoss !== undefined && res.finalEvalLoss !== undefined) {
     const drop = 100 * (1 - res.finalEvalLoss / res.initialEvalLoss);

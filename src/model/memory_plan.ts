@@ -14,7 +14,7 @@
 import { PeftError } from "../errors.ts";
 import { type DType, type Gpu, type MemoryCategory, Tensor } from "../gpu/gpu.ts";
 import { sumOfSquares } from "../kernels/adamw.ts";
-import { createOptimizer, type OptimizerName, type OptimizerSlot, poolSize } from "../train/paged_adamw.ts";
+import { createOptimizer, MIN_PAGE_ELEMENTS, type OptimizerName, type OptimizerSlot, poolSize } from "../train/paged_adamw.ts";
 import { evalLoss, lossAndGrads, type TrainableLora } from "./llama_train.ts";
 import type { Model } from "./model.ts";
 
@@ -168,7 +168,8 @@ export function planTraining(model: Model, o: TrainingPlanOptions): TrainingPlan
   if (name === "paged_adamw" && budget !== undefined && o.pageElements === undefined) {
     // What everything but the optimizer needs decides how much the optimizer may keep on the GPU.
     const base = simulate(model, o, "none");
-    optimizerBytes = Math.max(0, budget - heldBefore - base.cg.createdBytes);
+    // At least the smallest pages: an over-budget plan then says so (with suggestions).
+    optimizerBytes = Math.max(4 * poolSize(MIN_PAGE_ELEMENTS * 4), budget - heldBefore - base.cg.createdBytes);
   }
   const { cg, opt } = simulate(model, o, optimizerBytes);
   const peak = (c: MemoryCategory) => cg.peakByCategory.get(c) ?? 0;
