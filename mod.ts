@@ -15,7 +15,9 @@ export type { PeftAdapterConfig } from "./src/io/peft_adapter.ts";
 
 // models
 export { loadModel, Model, openWeights } from "./src/model/model.ts";
-export type { LoadModelOptions } from "./src/model/model.ts";
+export type { LoadModelOptions, MemoryReport, ParameterReport } from "./src/model/model.ts";
+export { dequantizeWeight, isQuantized, type LinearWeight, type QuantizeSpec, readQuantState } from "./src/model/quantized.ts";
+export { checkTrainingPlan, formatPlan, planTraining, type TrainingPlan, type TrainingPlanOptions } from "./src/model/memory_plan.ts";
 export type { LlamaConfig } from "./src/model/config.ts";
 export { hfWeights, writeHfDirectory } from "./src/model/hf_weights.ts";
 export { ggufWeights } from "./src/model/weights.ts";
@@ -27,6 +29,7 @@ export type { LoraConfig } from "./src/peft/lora_config.ts";
 export { train } from "./src/train/trainer.ts";
 export type { StepRecord, TrainOptions, TrainResult } from "./src/train/trainer.ts";
 export { loadDataset } from "./src/train/data.ts";
+export { createOptimizer, type Optimizer, type OptimizerName, PagedAdamW, ResidentAdamW } from "./src/train/paged_adamw.ts";
 export { lrAt } from "./src/train/schedule.ts";
 
 // inference

@@ -111,9 +111,9 @@ export function attentionBackward(
   checkTensor(out, rows * qw, "attentionBackward out");
   checkTensor(lse, rows * d.Hq, "attentionBackward lse (run attention with saveLse: true)");
   const delta = gpu.tensor([rows * d.Hq]);
-  const dq = gpu.tensor([rows, qw], "f32", "gradients");
-  const dk = gpu.tensor([kvRows, kvw], "f32", "gradients");
-  const dv = gpu.tensor([kvRows, kvw], "f32", "gradients");
+  const dq = gpu.tensor([rows, qw], "f32", "activations");
+  const dk = gpu.tensor([kvRows, kvw], "f32", "activations");
+  const dv = gpu.tensor([kvRows, kvw], "f32", "activations");
   const bindings = { dout, q, k, v, out, lse, delta, dq, dk, dv };
   const p = params(d);
   gpu.dispatch("attention_backward", "delta_rows", { bindings, params: p, workgroups: grid1d(rows * d.Hq, 64) });
