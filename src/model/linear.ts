@@ -30,10 +30,12 @@ export function linear(
   out: number,
   inn: number,
   adapter?: ActiveAdapter,
+  /** Add the result into this tensor (e.g. the residual stream) instead of a new one: saves a dispatch. */
+  into?: Tensor,
 ): Tensor {
   const [wo, wi] = weightShape(W);
   if (wo !== out || wi !== inn) throw new PeftError("BAD_SHAPE", `${weightName}: weight is [${wo}, ${wi}], the layer needs [${out}, ${inn}]`);
-  const y = linearMatmul(gpu, x, W, { M: rows });
+  const y = linearMatmul(gpu, x, W, { M: rows, accumulate: !!into, out: into });
   const lora = adapter?.layers.get(weightName);
   if (lora && adapter) {
     const ax = matmul(gpu, x, lora.A, { M: rows, N: lora.r, K: inn, transB: true });

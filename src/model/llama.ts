@@ -10,7 +10,6 @@
  */
 import { PeftError } from "../errors.ts";
 import type { Gpu, Tensor } from "../gpu/gpu.ts";
-import { add } from "../kernels/elementwise.ts";
 import { attention } from "../kernels/attention.ts";
 import { embedding } from "../kernels/embedding.ts";
 import { rmsnorm } from "../kernels/rmsnorm.ts";
@@ -200,14 +199,9 @@ export class LlamaGpu {
     const idT = gpu.upload(new Uint32Array(ids), [T], "u32", "activations");
     let x = embedding(gpu, this.w("token_embd.weight"), idT);
     idT.release();
-    // x + delta into a fresh tensor (a dispatch may not bind one buffer as input and output).
-    const residual = (xOld: Tensor, delta: Tensor) => {
-      const xNew = add(gpu, xOld, delta);
-      xOld.release();
-      delta.release();
-      return xNew;
-    };
-    const lin = (inp: Tensor, name: string, out: number, inn: number) => linear(gpu, inp, this.lw(name), name, T, out, inn, opts.adapter);
+    // `into`: the projection is accumulated straight into the residual stream x (x += o(att)).
+    const lin = (inp: Tensor, name: string, out: number, inn: number, into?: Tensor) =>
+      linear(gpu, inp, this.lw(name), name, T, out, inn, opts.adapter, into);
     for (let l = 0; l < c.nLayers; l++) {
       const p = `blk.${l}.`;
       const { y: xn } = rmsnorm(gpu, x, this.w(p + "attn_norm.weight"), { N: T, C: c.dim, eps: c.normEps });
@@ -226,9 +220,8 @@ export class LlamaGpu {
         B: 1, T, S: pos0 + T, kvStride: cache.capacity, pos0, nHeads: c.nHeads, nKvHeads: c.nKvHeads, headDim: D,
       });
       q.release();
-      const o = lin(att, p + "attn_output.weight", c.dim, qDim);
+      lin(att, p + "attn_output.weight", c.dim, qDim, x);
       att.release();
-      x = residual(x, o);
       const { y: xn2 } = rmsnorm(gpu, x, this.w(p + "ffn_norm.weight"), { N: T, C: c.dim, eps: c.normEps });
       const g = lin(xn2, p + "ffn_gate.weight", c.hiddenDim, c.dim);
       const u = lin(xn2, p + "ffn_up.weight", c.hiddenDim, c.dim);
@@ -236,9 +229,8 @@ export class LlamaGpu {
       const h = swiglu(gpu, g, u);
       g.release();
       u.release();
-      const dn = lin(h, p + "ffn_down.weight", c.dim, c.hiddenDim);
+      lin(h, p + "ffn_down.weight", c.dim, c.hiddenDim, x);
       h.release();
-      x = residual(x, dn);
     }
     // Only the rows whose logits are wanted go through the final norm and the head.
     const rows = opts.allLogits ? T : 1;
