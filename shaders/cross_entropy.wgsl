@@ -53,7 +53,7 @@ fn main(@builtin(local_invocation_index) lid: u32, @builtin(workgroup_id) wid: v
   var xt = 0.0;
   if (valid) { xt = x[base + u32(t)]; } // read before any thread overwrites the row (in place)
 
-  var mx = -3.4028235e38;
+  var mx = -3.402823e38;
   for (var j = lid; j < p.V; j += 64u) { mx = max(mx, x[base + j]); }
   mx = reduceMax(lid, mx);
   var se = 0.0;
@@ -62,7 +62,9 @@ fn main(@builtin(local_invocation_index) lid: u32, @builtin(workgroup_id) wid: v
 
   if (lid == 0u) {
     if (t < 0) { loss[row] = 0.0; }
-    else if (!valid) { loss[row] = bitcast<f32>(0x7fc00000u); } // NaN: target out of vocabulary
+    // NaN for a target out of vocabulary; built from a runtime value because Tint (Dawn) rejects a
+    // constant NaN.
+    else if (!valid) { loss[row] = bitcast<f32>(0x7fc00000u | (p.V & 0u)); }
     else { loss[row] = log(se) + (mx - xt); } // (mx - xt) first: exact for large logits
   }
   if (p.grad != 0u) {

@@ -6,7 +6,8 @@
 import { PeftError } from "../errors.ts";
 import type { LlamaGpu } from "../model/llama.ts";
 import type { ActiveAdapter } from "../model/linear.ts";
-import { Sampler, type SamplingOptions } from "./sampler.ts";
+import { sampleOnGpu } from "../kernels/sample.ts";
+import { Sampler, type SamplingOptions, validateSampling } from "./sampler.ts";
 
 /** What generation needs of a tokenizer (src/tokenizer's Tokenizer satisfies it). */
 export interface GenerationTokenizer {
@@ -65,7 +66,6 @@ export async function* generateTokens(
   if (promptIds.length >= ctx) {
     throw new PeftError("CONTEXT_OVERFLOW", `prompt has ${promptIds.length} tokens; the model's context length is ${ctx}`);
   }
-  const sampler = new Sampler(o);
   const decoder = tok.createStreamDecoder();
   const stops = (o.stop ?? []).filter((s) => s.length > 0);
   const maxStop = Math.max(0, ...stops.map((s) => s.length));
@@ -73,49 +73,108 @@ export async function* generateTokens(
   let stopHit = false;
   const result: GenerationResult = { promptTokens: promptIds.length, completionTokens: 0, finishReason: "length", prefillMs: 0, decodeMs: 0 };
   const t0 = performance.now();
-  let pos = 0;
-  let input = promptIds;
-  for (let i = 0; i < maxTokens; i++) {
-    if (o.signal?.aborted) {
-      result.finishReason = "abort";
-      break;
-    }
-    if (pos + input.length > ctx) {
-      result.finishReason = "context";
-      break;
-    }
-    const logitsT = llama.forward(input, pos, { adapter });
-    const logits = await llama.gpu.readF32(logitsT);
-    logitsT.release();
-    pos += input.length;
-    if (i === 0) result.prefillMs = performance.now() - t0;
-    const id = sampler.sample(logits);
-    if (id === tok.eosId) {
-      result.finishReason = "stop";
-      break;
-    }
-    result.completionTokens++;
-    let text = decoder.push(id);
-    if (stops.length) {
-      pending += text;
-      const hit = stops.map((s) => pending.indexOf(s)).filter((k) => k >= 0);
-      if (hit.length) {
-        const cut = Math.min(...hit);
-        if (cut > 0) yield { id, text: pending.slice(0, cut) };
-        result.finishReason = "stop";
-        stopHit = true;
+  const source = gpuSamplable(o)
+    ? gpuSampledIds(llama, promptIds, maxTokens, o, adapter)
+    : hostSampledIds(llama, promptIds, maxTokens, o, adapter);
+  try {
+    let ended = true; // the source ran out: context full (or maxTokens reached)
+    for (let i = 0; i < maxTokens; i++) {
+      if (o.signal?.aborted) {
+        result.finishReason = "abort";
+        ended = false;
         break;
       }
-      // Emit all but the tail that might still grow into a stop string.
-      const keep = Math.min(pending.length, maxStop - 1);
-      text = pending.slice(0, pending.length - keep);
-      pending = pending.slice(pending.length - keep);
+      const next = await source.next();
+      if (next.done) break;
+      const id = next.value;
+      if (i === 0) result.prefillMs = performance.now() - t0;
+      if (id === tok.eosId) {
+        result.finishReason = "stop";
+        ended = false;
+        break;
+      }
+      result.completionTokens++;
+      let text = decoder.push(id);
+      if (stops.length) {
+        pending += text;
+        const hit = stops.map((s) => pending.indexOf(s)).filter((k) => k >= 0);
+        if (hit.length) {
+          const cut = Math.min(...hit);
+          if (cut > 0) yield { id, text: pending.slice(0, cut) };
+          result.finishReason = "stop";
+          stopHit = true;
+          ended = false;
+          break;
+        }
+        // Emit all but the tail that might still grow into a stop string.
+        const keep = Math.min(pending.length, maxStop - 1);
+        text = pending.slice(0, pending.length - keep);
+        pending = pending.slice(pending.length - keep);
+      }
+      yield { id, text };
     }
-    yield { id, text };
-    input = [id];
+    if (ended && result.completionTokens < maxTokens) result.finishReason = "context";
+  } finally {
+    await source.return(undefined);
   }
   const tail = stopHit ? "" : pending + decoder.flush();
   if (tail) yield { id: -1, text: tail };
   result.decodeMs = performance.now() - t0 - result.prefillMs;
   return result;
+}
+
+/** Greedy or plain temperature sampling can run on the GPU; top-k / top-p sort on the host. */
+function gpuSamplable(o: GenerateOptions): boolean {
+  return (o.topK ?? 0) === 0 && (o.topP ?? 1) === 1;
+}
+
+/** Tokens per host round trip on the GPU-sampling path (wasted steps after EOS are at most this). */
+const GPU_CHUNK = 8;
+
+/** Ids sampled on the host: one forward + readback per token. Ends when the context is full. */
+async function* hostSampledIds(llama: LlamaGpu, promptIds: number[], maxTokens: number, o: GenerateOptions, adapter?: ActiveAdapter): AsyncGenerator<number> {
+  const sampler = new Sampler(o);
+  const ctx = llama.config.contextLength;
+  let pos = 0, input = promptIds;
+  for (let i = 0; i < maxTokens && pos + input.length <= ctx; i++) {
+    const logitsT = llama.forward(input, pos, { adapter });
+    const logits = await llama.gpu.readF32(logitsT);
+    logitsT.release();
+    pos += input.length;
+    const id = sampler.sample(logits);
+    yield id;
+    input = [id];
+  }
+}
+
+/**
+ * Ids sampled on the GPU: each step's id feeds the next step's embedding on the GPU, and a chunk
+ * of GPU_CHUNK ids is read back at once, so the host round trip (milliseconds on some runtimes)
+ * is paid once per chunk instead of once per token.
+ */
+async function* gpuSampledIds(llama: LlamaGpu, promptIds: number[], maxTokens: number, o: GenerateOptions, adapter?: ActiveAdapter): AsyncGenerator<number> {
+  const { temperature, seed } = validateSampling(o);
+  const gpu = llama.gpu, V = llama.config.vocabSize, ctx = llama.config.contextLength;
+  const next = gpu.tensor([1], "u32"), out = gpu.tensor([GPU_CHUNK], "u32");
+  try {
+    let pos = 0, made = 0;
+    while (made < maxTokens) {
+      // Step `made` consumes position pos (the prompt first, then one sampled id per step).
+      const room = ctx - promptIds.length + 1 - made; // steps left before the context is full
+      const n = Math.min(GPU_CHUNK, maxTokens - made, room);
+      if (n <= 0) return;
+      for (let j = 0; j < n; j++) {
+        const logits = made + j === 0 ? llama.forward(promptIds, 0, { adapter }) : llama.forwardIds(next, 1, pos, { adapter });
+        pos += made + j === 0 ? promptIds.length : 1;
+        sampleOnGpu(gpu, logits, next, out, { V, slot: j, temperature, seed, step: made + j });
+        logits.release();
+      }
+      const ids = await gpu.read(out, n) as Uint32Array;
+      made += n;
+      for (const id of ids) yield id;
+    }
+  } finally {
+    next.release();
+    out.release();
+  }
 }

@@ -188,17 +188,26 @@ export class LlamaGpu {
    * Caller releases the returned tensor.
    */
   forward(ids: number[], pos0: number, opts: { adapter?: ActiveAdapter; allLogits?: boolean } = {}): Tensor {
-    const { gpu, config: c } = this;
-    const T = ids.length;
-    if (T === 0) throw new PeftError("BAD_INPUT", "forward: no tokens");
+    const c = this.config;
+    if (ids.length === 0) throw new PeftError("BAD_INPUT", "forward: no tokens");
     for (const id of ids) {
       if (!Number.isInteger(id) || id < 0 || id >= c.vocabSize) throw new PeftError("BAD_TOKEN", `token id ${id} is outside the vocabulary (0..${c.vocabSize - 1})`);
     }
+    const idT = this.gpu.upload(new Uint32Array(ids), [ids.length], "u32", "activations");
+    const logits = this.forwardIds(idT, ids.length, pos0, opts);
+    idT.release();
+    return logits;
+  }
+
+  /**
+   * `forward` for ids already on the GPU (u32 [T]), e.g. a token sampled on the GPU by the
+   * previous step: decoding then needs no host round trip per token. Ids must be < vocabSize.
+   */
+  forwardIds(idT: Tensor, T: number, pos0: number, opts: { adapter?: ActiveAdapter; allLogits?: boolean } = {}): Tensor {
+    const { gpu, config: c } = this;
     const cache = this.ensureCache(pos0 + T);
     const D = c.headDim, kvDim = c.nKvHeads * D, qDim = c.nHeads * D;
-    const idT = gpu.upload(new Uint32Array(ids), [T], "u32", "activations");
     let x = embedding(gpu, this.w("token_embd.weight"), idT);
-    idT.release();
     // `into`: the projection is accumulated straight into the residual stream x (x += o(att)).
     const lin = (inp: Tensor, name: string, out: number, inn: number, into?: Tensor) =>
       linear(gpu, inp, this.lw(name), name, T, out, inn, opts.adapter, into);
