@@ -72,25 +72,27 @@ const T_MIDS4 = 0, T_RANK = 64, T_PLANES = 128, T_CODE = 192, T_DMIDS = 256, T_D
 const D_IN = 0, D_IN16 = CHUNK * 4, D_PACKED = D_IN16 + CHUNK * 2, D_ABSMAX = D_PACKED + CHUNK / 2, D_END = D_ABSMAX + CHUNK / 8;
 
 /**
- * Cell tables of the WASM fast path (wasm/quant/index.ts, gridCodes16): cell(v) =
- * min(16 + round_f32(16 v), 31); per cell the number of midpoints in lower cells and the one
- * midpoint in the cell (+inf if none). Null when some cell holds two midpoints (not so for NF4
- * or FP4; the kernel then takes its compare-every-midpoint path).
+ * Cell tables of the WASM fast path (wasm/quant/index.ts, gridCodes16): cell(w) =
+ * 15 + round_f32(w) for w = 16 v; per cell the number of midpoints in lower cells (base[32]),
+ * then the byte planes of 16 * mids (16 entries, +inf past the last). Null when some cell holds
+ * two midpoints (not so for NF4 or FP4; the kernel then takes its compare-every-midpoint path).
  */
 export function gridTables(mids: Float32Array): Uint8Array | null {
   const f = Math.fround;
-  const cell = (v: number) => Math.min(f(f(v * 16) + 12582928) - 12582912, 31);
-  const base = new Uint8Array(32);
-  const mid = new Float32Array(32).fill(Infinity);
-  for (let c = 0; c < 32; c++) base[c] = mids.filter((m) => cell(m) < c).length;
-  for (const m of mids) {
-    if (mid[cell(m)] !== Infinity) return null;
-    mid[cell(m)] = m;
+  const cell = (v: number) => f(f(v * 16) + 12582927) - 12582912;
+  if (mids.length > 15) return null;
+  const cells = Array.from(mids, cell);
+  for (let j = 0; j < cells.length; j++) {
+    if (cells[j] < -1 || cells[j] > 31 || (j > 0 && cells[j] <= cells[j - 1])) return null;
   }
-  const out = new Uint8Array(160);
+  const base = new Uint8Array(32);
+  for (let c = 0; c < 32; c++) base[c] = cells.filter((k) => k < c).length;
+  const mid = new Float32Array(16).fill(Infinity);
+  for (let j = 0; j < mids.length; j++) mid[j] = f(mids[j] * 16);
+  const out = new Uint8Array(96);
   out.set(base);
   const bytes = new Uint8Array(mid.buffer);
-  for (let c = 0; c < 32; c++) for (let k = 0; k < 4; k++) out[32 + 32 * k + c] = bytes[c * 4 + k];
+  for (let c = 0; c < 16; c++) for (let k = 0; k < 4; k++) out[32 + 16 * k + c] = bytes[c * 4 + k];
   return out;
 }
 
@@ -101,7 +103,7 @@ function writeTables4(w: QuantWasm, type: QuantType4, code: Float32Array): { nMi
   const b = bucketizer(type);
   if (!gridCache.has(type)) gridCache.set(type, gridTables(b.mids));
   const grid = gridCache.get(type)!;
-  if (grid) w.u8(w.tables + T_GRID, 160).set(grid);
+  if (grid) w.u8(w.tables + T_GRID, grid.length).set(grid);
   const mids = w.f32(w.tables + T_MIDS4, 16);
   mids.fill(Infinity);
   mids.set(b.mids);

@@ -144,12 +144,16 @@ export function quantize4(
     let i = 0;
     if (len == blocksize) {
       const rv = f32x4.splat(r);
-      if (grid != 0 && r <= f32.MAX_VALUE) {
+      const r16: f32 = r * 16;
+      if (grid != 0 && r16 <= f32.MAX_VALUE) {
         // |x * r| <= 1 + ulp and finite: the cell path needs no clamp (see gridCodes16)
+        const rv16 = f32x4.splat(r16);
+        const bLo = v128.load(grid), bHi = v128.load(grid, 16);
+        const p0 = v128.load(grid, 32), p1 = v128.load(grid, 48), p2 = v128.load(grid, 64), p3 = v128.load(grid, 80);
         for (; i + 32 <= len; i += 32) {
           const q = p + (<usize>i << 2);
-          const lo = gridCodes16(q, rv, grid, table, signMag);
-          const hi = gridCodes16(q + 64, rv, grid, table, signMag);
+          const lo = gridCodes16(q, rv, rv16, bLo, bHi, p0, p1, p2, p3, table, signMag);
+          const hi = gridCodes16(q + 64, rv, rv16, bLo, bHi, p0, p1, p2, p3, table, signMag);
           v128.store(out + (<usize>i >> 1), packNibbles(lo, hi));
         }
       } else {
@@ -181,59 +185,62 @@ export function quantize4(
   return -1;
 }
 
-// Cell path. v = s (NF4) or |s| (FP4, sign-magnitude), s = x * r unclamped (finite, |s| <= 1 + ulp).
-//   cell(v) = min(low byte of bits(f32(v * 16) + 12582928), 31) = min(16 + round(16 v), 31)
-// is monotone in v (every step rounds monotonically), so for any midpoint m: cell(m) < cell(v)
-// implies m < v and cell(m) > cell(v) implies m > v. The tables hold, per cell c,
-//   base[c] = #{ m : cell(m) < c }   and   mid[c] = the one m with cell(m) == c (or +inf),
-// so rank = base[cell] + (v > mid[cell]) exactly (the builder checks <= 1 midpoint a cell, and
-// clamping is not needed: every midpoint lies strictly inside (-1, 1)).
-// grid layout (bytes): base[32] at 0, then byte plane k (k = 0..3) of mid[32] at 32 + 32k.
-const MAGIC: f32 = 12582928; // 1.5 * 2^23 + 16: adding it rounds to an integer in the low bits
+// Cell path. w = 16 s (NF4) or 16 |s| (FP4, sign-magnitude), s = x * r unclamped (finite,
+// |s| <= 1 + ulp). NF4 computes w = x * (16 r) directly: scaling by 16 is exact (a product that
+// rounds differently is subnormal, far from every midpoint), so w > 16 m  <=>  s > m.
+//   cell(w) = low byte of bits(f32(w) + 12582927) = 15 + round(w)  in -1..31 (-1 reads as 255)
+// is monotone in w (every step rounds monotonically), so for any midpoint m: cell(16m) < cell(w)
+// implies m < s and cell(16m) > cell(w) implies m > s. With base[c] = #{ m : cell(16m) < c }
+// (base of cell -1, byte 255, reads 0) and at most one midpoint a cell, the only midpoint that
+// may share w's cell is mids[base[cell]] (+inf past the last), so
+//   rank = r0 + (w > 16 mids[r0]),  r0 = base[cell(w)]   exactly.
+// grid layout (bytes): base[32] at 0, then byte plane k (k = 0..3) of 16 * mids[16] at 32 + 16k.
+const MAGIC: f32 = 12582927; // 1.5 * 2^23 + 15: adding it rounds to an integer in the low bits
 
 // @ts-ignore: decorator
 @inline
 function cellBytes(v0: v128, v1: v128, v2: v128, v3: v128): v128 {
-  const sc = f32x4.splat(16);
   const mg = f32x4.splat(MAGIC);
   const lowByte = i32x4.splat(0xff);
-  const k0 = v128.and(f32x4.add(f32x4.mul(v0, sc), mg), lowByte);
-  const k1 = v128.and(f32x4.add(f32x4.mul(v1, sc), mg), lowByte);
-  const k2 = v128.and(f32x4.add(f32x4.mul(v2, sc), mg), lowByte);
-  const k3 = v128.and(f32x4.add(f32x4.mul(v3, sc), mg), lowByte);
-  const k = i8x16.narrow_i16x8_u(i16x8.narrow_i32x4_u(k0, k1), i16x8.narrow_i32x4_u(k2, k3));
-  return i8x16.min_u(k, i8x16.splat(31));
-}
-
-/** 32-entry byte lookup: two swizzles (an index out of 0..15 reads 0). */
-// @ts-ignore: decorator
-@inline
-function look32(t: usize, idx: v128, idxHi: v128): v128 {
-  return v128.or(i8x16.swizzle(v128.load(t), idx), i8x16.swizzle(v128.load(t, 16), idxHi));
+  const k0 = v128.and(f32x4.add(v0, mg), lowByte);
+  const k1 = v128.and(f32x4.add(v1, mg), lowByte);
+  const k2 = v128.and(f32x4.add(v2, mg), lowByte);
+  const k3 = v128.and(f32x4.add(v3, mg), lowByte);
+  return i8x16.narrow_i16x8_u(i16x8.narrow_i32x4_u(k0, k1), i16x8.narrow_i32x4_u(k2, k3));
 }
 
 /** Codes of 16 consecutive values at q (one code a byte). */
 // @ts-ignore: decorator
 @inline
-function gridCodes16(q: usize, rv: v128, grid: usize, table: v128, signMag: bool): v128 {
-  const s0 = f32x4.mul(v128.load(q), rv);
-  const s1 = f32x4.mul(v128.load(q, 16), rv);
-  const s2 = f32x4.mul(v128.load(q, 32), rv);
-  const s3 = f32x4.mul(v128.load(q, 48), rv);
-  let v0 = s0, v1 = s1, v2 = s2, v3 = s3;
+function gridCodes16(
+  q: usize, rv: v128, rv16: v128, bLo: v128, bHi: v128, p0: v128, p1: v128, p2: v128, p3: v128, table: v128, signMag: bool,
+): v128 {
+  let s0: v128, s1: v128, s2: v128, s3: v128;
+  let v0: v128, v1: v128, v2: v128, v3: v128;
   if (signMag) {
-    v0 = f32x4.abs(s0);
-    v1 = f32x4.abs(s1);
-    v2 = f32x4.abs(s2);
-    v3 = f32x4.abs(s3);
+    s0 = f32x4.mul(v128.load(q), rv);
+    s1 = f32x4.mul(v128.load(q, 16), rv);
+    s2 = f32x4.mul(v128.load(q, 32), rv);
+    s3 = f32x4.mul(v128.load(q, 48), rv);
+    const sc = f32x4.splat(16);
+    v0 = f32x4.mul(f32x4.abs(s0), sc);
+    v1 = f32x4.mul(f32x4.abs(s1), sc);
+    v2 = f32x4.mul(f32x4.abs(s2), sc);
+    v3 = f32x4.mul(f32x4.abs(s3), sc);
+  } else {
+    s0 = s1 = s2 = s3 = rv;
+    v0 = f32x4.mul(v128.load(q), rv16);
+    v1 = f32x4.mul(v128.load(q, 16), rv16);
+    v2 = f32x4.mul(v128.load(q, 32), rv16);
+    v3 = f32x4.mul(v128.load(q, 48), rv16);
   }
   const c = cellBytes(v0, v1, v2, v3);
   const ch = i8x16.sub(c, i8x16.splat(16)); // cells < 16 wrap to >= 240: read 0
-  const base = look32(grid, c, ch);
-  const b0 = look32(grid + 32, c, ch);
-  const b1 = look32(grid + 64, c, ch);
-  const b2 = look32(grid + 96, c, ch);
-  const b3 = look32(grid + 128, c, ch);
+  const r0 = v128.or(i8x16.swizzle(bLo, c), i8x16.swizzle(bHi, ch));
+  const b0 = i8x16.swizzle(p0, r0);
+  const b1 = i8x16.swizzle(p1, r0);
+  const b2 = i8x16.swizzle(p2, r0);
+  const b3 = i8x16.swizzle(p3, r0);
   const t01l = i8x16.shuffle(b0, b1, 0, 16, 1, 17, 2, 18, 3, 19, 4, 20, 5, 21, 6, 22, 7, 23);
   const t01h = i8x16.shuffle(b0, b1, 8, 24, 9, 25, 10, 26, 11, 27, 12, 28, 13, 29, 14, 30, 15, 31);
   const t23l = i8x16.shuffle(b2, b3, 0, 16, 1, 17, 2, 18, 3, 19, 4, 20, 5, 21, 6, 22, 7, 23);
@@ -246,7 +253,7 @@ function gridCodes16(q: usize, rv: v128, grid: usize, table: v128, signMag: bool
     i16x8.narrow_i32x4_s(f32x4.gt(v0, m0), f32x4.gt(v1, m1)),
     i16x8.narrow_i32x4_s(f32x4.gt(v2, m2), f32x4.gt(v3, m3)),
   );
-  const rank = i8x16.sub(base, g); // g is -1 where v > mid
+  const rank = i8x16.sub(r0, g); // g is -1 where w > 16 mid
   if (!signMag) return rank;
   const neg = i8x16.narrow_i16x8_s(
     i16x8.narrow_i32x4_s(f32x4.lt(s0, f32x4.splat(0)), f32x4.lt(s1, f32x4.splat(0))),
