@@ -54,14 +54,7 @@ fn scale(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups)
   if (i < p.n) { z[i] = p.alpha * x[i]; }
 }
 
-// lowbias32 (Chris Wellons' integer hash): full avalanche, cheap, identical in TS with Math.imul.
-fn lowbias32(v: u32) -> u32 {
-  var h = v;
-  h ^= h >> 16u; h *= 0x7feb352du;
-  h ^= h >> 15u; h *= 0x846ca68bu;
-  h ^= h >> 16u;
-  return h;
-}
+//#include "lib/hash.wgsl"
 
 @compute @workgroup_size(64)
 fn dropout(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {

@@ -18,13 +18,7 @@ struct Params { V: u32, slot: u32, seed: u32, step: u32, invTemp: f32, greedy: u
 var<workgroup> bestScore: array<f32, 64>;
 var<workgroup> bestIndex: array<u32, 64>;
 
-fn lowbias32(v: u32) -> u32 {
-  var h = v;
-  h ^= h >> 16u; h *= 0x7feb352du;
-  h ^= h >> 15u; h *= 0x846ca68bu;
-  h ^= h >> 16u;
-  return h;
-}
+//#include "lib/hash.wgsl"
 
 fn score(i: u32) -> f32 {
   if (p.greedy != 0u) { return logits[i]; }

@@ -5,6 +5,7 @@
  */
 import { check } from "../errors.ts";
 import { f32, type Gpu, grid1d, type Tensor, UNUSED } from "../gpu/gpu.ts";
+import { lowbias32 } from "./hash.ts";
 
 function sameSize(op: string, a: Tensor, b: Tensor): void {
   check(a.dtype === "f32" && b.dtype === "f32", "ELEMENTWISE_ARGS", `${op}: tensors must be f32 (got ${a.dtype}, ${b.dtype})`);
@@ -92,16 +93,6 @@ export function scaleReference(x: Float32Array, s: number): Float32Array {
 }
 export function mulReference(a: Float32Array, b: Float32Array): Float32Array {
   return a.map((v, i) => v * b[i]);
-}
-
-function lowbias32(v: number): number {
-  let h = v >>> 0;
-  h ^= h >>> 16;
-  h = Math.imul(h, 0x7feb352d) >>> 0;
-  h ^= h >>> 15;
-  h = Math.imul(h, 0x846ca68b) >>> 0;
-  h ^= h >>> 16;
-  return h >>> 0;
 }
 
 /** The keep mask the GPU uses: 1 where element i survives dropout with (p, seed). */

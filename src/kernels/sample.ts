@@ -5,6 +5,7 @@
  */
 import { check } from "../errors.ts";
 import { f32, type Gpu, type Tensor } from "../gpu/gpu.ts";
+import { lowbias32 } from "./hash.ts";
 
 export interface GpuSampleOptions {
   V: number;
@@ -27,16 +28,6 @@ export function sampleOnGpu(gpu: Gpu, logits: Tensor, next: Tensor, out: Tensor,
     params: [o.V, o.slot, o.seed >>> 0, o.step >>> 0, f32(greedy ? 1 : 1 / o.temperature), greedy ? 1 : 0],
     workgroups: [1],
   });
-}
-
-function lowbias32(v: number): number {
-  let h = v >>> 0;
-  h ^= h >>> 16;
-  h = Math.imul(h, 0x7feb352d) >>> 0;
-  h ^= h >>> 15;
-  h = Math.imul(h, 0x846ca68b) >>> 0;
-  h ^= h >>> 16;
-  return h >>> 0;
 }
 
 /** CPU reference: the per-index scores the shader maximises (f64 math). */
