@@ -5,15 +5,32 @@ import { PeftError } from "../errors.ts";
 import type { GgufFile, GgufScalar } from "../io/gguf.ts";
 import { type AddedToken, type PreTokenizer, TokenType, type VocabSpec } from "./vocab_spec.ts";
 
-/** tokenizer.ggml.pre values (llama.cpp llama-vocab.cpp) grouped by the regex family they use. */
+/**
+ * tokenizer.ggml.pre values (llama.cpp llama-vocab.cpp) grouped by the regex list they use; each
+ * family's list is written out in wasm/tokenizer/pretok.ts and checked piece by piece against
+ * JavaScript RegExp in tests/tokenizer/pretok_families.test.ts.
+ */
 export const GGUF_PRE_TYPES: Record<string, PreTokenizer> = {
-  "gpt-2": "gpt2", "phi-2": "gpt2", "roberta-bpe": "gpt2", "mpt": "gpt2", "olmo": "gpt2",
-  "llama3": "llama3", "llama-v3": "llama3", "llama-bpe": "llama3", "falcon3": "llama3", "pixtral": "llama3",
-  "dbrx": "llama3", "smaug-bpe": "llama3",
-  "qwen2": "qwen2", "deepseek-r1-qwen": "qwen2",
+  "gpt-2": "gpt2", "phi-2": "gpt2", "roberta-bpe": "gpt2", "mpt": "gpt2", "olmo": "gpt2", "jais": "gpt2", "exaone4": "gpt2",
+  "llama3": "llama3", "llama-v3": "llama3", "llama-bpe": "llama3", "falcon3": "llama3", "falcon-h1": "llama3", "pixtral": "llama3",
+  "midm-2.0": "llama3", "lfm2": "llama3", "dbrx": "llama3", "smaug-bpe": "llama3", "chatglm-bpe": "llama3", "glm4": "llama3",
+  "qwen2": "qwen2", "deepseek-r1-qwen": "qwen2", "kormo": "qwen2", "megrez": "qwen2", "stablelm2": "qwen2", "hunyuan": "qwen2",
+  "grok-2": "qwen2",
   "starcoder": "digits-gpt2", "refact": "digits-gpt2", "command-r": "digits-gpt2", "smollm": "digits-gpt2",
-  "codeshell": "digits-gpt2",
+  "codeshell": "digits-gpt2", "exaone": "digits-gpt2", "minerva-7b": "digits-gpt2",
+  "deepseek-llm": "deepseek-llm",
+  "deepseek-coder": "deepseek-coder",
+  "deepseek-v3": "deepseek-v3", "hunyuan-dense": "deepseek-v3",
+  "falcon": "falcon",
+  "gpt-4o": "gpt-4o", "llama4": "gpt-4o", "minimax-m2": "gpt-4o",
+  "tekken": "tekken",
+  "default": "default",
+  "bloom": "bloom", "poro-chat": "bloom", "gpt3-finnish": "bloom",
+  "viking": "viking",
 };
+
+/** The tokenizer.ggml.pre values for which llama.cpp sets ignore_merges. */
+const IGNORE_MERGES_PRE = new Set(["llama3", "llama-v3", "llama-bpe", "falcon3", "falcon-h1", "pixtral", "midm-2.0", "lfm2", "tekken"]);
 
 function idOrNone(v: GgufScalar | GgufScalar[] | undefined): number {
   if (v === undefined || Array.isArray(v)) return -1;
@@ -51,6 +68,7 @@ export function vocabFromGGUF(g: GgufFile, source = "GGUF"): VocabSpec {
   const spm = model === "llama";
   let merges: Array<[string, string]> | undefined;
   let pre: PreTokenizer = "none";
+  let ignoreMerges = false;
   if (!spm) {
     const rawMerges = g.get<GgufScalar[]>("tokenizer.ggml.merges");
     if (!Array.isArray(rawMerges)) throw new PeftError("TOKENIZER_MISSING_FIELD", `${source}: tokenizer.ggml.merges is required for tokenizer.ggml.model = gpt2`);
@@ -70,6 +88,7 @@ export function vocabFromGGUF(g: GgufFile, source = "GGUF"): VocabSpec {
       );
     }
     pre = p;
+    ignoreMerges = IGNORE_MERGES_PRE.has(String(preName));
   }
   const addedTokens: AddedToken[] = [];
   for (let id = 0; id < n; id++) {
@@ -99,7 +118,7 @@ export function vocabFromGGUF(g: GgufFile, source = "GGUF"): VocabSpec {
     addBos: flag("tokenizer.ggml.add_bos_token", spm),
     addEos: flag("tokenizer.ggml.add_eos_token", false),
     addSpacePrefix: flag("tokenizer.ggml.add_space_prefix", spm),
-    ignoreMerges: !spm && pre === "llama3",
+    ignoreMerges,
     byteFallback: spm,
     addedTokens,
     chatTemplate: typeof tmpl === "string" ? tmpl : undefined,

@@ -7,7 +7,10 @@
 export const TokenType = { NORMAL: 1, UNKNOWN: 2, CONTROL: 3, USER_DEFINED: 4, UNUSED: 5, BYTE: 6 } as const;
 
 /** Pre-tokenizer families the WASM implements (see wasm/tokenizer/pretok.ts). */
-export type PreTokenizer = "none" | "gpt2" | "llama3" | "qwen2" | "digits-gpt2" | "metaspace-split";
+export type PreTokenizer =
+  | "none" | "gpt2" | "llama3" | "qwen2" | "digits-gpt2" | "metaspace-split"
+  // llama.cpp regex-list families (wasm/tokenizer/pretok.ts splitFamily)
+  | "deepseek-llm" | "deepseek-coder" | "deepseek-v3" | "falcon" | "default" | "gpt-4o" | "tekken" | "bloom" | "viking";
 
 export interface AddedToken {
   id: number;

@@ -17,10 +17,14 @@ interface Exports {
   inputPtr(len: number): number;
   outPtr(): number;
   encode(len: number, pre: number, addPrefix: number): number;
+  pretokenize(len: number, pre: number): number;
 }
 
 export const ALGO = { spm: 0, bpeBytes: 1, bpeChars: 2 } as const;
-const PRE: Record<PreTokenizer, number> = { none: 0, gpt2: 1, llama3: 2, qwen2: 3, "digits-gpt2": 4, "metaspace-split": 5 };
+const PRE: Record<PreTokenizer, number> = {
+  none: 0, gpt2: 1, llama3: 2, qwen2: 3, "digits-gpt2": 4, "metaspace-split": 5,
+  "deepseek-llm": 6, "deepseek-coder": 7, "deepseek-v3": 8, falcon: 9, default: 10, "gpt-4o": 11, tekken: 12, bloom: 13, viking: 14,
+};
 
 let compiled: WebAssembly.Module | null = null;
 
@@ -89,6 +93,25 @@ export class WasmEngine {
     new Int32Array(ex.memory.buffer, ex.byteTokensPtr(), 256).set(s.byteTokens);
     if (s.isolated) new Uint8Array(ex.memory.buffer, ex.isolatedPtr(), 128).set(s.isolated);
     ex.configure(s.algorithm, s.unkId, s.ignoreMerges ? 1 : 0, s.chunkSafe ? 1 : 0, s.escapeSpaces ? 1 : 0, s.fuseUnk ? 1 : 0);
+  }
+
+  /** The pieces the pre-tokenizer `pre` cuts `text` into (no BPE; for tests against the regexes). */
+  pretokenize(text: string, pre: PreTokenizer): string[] {
+    const ex = this.ex;
+    const cap = text.length * 3;
+    const ptr = ex.inputPtr(cap);
+    const { written } = this.encoder.encodeInto(text, new Uint8Array(ex.memory.buffer, ptr, cap));
+    const count = ex.pretokenize(written, PRE[pre]);
+    const ends = Array.from(new Int32Array(ex.memory.buffer, ex.outPtr(), count));
+    const bytes = new Uint8Array(ex.memory.buffer, ptr, written).slice();
+    const dec = new TextDecoder("utf-8", { ignoreBOM: true });
+    const pieces: string[] = [];
+    let a = 0;
+    for (const b of ends) {
+      pieces.push(dec.decode(bytes.subarray(a, b)));
+      a = b;
+    }
+    return pieces;
   }
 
   /** Encodes one fragment of plain text (no special tokens) and appends its ids to `out`. */

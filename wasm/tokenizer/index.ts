@@ -6,7 +6,7 @@ import { lookup, nTokens, vocabInit as vInit } from "./vocab";
 import { mergesInit as mInit } from "./merges";
 import { bpeWord, byteTok, setUnk, spmWord } from "./merge_engine";
 import { cacheClear, cacheEmit, cacheStore, MAX_KEY } from "./cache";
-import { splitDigitsGpt2, splitGpt2, splitLlama3 } from "./pretok";
+import { splitDigitsGpt2, splitFamily, splitGpt2, splitLlama3 } from "./pretok";
 
 export const ALGO_SPM: i32 = 0; // SentencePiece BPE, score-driven, UTF-8 char symbols
 export const ALGO_BPE_BYTES: i32 = 1; // rank BPE over bytes (byte-level BPE)
@@ -19,6 +19,9 @@ export const PRE_QWEN2: i32 = 3;
 export const PRE_DIGITS_GPT2: i32 = 4;
 /** HF Metaspace split=true: a new word before every ▁ (MergedWithNext). */
 export const PRE_METASPACE_SPLIT: i32 = 5;
+/** 6..14: the regex-list families of pretok.ts splitFamily (FAM_DS_LLM .. FAM_VIKING). */
+export const PRE_FAMILY_FIRST: i32 = 6;
+export const PRE_FAMILY_LAST: i32 = 14;
 
 let algo: i32 = ALGO_SPM;
 let ignoreMerges = false;
@@ -170,6 +173,26 @@ export function encode(len: i32, pre: i32, addPrefix: bool): i32 {
   else if (pre == PRE_LLAMA3) splitLlama3(input.ptr, 0, len, 3, onWord);
   else if (pre == PRE_QWEN2) splitLlama3(input.ptr, 0, len, 1, onWord);
   else if (pre == PRE_DIGITS_GPT2) splitDigitsGpt2(input.ptr, 0, len, onWord);
+  else if (pre >= PRE_FAMILY_FIRST && pre <= PRE_FAMILY_LAST) splitFamily(input.ptr, 0, len, pre, onWord);
   else onWord(0, len);
+  return outLen;
+}
+
+function onPiece(a: i32, b: i32): void {
+  if (b > a) emit(b);
+}
+
+/**
+ * Pre-tokenizes input[0, len) only (no BPE): writes the end byte offset of every piece at
+ * outPtr() and returns their number. For tests against the regexes.
+ */
+export function pretokenize(len: i32, pre: i32): i32 {
+  outReset();
+  if (pre == PRE_GPT2) splitGpt2(input.ptr, 0, len, onPiece);
+  else if (pre == PRE_LLAMA3) splitLlama3(input.ptr, 0, len, 3, onPiece);
+  else if (pre == PRE_QWEN2) splitLlama3(input.ptr, 0, len, 1, onPiece);
+  else if (pre == PRE_DIGITS_GPT2) splitDigitsGpt2(input.ptr, 0, len, onPiece);
+  else if (pre >= PRE_FAMILY_FIRST && pre <= PRE_FAMILY_LAST) splitFamily(input.ptr, 0, len, pre, onPiece);
+  else onPiece(0, len);
   return outLen;
 }
