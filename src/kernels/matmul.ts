@@ -10,7 +10,7 @@
  * instead of 64x64 tiles, which would leave most of each tile idle.
  */
 import { check } from "../errors.ts";
-import { f32, type Gpu, grid1d, type Tensor } from "../gpu/gpu.ts";
+import { type DType, f32, type Gpu, grid1d, type Tensor } from "../gpu/gpu.ts";
 
 export interface MatmulOptions {
   M: number;
@@ -33,27 +33,31 @@ export interface MatmulOptions {
 /** Rows at or below which the gemv path is used. */
 export const GEMV_MAX_ROWS = 8;
 
-function validate(a: { size: number } | ArrayLike<number>, b: { size: number } | ArrayLike<number>, o: MatmulOptions): void {
+function validate(op: string, aSize: number, bSize: number, o: MatmulOptions): void {
   for (const k of ["M", "N", "K"] as const) {
-    check(Number.isInteger(o[k]) && o[k] > 0, "MATMUL_SHAPE", `matmul: ${k} = ${o[k]} must be a positive integer`);
+    check(Number.isInteger(o[k]) && o[k] > 0, "MATMUL_SHAPE", `${op}: ${k} = ${o[k]} must be a positive integer`);
   }
   const aOff = o.aOffset ?? 0, bOff = o.bOffset ?? 0;
-  check(Number.isInteger(aOff) && aOff >= 0, "MATMUL_SHAPE", `matmul: aOffset = ${aOff} must be a non-negative integer`);
-  check(Number.isInteger(bOff) && bOff >= 0, "MATMUL_SHAPE", `matmul: bOffset = ${bOff} must be a non-negative integer`);
-  const aSize = "size" in a ? a.size : a.length, bSize = "size" in b ? b.size : b.length;
-  check(aSize >= aOff + o.M * o.K, "MATMUL_SHAPE", () => `matmul: A has ${aSize} elements, needs aOffset ${aOff} + M*K = ${o.M}*${o.K}`);
-  check(bSize >= bOff + o.K * o.N, "MATMUL_SHAPE", () => `matmul: B has ${bSize} elements, needs bOffset ${bOff} + K*N = ${o.K}*${o.N}`);
-  check(o.alpha === undefined || Number.isFinite(o.alpha), "MATMUL_ARGS", `matmul: alpha = ${o.alpha} must be finite`);
+  check(Number.isInteger(aOff) && aOff >= 0, "MATMUL_SHAPE", `${op}: aOffset = ${aOff} must be a non-negative integer`);
+  check(Number.isInteger(bOff) && bOff >= 0, "MATMUL_SHAPE", `${op}: bOffset = ${bOff} must be a non-negative integer`);
+  check(aSize >= aOff + o.M * o.K, "MATMUL_SHAPE", () => `${op}: A has ${aSize} elements, needs aOffset ${aOff} + M*K = ${o.M}*${o.K}`);
+  check(bSize >= bOff + o.K * o.N, "MATMUL_SHAPE", () => `${op}: B has ${bSize} elements, needs bOffset ${bOff} + K*N = ${o.K}*${o.N}`);
+  check(o.alpha === undefined || Number.isFinite(o.alpha), "MATMUL_ARGS", `${op}: alpha = ${o.alpha} must be finite`);
 }
 
-export function matmul(gpu: Gpu, a: Tensor, b: Tensor, o: MatmulOptions): Tensor {
-  validate(a, b, o);
+/**
+ * Checks and dispatches one of the shaders built on shaders/lib/matmul_body.wgsl (same
+ * bindings, params, overrides, entry points and grids; they differ only in how A and B load).
+ * `op` names the caller in errors; `inputDtype` is the dtype A and B must have; C is always f32.
+ */
+export function dispatchMatmul(gpu: Gpu, op: string, shader: string, inputDtype: DType, a: Tensor, b: Tensor, o: MatmulOptions): Tensor {
+  validate(op, a.size, b.size, o);
   const { M, N, K } = o;
-  check(a.dtype === "f32" && b.dtype === "f32", "MATMUL_ARGS", `matmul: A and B must be f32 (got ${a.dtype}, ${b.dtype})`);
-  check(!o.accumulate || o.out, "MATMUL_ARGS", "matmul: accumulate needs `out` (the C to add to)");
+  check(a.dtype === inputDtype && b.dtype === inputDtype, "MATMUL_ARGS", `${op}: A and B must be ${inputDtype} (got ${a.dtype}, ${b.dtype})`);
+  check(!o.accumulate || o.out, "MATMUL_ARGS", `${op}: accumulate needs \`out\` (the C to add to)`);
   if (o.out) {
-    check(o.out.dtype === "f32" && o.out.size >= M * N, "MATMUL_SHAPE", `matmul: out [${o.out.shape}] ${o.out.dtype} cannot hold f32 [${M},${N}]`);
-    check(o.out.buffer !== a.buffer && o.out.buffer !== b.buffer, "MATMUL_ARGS", "matmul: out must not alias A or B");
+    check(o.out.dtype === "f32" && o.out.size >= M * N, "MATMUL_SHAPE", `${op}: out [${o.out.shape}] ${o.out.dtype} cannot hold f32 [${M},${N}]`);
+    check(o.out.buffer !== a.buffer && o.out.buffer !== b.buffer, "MATMUL_ARGS", `${op}: out must not alias A or B`);
   }
   const c = o.out ?? gpu.tensor([M, N]);
   const params = [M, N, K, o.aOffset ?? 0, o.bOffset ?? 0, o.accumulate ? 1 : 0, f32(o.alpha ?? 1)];
@@ -61,18 +65,31 @@ export function matmul(gpu: Gpu, a: Tensor, b: Tensor, o: MatmulOptions): Tensor
   const constants: Record<string, number> = { TRANS_A: o.transA ? 1 : 0, TRANS_B: o.transB ? 1 : 0 };
   if (M <= GEMV_MAX_ROWS) {
     constants.ROWS = M;
-    if (o.transB) gpu.dispatch("matmul", "gemv_t", { bindings, params, constants, workgroups: grid1d(N, 32) });
-    else gpu.dispatch("matmul", "gemv_n", { bindings, params, constants, workgroups: grid1d(N, 64) });
+    if (o.transB) gpu.dispatch(shader, "gemv_t", { bindings, params, constants, workgroups: grid1d(N, 32) });
+    else gpu.dispatch(shader, "gemv_n", { bindings, params, constants, workgroups: grid1d(N, 64) });
   } else {
-    check(Math.ceil(N / 64) <= 65535 && Math.ceil(M / 64) <= 65535, "MATMUL_SHAPE", `matmul: [${M},${N}] is too large for one dispatch`);
-    gpu.dispatch("matmul", "tiled", { bindings, params, constants, workgroups: [Math.ceil(N / 64), Math.ceil(M / 64)] });
+    check(Math.ceil(N / 64) <= 65535 && Math.ceil(M / 64) <= 65535, "MATMUL_SHAPE", `${op}: [${M},${N}] is too large for one dispatch`);
+    gpu.dispatch(shader, "tiled", { bindings, params, constants, workgroups: [Math.ceil(N / 64), Math.ceil(M / 64)] });
   }
   return c;
 }
 
-/** CPU reference with f64 accumulation; `c` is the C added to when accumulate. */
-export function matmulReference(a: Float32Array, b: Float32Array, o: MatmulOptions, c?: Float32Array): Float32Array {
-  validate(a, b, o);
+export function matmul(gpu: Gpu, a: Tensor, b: Tensor, o: MatmulOptions): Tensor {
+  return dispatchMatmul(gpu, "matmul", "matmul", "f32", a, b, o);
+}
+
+/**
+ * CPU reference with f64 accumulation over element readers (`value(i)` of A's / B's storage);
+ * `c` is the C added to when accumulate.
+ */
+export function matmulReferenceOf(
+  op: string,
+  a: { length: number; value(i: number): number },
+  b: { length: number; value(i: number): number },
+  o: MatmulOptions,
+  c?: Float32Array,
+): Float32Array {
+  validate(op, a.length, b.length, o);
   const { M, N, K } = o;
   const aOff = o.aOffset ?? 0, bOff = o.bOffset ?? 0, alpha = o.alpha ?? 1;
   const out = new Float32Array(M * N);
@@ -80,12 +97,17 @@ export function matmulReference(a: Float32Array, b: Float32Array, o: MatmulOptio
     for (let n = 0; n < N; n++) {
       let s = 0;
       for (let k = 0; k < K; k++) {
-        const av = o.transA ? a[aOff + k * M + m] : a[aOff + m * K + k];
-        const bv = o.transB ? b[bOff + n * K + k] : b[bOff + k * N + n];
+        const av = a.value(o.transA ? aOff + k * M + m : aOff + m * K + k);
+        const bv = b.value(o.transB ? bOff + n * K + k : bOff + k * N + n);
         s += av * bv;
       }
       out[m * N + n] = alpha * s + (o.accumulate && c ? c[m * N + n] : 0);
     }
   }
   return out;
+}
+
+/** CPU reference with f64 accumulation; `c` is the C added to when accumulate. */
+export function matmulReference(a: Float32Array, b: Float32Array, o: MatmulOptions, c?: Float32Array): Float32Array {
+  return matmulReferenceOf("matmul", { length: a.length, value: (i) => a[i] }, { length: b.length, value: (i) => b[i] }, o, c);
 }
