@@ -29,16 +29,21 @@ function buildWasm() {
     if (!e.isDirectory() || e.name === "build" || e.name === "shared") continue;
     const entry = p("wasm", e.name, "index.ts");
     if (!existsSync(entry)) continue;
-    const out = p("wasm/build", `${e.name}.wasm`);
     const srcTime = Math.max(newestMtime(p("wasm", e.name)), sharedMtime, statSync(fileURLToPath(import.meta.url)).mtimeMs);
-    if (existsSync(out) && statSync(out).mtimeMs >= srcTime) continue;
-    const cfg = p("wasm", e.name, "build.json");
-    const flags = existsSync(cfg)
-      ? JSON.parse(readFileSync(cfg, "utf8")).flags
-      : ["-O3", "--runtime", "stub", "--enable", "simd", "--noAssert"];
-    const asc = p("node_modules/assemblyscript/bin/asc.js");
-    console.error(`[prepare] asc ${e.name}`);
-    execFileSync(process.execPath, [asc, entry, "-o", out, ...flags], { stdio: "inherit", cwd: root });
+    const cfgFile = p("wasm", e.name, "build.json");
+    const cfg = existsSync(cfgFile) ? JSON.parse(readFileSync(cfgFile, "utf8")) : {};
+    const flags = cfg.flags ?? ["-O3", "--runtime", "stub", "--enable", "simd", "--noAssert"];
+    // variants: extra builds with more flags (e.g. relaxed SIMD), written as <name>.<variant>.wasm;
+    // the loader picks one that validates on the running engine.
+    const builds = [[`${e.name}.wasm`, flags]];
+    for (const [v, extra] of Object.entries(cfg.variants ?? {})) builds.push([`${e.name}.${v}.wasm`, [...flags, ...extra]]);
+    for (const [file, f] of builds) {
+      const out = p("wasm/build", file);
+      if (existsSync(out) && statSync(out).mtimeMs >= srcTime) continue;
+      const asc = p("node_modules/assemblyscript/bin/asc.js");
+      console.error(`[prepare] asc ${file}`);
+      execFileSync(process.execPath, [asc, entry, "-o", out, ...f], { stdio: "inherit", cwd: root });
+    }
   }
 }
 

@@ -54,6 +54,11 @@ export interface Quantize4bitOptions {
   /** Tensor name for error messages. */
   name?: string;
   shape?: number[];
+  /**
+   * Output arrays to fill instead of allocating (ceil(n/2) bytes and ceil(n/blocksize) f32):
+   * streaming many tensors through the same buffers skips the page faults of fresh arrays.
+   */
+  into?: { packed: Uint8Array; absmax: Float32Array };
 }
 
 export const NESTED_BLOCKSIZE = 256;
@@ -133,8 +138,13 @@ function quantizeAny(input: Input, opts: Quantize4bitOptions): QuantState4bit {
   const { nMids, grid } = writeTables4(w, type, code);
   const bz = bucketizer(type);
   const nBlocks = Math.ceil(n / blocksize);
-  const packed = new Uint8Array(Math.ceil(n / 2));
-  const absmax = new Float32Array(nBlocks);
+  const into = opts.into;
+  if (into) {
+    check(into.packed.length === Math.ceil(n / 2), "QUANT_BAD_SHAPE", `${name}: into.packed holds ${into.packed.length} bytes, ${Math.ceil(n / 2)} needed`);
+    check(into.absmax.length === nBlocks, "QUANT_BAD_SHAPE", `${name}: into.absmax holds ${into.absmax.length} values, ${nBlocks} blocks needed`);
+  }
+  const packed = into?.packed ?? new Uint8Array(Math.ceil(n / 2));
+  const absmax = into?.absmax ?? new Float32Array(nBlocks);
   for (let start = 0; start < n; start += CHUNK) {
     const len = Math.min(CHUNK, n - start);
     const src = w.data + D_IN;

@@ -11,6 +11,7 @@ import { uploadQuantizedGroup } from "../../src/kernels/nf4_matmul.ts";
 import { PeftError } from "../../src/errors.ts";
 import { gridTables } from "../../src/quant/quantize.ts";
 import { bucketizer } from "../../src/quant/tables.ts";
+import { QuantWasm } from "../../src/quant/wasm.ts";
 import { randn, testGpu } from "../helpers.ts";
 
 function meanAbsErr(a: Float32Array, b: Float32Array) {
@@ -41,7 +42,19 @@ Deno.test("round trip on Gaussian weights: NF4 error below FP4 and naive int4 (s
   assert.ok(Math.abs(dq - nf4) < 0.01 * nf4, `double quant error ${dq} vs ${nf4}`);
 });
 
-Deno.test("WASM (SIMD) and plain TypeScript quantizers agree bit for bit", () => {
+/** Runs a check on both WASM builds (relaxed SIMD, plain SIMD), then restores the default. */
+function onBothBuilds(check: () => void) {
+  try {
+    for (const v of ["relaxed", "simd"] as const) {
+      assert.equal(QuantWasm.use(v).variant, v);
+      check();
+    }
+  } finally {
+    QuantWasm.use(null);
+  }
+}
+
+Deno.test("WASM (SIMD) and plain TypeScript quantizers agree bit for bit", () => onBothBuilds(() => {
   for (const [n, bs, type] of [[1, 64, "nf4"], [4097, 32, "fp4"], [300_001, 4096, "nf4"], [65 * 128, 128, "fp4"]] as const) {
     const x = randn(n, n, 3);
     x[0] = 0;
@@ -58,7 +71,11 @@ Deno.test("WASM (SIMD) and plain TypeScript quantizers agree bit for bit", () =>
   const z = quantize4bit(new Float32Array(70));
   assert.ok(z.packed.every((b) => b === 0) && z.absmax!.every((a) => a === 0));
   assert.ok(dequantize4bit(z).every((v) => v === 0));
-});
+  // a NaN in the third block of a group of four (the batched absmax pass)
+  const g = randn(64 * 9, 5);
+  g[64 * 6 + 17] = NaN;
+  assert.throws(() => quantize4bit(g, { name: "w" }), /w: element 401 is NaN/);
+}));
 
 /** The next f32 above (dir 1) or below (dir -1) v. */
 function nextF32(v: number, dir: 1 | -1): number {
@@ -68,7 +85,7 @@ function nextF32(v: number, dir: 1 | -1): number {
   return b[0];
 }
 
-Deno.test("WASM and plain TypeScript agree on midpoints, their neighbours, cell edges and tiny scales", () => {
+Deno.test("WASM and plain TypeScript agree on midpoints, their neighbours, cell edges and tiny scales", () => onBothBuilds(() => {
   for (const type of ["nf4", "fp4"] as const) {
     assert.ok(gridTables(bucketizer(type).mids), `${type}: the SIMD cell path applies`);
     // blocks of 64 whose absmax is 1 (so s = x exactly), filled with every midpoint, its f32
@@ -90,7 +107,7 @@ Deno.test("WASM and plain TypeScript agree on midpoints, their neighbours, cell 
       if (st.packed[i] !== ref.packed[i]) assert.fail(`${type}: byte ${i} (values ${x[2 * i]}, ${x[2 * i + 1]}): ${st.packed[i]} != ${ref.packed[i]}`);
     }
   }
-});
+}));
 
 Deno.test("bad input: non-finite weights name the tensor and element; bad blocksize, type, shape", () => {
   const x = randn(200, 1);

@@ -16,6 +16,18 @@ export function heapBase(): usize {
   return __heap_base;
 }
 
+/**
+ * Table lookup for indices known to be < 16. Relaxed SIMD's swizzle is one pshufb on x86;
+ * the plain one adds a saturating fix-up for indices >= 16 that these lookups never need.
+ * The relaxed build (wasm/quant/build.json variant) is picked at run time where it validates.
+ */
+// @ts-ignore: decorator
+@inline
+function lookupSmall(table: v128, idx: v128): v128 {
+  if (ASC_FEATURE_RELAXED_SIMD) return i8x16.relaxed_swizzle(table, idx);
+  return i8x16.swizzle(table, idx);
+}
+
 // ---------------------------------------------------------------- input widening
 
 /** f16 -> f32 for n values (exact). */
@@ -82,6 +94,62 @@ function absmaxOf(p: usize, n: i32): f32 {
 
 // ---------------------------------------------------------------- 4-bit quantize
 
+/** Lane-wise max of |x| bits over len values (len a multiple of 16); four chains in flight. */
+// @ts-ignore: decorator
+@inline
+function maxBitsVec(p: usize, len: i32): v128 {
+  const mask = i32x4.splat(0x7fffffff);
+  let v0 = i32x4.splat(0), v1 = v0, v2 = v0, v3 = v0;
+  for (let i = 0; i < len; i += 16) {
+    const q = p + (<usize>i << 2);
+    v0 = i32x4.max_u(v0, v128.and(v128.load(q), mask));
+    v1 = i32x4.max_u(v1, v128.and(v128.load(q, 16), mask));
+    v2 = i32x4.max_u(v2, v128.and(v128.load(q, 32), mask));
+    v3 = i32x4.max_u(v3, v128.and(v128.load(q, 48), mask));
+  }
+  return i32x4.max_u(i32x4.max_u(v0, v1), i32x4.max_u(v2, v3));
+}
+
+/**
+ * absmax of every block (f32, at out). Four whole blocks at a time finish with one transposed
+ * reduction instead of four lane-by-lane ones (the lane extracts cost as much as a 64-value block).
+ * Returns -1, or the first block holding a NaN or an infinity.
+ */
+function absmaxBlocks(src: usize, n: i32, blocksize: i32, out: usize): i32 {
+  const nBlocks = (n + blocksize - 1) / blocksize;
+  const nFull = n / blocksize;
+  let b = 0;
+  const maxFinite = i32x4.splat(0x7f7fffff);
+  for (; b + 4 <= nFull; b += 4) {
+    const p = src + (<usize>(b * blocksize) << 2);
+    const step = <usize>blocksize << 2;
+    const a0 = maxBitsVec(p, blocksize);
+    const a1 = maxBitsVec(p + step, blocksize);
+    const a2 = maxBitsVec(p + 2 * step, blocksize);
+    const a3 = maxBitsVec(p + 3 * step, blocksize);
+    // [a0 lanes 0,1 | a1 lanes 0,1] vs [a0 lanes 2,3 | a1 lanes 2,3], then even vs odd lanes
+    const m01 = i32x4.max_u(i8x16.shuffle(a0, a1, 0, 1, 2, 3, 4, 5, 6, 7, 16, 17, 18, 19, 20, 21, 22, 23), i8x16.shuffle(a0, a1, 8, 9, 10, 11, 12, 13, 14, 15, 24, 25, 26, 27, 28, 29, 30, 31));
+    const m23 = i32x4.max_u(i8x16.shuffle(a2, a3, 0, 1, 2, 3, 4, 5, 6, 7, 16, 17, 18, 19, 20, 21, 22, 23), i8x16.shuffle(a2, a3, 8, 9, 10, 11, 12, 13, 14, 15, 24, 25, 26, 27, 28, 29, 30, 31));
+    const v = i32x4.max_u(
+      i8x16.shuffle(m01, m23, 0, 1, 2, 3, 8, 9, 10, 11, 16, 17, 18, 19, 24, 25, 26, 27),
+      i8x16.shuffle(m01, m23, 4, 5, 6, 7, 12, 13, 14, 15, 20, 21, 22, 23, 28, 29, 30, 31),
+    );
+    v128.store(out + (<usize>b << 2), v);
+    if (v128.any_true(i32x4.gt_u(v, maxFinite))) {
+      for (let k = 0; k < 4; k++) if (!(load<f32>(out + (<usize>(b + k) << 2)) <= f32.MAX_VALUE)) return b + k;
+    }
+  }
+  for (; b < nBlocks; b++) {
+    const start = b * blocksize;
+    const amax = absmaxOf(src + (<usize>start << 2), min(blocksize, n - start));
+    if (!(amax <= f32.MAX_VALUE)) return b;
+    store<f32>(out + (<usize>b << 2), amax);
+  }
+  return -1;
+}
+
+
+
 /** Scalar code of one scaled value (used for partial blocks and odd tails). */
 function code4(s: f32, mids: usize, nMids: i32, rankToCode: usize, signMag: bool): u32 {
   let v = s;
@@ -128,13 +196,14 @@ export function quantize4(
 ): i32 {
   const table = v128.load(rankToCode);
   const nBlocks = (n + blocksize - 1) / blocksize;
+  // every block's absmax first: the pass over the chunk (in L2) is cheaper than per-block reductions
+  const bad = absmaxBlocks(src, n, blocksize, outAbsmax);
+  if (bad >= 0) return bad;
   for (let b = 0; b < nBlocks; b++) {
     const start = b * blocksize;
     const len = min(blocksize, n - start);
     const p = src + (<usize>start << 2);
-    const amax = absmaxOf(p, len);
-    if (!(amax <= f32.MAX_VALUE)) return b;
-    store<f32>(outAbsmax + (<usize>b << 2), amax);
+    const amax = load<f32>(outAbsmax + (<usize>b << 2));
     const out = outPacked + (<usize>start >> 1); // blocksize is even: blocks start on a byte
     if (amax == 0) {
       memory.fill(out, 0, <usize>((len + 1) >> 1));
@@ -237,10 +306,10 @@ function gridCodes16(
   const c = cellBytes(v0, v1, v2, v3);
   const ch = i8x16.sub(c, i8x16.splat(16)); // cells < 16 wrap to >= 240: read 0
   const r0 = v128.or(i8x16.swizzle(bLo, c), i8x16.swizzle(bHi, ch));
-  const b0 = i8x16.swizzle(p0, r0);
-  const b1 = i8x16.swizzle(p1, r0);
-  const b2 = i8x16.swizzle(p2, r0);
-  const b3 = i8x16.swizzle(p3, r0);
+  const b0 = lookupSmall(p0, r0);
+  const b1 = lookupSmall(p1, r0);
+  const b2 = lookupSmall(p2, r0);
+  const b3 = lookupSmall(p3, r0);
   const t01l = i8x16.shuffle(b0, b1, 0, 16, 1, 17, 2, 18, 3, 19, 4, 20, 5, 21, 6, 22, 7, 23);
   const t01h = i8x16.shuffle(b0, b1, 8, 24, 9, 25, 10, 26, 11, 27, 12, 28, 13, 29, 14, 30, 15, 31);
   const t23l = i8x16.shuffle(b2, b3, 0, 16, 1, 17, 2, 18, 3, 19, 4, 20, 5, 21, 6, 22, 7, 23);
@@ -259,7 +328,7 @@ function gridCodes16(
     i16x8.narrow_i32x4_s(f32x4.lt(s0, f32x4.splat(0)), f32x4.lt(s1, f32x4.splat(0))),
     i16x8.narrow_i32x4_s(f32x4.lt(s2, f32x4.splat(0)), f32x4.lt(s3, f32x4.splat(0))),
   );
-  return v128.or(i8x16.swizzle(table, rank), v128.and(neg, i8x16.splat(8)));
+  return v128.or(lookupSmall(table, rank), v128.and(neg, i8x16.splat(8)));
 }
 
 /** 32 codes (bytes, < 16) -> 16 packed bytes, even element in the high nibble. */
@@ -315,10 +384,10 @@ export function dequantize4(packed: usize, n: i32, blocksize: i32, code: usize, 
 // @ts-ignore: decorator
 @inline
 function lookup16(idx: v128, p0: v128, p1: v128, p2: v128, p3: v128, av: v128, dst: usize): void {
-  const b0 = i8x16.swizzle(p0, idx);
-  const b1 = i8x16.swizzle(p1, idx);
-  const b2 = i8x16.swizzle(p2, idx);
-  const b3 = i8x16.swizzle(p3, idx);
+  const b0 = lookupSmall(p0, idx);
+  const b1 = lookupSmall(p1, idx);
+  const b2 = lookupSmall(p2, idx);
+  const b3 = lookupSmall(p3, idx);
   const t01l = i8x16.shuffle(b0, b1, 0, 16, 1, 17, 2, 18, 3, 19, 4, 20, 5, 21, 6, 22, 7, 23);
   const t01h = i8x16.shuffle(b0, b1, 8, 24, 9, 25, 10, 26, 11, 27, 12, 28, 13, 29, 14, 30, 15, 31);
   const t23l = i8x16.shuffle(b2, b3, 0, 16, 1, 17, 2, 18, 3, 19, 4, 20, 5, 21, 6, 22, 7, 23);
