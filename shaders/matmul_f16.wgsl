@@ -28,21 +28,10 @@ override TRANS_A: bool = false;
 override TRANS_B: bool = false;
 override ROWS: u32 = 1u;
 
-// IEEE half bits (low 16 bits of h) -> f32, exact (same as f16ToF32 in src/io/bytes.ts).
-fn f16_to_f32(h: u32) -> f32 {
-  let sign = (h & 0x8000u) << 16u;
-  let e = (h >> 10u) & 0x1fu;
-  let m = h & 0x3ffu;
-  if (e == 31u) { return bitcast<f32>(sign | 0x7f800000u | (m << 13u)); }
-  if (e == 0u) {
-    if (m == 0u) { return bitcast<f32>(sign); }
-    let q = firstLeadingBit(m); // m * 2^-24 = 2^(q-24) * 1.xxx
-    return bitcast<f32>(sign | ((q + 103u) << 23u) | ((m << (23u - q)) & 0x7fffffu));
-  }
-  return bitcast<f32>(sign | ((e + 112u) << 23u) | (m << 13u));
-}
-fn halfA(i: u32) -> f32 { return f16_to_f32(a[i >> 1u] >> ((i & 1u) * 16u)); }
-fn halfB(i: u32) -> f32 { return f16_to_f32(b[i >> 1u] >> ((i & 1u) * 16u)); }
+//#include "lib/f16.wgsl"
+
+fn halfA(i: u32) -> f32 { return bitcast<f32>(f16_to_f32_bits(a[i >> 1u] >> ((i & 1u) * 16u))); }
+fn halfB(i: u32) -> f32 { return bitcast<f32>(f16_to_f32_bits(b[i >> 1u] >> ((i & 1u) * 16u))); }
 
 // op(A)[m,k] and op(B)[k,n] widened to f32 (exact); callers keep indices in range.
 fn loadA(m: u32, k: u32) -> f32 {
