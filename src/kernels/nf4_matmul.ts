@@ -3,7 +3,8 @@
  *   qmatmul:          y  = alpha * x · dequant(W)ᵀ   x [M, in],  y [M, out]
  *   qmatmulBackward:  dx = alpha * dy · dequant(W)   dy [M, out], dx [M, in]
  * W stays packed (4 bits a value) plus its block scales (f32, or 8-bit codes with double quant);
- * the kernels dequantize each element as they load it.
+ * the kernels dequantize each element as they load it. x / dy may be f32 or f16 (computeDtype
+ * "f16": shaders/nf4_matmul_f16.wgsl reads the halves; everything else stays f32).
  *
  * Memory: the small per-weight pieces (code map, nested map, offset, nested absmax) of a group
  * of weights share one f32 `tables` tensor, so a model's linear weights cost the packed codes
@@ -12,6 +13,7 @@
 import { check, PeftError } from "../errors.ts";
 import { f32, type Gpu, grid1d, type Tensor } from "../gpu/gpu.ts";
 import { dequantize4bit, type QuantState4bit, type QuantType4 } from "../quant/mod.ts";
+import { requireShaderF16 } from "./convert_f16.ts";
 
 export interface QuantizedWeight {
   /** [out, in] */
@@ -133,27 +135,38 @@ function bindings(qw: QuantizedWeight, a: Tensor, y: Tensor) {
   return { a, codes: qw.codes, absmax: qw.absmax, tables: qw.tables, y };
 }
 
-function checkIo(what: string, t: Tensor, rows: number, cols: number) {
-  if (t.dtype !== "f32" || t.size < rows * cols) {
-    throw new PeftError("KERNEL_ARGS", `${what}: needs an f32 tensor of at least [${rows}, ${cols}], got ${t.dtype} [${t.shape}]`);
+function checkIo(what: string, t: Tensor, rows: number, cols: number, dtypes: string[] = ["f32"]) {
+  if (!dtypes.includes(t.dtype) || t.size < rows * cols) {
+    throw new PeftError("KERNEL_ARGS", `${what}: needs an ${dtypes.join(" or ")} tensor of at least [${rows}, ${cols}], got ${t.dtype} [${t.shape}]`);
   }
+}
+
+/**
+ * The shader for the activations' dtype: f32, or f16 halves (computeDtype "f16": the activations
+ * narrowed by toF16, widened exactly as the kernel reads them; codes, scales and sums as in f32).
+ */
+function shaderFor(gpu: Gpu, a: Tensor): string {
+  if (a.dtype !== "f16") return "nf4_matmul";
+  requireShaderF16(gpu, "4-bit matmul with f16 activations");
+  return "nf4_matmul_f16";
 }
 
 /** y [M, out] = alpha * x [M, in] · dequant(W)ᵀ (+ out when accumulate). */
 export function qmatmul(gpu: Gpu, x: Tensor, qw: QuantizedWeight, opts: QmatmulOptions): Tensor {
   const { M, alpha = 1, accumulate = false } = opts;
   const [N, K] = qw.shape;
-  checkIo("qmatmul x", x, M, K);
+  checkIo("qmatmul x", x, M, K, ["f32", "f16"]);
   check(!accumulate || opts.out, "KERNEL_ARGS", "qmatmul: accumulate needs out");
   const y = opts.out ?? gpu.tensor([M, N]);
   checkIo("qmatmul out", y, M, N);
   const args = { bindings: bindings(qw, x, y), params: params(qw, M, alpha, accumulate) };
+  const shader = shaderFor(gpu, x);
   if (M <= 8 && K % 8 === 0) {
-    gpu.dispatch("nf4_matmul", "gemv8", { ...args, constants: { ROWS: M }, workgroups: grid1d(N, 32) });
+    gpu.dispatch(shader, "gemv8", { ...args, constants: { ROWS: M }, workgroups: grid1d(N, 32) });
   } else if (M <= 8) {
-    gpu.dispatch("nf4_matmul", "gemv_any", { ...args, workgroups: grid1d(N, 1) });
+    gpu.dispatch(shader, "gemv_any", { ...args, workgroups: grid1d(N, 1) });
   } else {
-    gpu.dispatch("nf4_matmul", "tiled_fwd", { ...args, workgroups: tiles(N, M, "qmatmul") });
+    gpu.dispatch(shader, "tiled_fwd", { ...args, workgroups: tiles(N, M, "qmatmul") });
   }
   return y;
 }
@@ -162,15 +175,16 @@ export function qmatmul(gpu: Gpu, x: Tensor, qw: QuantizedWeight, opts: QmatmulO
 export function qmatmulBackward(gpu: Gpu, dy: Tensor, qw: QuantizedWeight, opts: QmatmulOptions): Tensor {
   const { M, alpha = 1, accumulate = false } = opts;
   const [N, K] = qw.shape;
-  checkIo("qmatmulBackward dy", dy, M, N);
+  checkIo("qmatmulBackward dy", dy, M, N, ["f32", "f16"]);
   check(!accumulate || opts.out, "KERNEL_ARGS", "qmatmulBackward: accumulate needs out");
   const dx = opts.out ?? gpu.tensor([M, K]);
   checkIo("qmatmulBackward out", dx, M, K);
   const args = { bindings: bindings(qw, dy, dx), params: params(qw, M, alpha, accumulate) };
+  const shader = shaderFor(gpu, dy);
   if (M <= 8 && K % 8 === 0) {
-    gpu.dispatch("nf4_matmul", "gemv_bwd8", { ...args, constants: { ROWS: M }, workgroups: grid1d(K / 8, 8) });
+    gpu.dispatch(shader, "gemv_bwd8", { ...args, constants: { ROWS: M }, workgroups: grid1d(K / 8, 8) });
   } else {
-    gpu.dispatch("nf4_matmul", "tiled_bwd", { ...args, workgroups: tiles(K, M, "qmatmulBackward") });
+    gpu.dispatch(shader, "tiled_bwd", { ...args, workgroups: tiles(K, M, "qmatmulBackward") });
   }
   return dx;
 }

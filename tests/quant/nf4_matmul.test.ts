@@ -2,6 +2,7 @@
 import assert from "node:assert/strict";
 import { qmatmul, qmatmulBackward, qmatmulBackwardReference, qmatmulReference, uploadQuantized } from "../../src/kernels/nf4_matmul.ts";
 import { quantize4bit, type QuantType4 } from "../../src/quant/mod.ts";
+import { toF16, toF16Reference, toF32Reference } from "../../src/kernels/convert_f16.ts";
 import { assertClose, randn, testGpu } from "../helpers.ts";
 
 interface Case {
@@ -43,6 +44,17 @@ for (const c of CASES) {
 
     const dx = qmatmulBackward(gpu, dy, qw, { M: c.M, alpha: 2 });
     assertClose(await gpu.readF32(dx), qmatmulBackwardReference(dyh, st, [c.N, c.K], c.M, 2), 1e-5, 1e-5, `${label} backward`);
+
+    // f16 activations (computeDtype "f16"): the same sums over the f16-rounded inputs
+    if (gpu.info.features.f16) {
+      const x16 = toF16(gpu, x), dy16 = toF16(gpu, dy);
+      const xr = toF32Reference(toF16Reference(xh)), dyr = toF32Reference(toF16Reference(dyh));
+      const y16 = qmatmul(gpu, x16, qw, { M: c.M });
+      assertClose(await gpu.readF32(y16), qmatmulReference(xr, st, [c.N, c.K], c.M), 1e-5, 1e-5, `${label} forward f16`);
+      const dx16 = qmatmulBackward(gpu, dy16, qw, { M: c.M, alpha: 2 });
+      assertClose(await gpu.readF32(dx16), qmatmulBackwardReference(dyr, st, [c.N, c.K], c.M, 2), 1e-5, 1e-5, `${label} backward f16`);
+      for (const t of [x16, dy16, y16, dx16]) t.release();
+    }
     for (const t of [x, dy, y, dx]) t.release();
     qw.release();
   });
