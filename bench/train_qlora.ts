@@ -53,7 +53,7 @@ async function run(gpu: Gpu, path: string, config: string, quantize: "nf4" | und
     const p = m.parameterReport();
     const total = times.reduce((a, b) => a + b, 0);
     return {
-      config, base: quantize ? "nf4+dq" : "f32", params: p.quantizedParams + p.f32Params, baseBytes: p.quantizedBytes + p.f32Bytes,
+      config, base: quantize ? "nf4+dq" : "f32", params: p.quantizedParams + p.f16Params + p.f32Params, baseBytes: p.quantizedBytes + p.f16Bytes + p.f32Bytes,
       peak: res.peakGpuBytes, planned: res.plan.total, tokensPerS: o.timed && times.length ? tokens / (total / 1000) : undefined,
     };
   } finally {

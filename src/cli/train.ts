@@ -18,7 +18,9 @@ export const TRAIN_HELP = `usage: train --model <path.gguf|hf-dir> --data <file.
           --warmup-ratio 0 --warmup-steps 0 --weight-decay 0 --max-grad-norm 1.0 --epochs 1 --max-steps N --seed 42
   run:    --eval-steps N --save-steps N --resume [--gradient-checkpointing] [--sample "prompt"]
   QLoRA:  --quantize nf4|fp4 [--double-quant] [--blocksize 64] (4-bit frozen base, dequantized on the fly)
-          --optimizer adamw|paged_adamw --gpu-memory-budget <bytes|512MiB|2GiB> (plans memory first, refuses when over)`;
+          --optimizer adamw|paged_adamw --gpu-memory-budget <bytes|512MiB|2GiB> (plans memory first, refuses when over)
+  f16:    --compute-dtype f32|f16|auto (f16: base matmuls on f16 operands, f16 base weights unless 4-bit,
+          LoRA kept f32, dynamic loss scaling; needs shader-f16, else f32)`;
 
 /** "123", "512MiB", "2GiB", "1.5GB" -> bytes. */
 export function parseBytes(s: string, flag: string): number {
@@ -45,7 +47,7 @@ export async function main(args: string[]): Promise<void> {
       "save-steps": { type: "string" }, resume: { type: "boolean" }, "gradient-checkpointing": { type: "boolean" },
       sample: { type: "string" }, help: { type: "boolean", short: "h" },
       quantize: { type: "string" }, "double-quant": { type: "boolean" }, blocksize: { type: "string" },
-      optimizer: { type: "string" }, "gpu-memory-budget": { type: "string" },
+      optimizer: { type: "string" }, "gpu-memory-budget": { type: "string" }, "compute-dtype": { type: "string" },
     },
     strict: true,
   });
@@ -61,7 +63,12 @@ export async function main(args: string[]): Promise<void> {
   const optimizer = opt("optimizer");
   if (optimizer !== undefined && optimizer !== "adamw" && optimizer !== "paged_adamw") throw new PeftError("BAD_FLAG", `--optimizer must be adamw or paged_adamw, got ${optimizer}`);
   const budget = opt("gpu-memory-budget");
-  const model = await loadModel(v.model!, quantize ? { quantize, doubleQuant: v["double-quant"] ?? false, blocksize: num("blocksize") } : {});
+  const computeDtype = opt("compute-dtype") ?? "f32";
+  if (computeDtype !== "f32" && computeDtype !== "f16" && computeDtype !== "auto") throw new PeftError("BAD_FLAG", `--compute-dtype must be f32, f16 or auto, got ${computeDtype}`);
+  const model = await loadModel(v.model!, {
+    computeDtype,
+    ...(quantize ? { quantize, doubleQuant: v["double-quant"] ?? false, blocksize: num("blocksize") } : {}),
+  });
   if (quantize) {
     const p = model.parameterReport();
     console.log(`[train] base linears quantized to ${quantize}${v["double-quant"] ? " + double quant" : ""}: ${p.quantizedParams} params in ${p.quantizedBytes} GPU bytes (${p.quantizedBitsPerParam.toFixed(3)} bits/param)`);

@@ -6,7 +6,7 @@
  *   logits = head(norm(x))
  * Inference keeps a KV cache per layer; prefill runs the whole prompt in one pass and decode
  * one token per pass. Every dispatch of a pass goes into one command buffer (one submit).
- * Linear layers go through `LinearOps`, which adds unmerged LoRA deltas when an adapter is active.
+ * Linear layers go through `linear`, which adds unmerged LoRA deltas when an adapter is active.
  */
 import { PeftError } from "../errors.ts";
 import type { Gpu, Tensor } from "../gpu/gpu.ts";
@@ -19,12 +19,19 @@ import type { LlamaConfig } from "./config.ts";
 import { type ActiveAdapter, linear } from "./linear.ts";
 import { type QuantizedWeight, uploadQuantizedGroup } from "../kernels/nf4_matmul.ts";
 import { quantize4bit, type QuantState4bit } from "../quant/mod.ts";
-import { isQuantized, type LinearWeight, type QuantizeSpec } from "./quantized.ts";
+import { type ComputeDtype, isQuantized, type LinearWeight, type QuantizeSpec } from "./quantized.ts";
+import { f32ToF16 } from "../io/bytes.ts";
 import type { WeightSource } from "./weights.ts";
 
 export interface LlamaLoadOptions {
   /** Quantize the block linear weights (and the untied head when spec.head) to 4 bits while loading. */
   quantize?: QuantizeSpec;
+  /**
+   * "f16": linear weights that are not quantized (block linears, an untied head) are stored as
+   * f16 and every base matmul narrows its activations to f16 (f32 sums and outputs). Embeddings
+   * (and so a tied head) and norms stay f32. Default "f32".
+   */
+  computeDtype?: ComputeDtype;
 }
 
 export interface KvCache {
@@ -45,6 +52,8 @@ export class LlamaGpu {
     readonly quantized: Map<string, QuantizedWeight> = new Map(),
     /** How `quantized` was made, when it was. */
     readonly quantSpec?: QuantizeSpec,
+    /** Precision of the base matmuls' operands (see LlamaLoadOptions.computeDtype). */
+    readonly computeDtype: ComputeDtype = "f32",
   ) {}
 
   /**
@@ -67,7 +76,10 @@ export class LlamaGpu {
     }
     const q = o.quantize;
     const quantized = new Map<string, QuantizedWeight>();
-    const toQuantize = (n: string) => !!q && (/^blk\.\d+\.(attn_[qkv]|attn_output|ffn_gate|ffn_up|ffn_down)\.weight$/.test(n) || (q.head && n === "output.weight"));
+    const isLinear = (n: string) => /^blk\.\d+\.(attn_[qkv]|attn_output|ffn_gate|ffn_up|ffn_down)\.weight$/.test(n);
+    const toQuantize = (n: string) => !!q && (isLinear(n) || (q.head && n === "output.weight"));
+    const compute = o.computeDtype ?? "f32";
+    const toF16 = (n: string) => compute === "f16" && (isLinear(n) || n === "output.weight");
     // Quantized weights of one layer share a small tables tensor: upload them per layer group.
     let group: { name: string; state: QuantState4bit; shape: [number, number] }[] = [];
     let groupKey = "";
@@ -90,6 +102,8 @@ export class LlamaGpu {
           groupKey = key;
           const state = quantize4bit(data, { type: q.type, blocksize: q.blocksize, doubleQuant: q.doubleQuant, name: `${source.name}: ${n}`, shape });
           group.push({ name: n, state, shape: [shape[0], shape[1]] });
+        } else if (toF16(n)) {
+          weights.set(n, gpu.upload(Uint16Array.from(data, f32ToF16), shape, "f16", "weights"));
         } else {
           weights.set(n, gpu.upload(data, shape, "f32", "weights"));
         }
@@ -100,7 +114,7 @@ export class LlamaGpu {
       for (const w of quantized.values()) w.release();
       throw e;
     }
-    return new LlamaGpu(gpu, c, weights, quantized, q);
+    return new LlamaGpu(gpu, c, weights, quantized, q, compute);
   }
 
   /**
@@ -108,10 +122,10 @@ export class LlamaGpu {
    * training pass against it without touching the device). Shares the weight maps; no KV cache.
    */
   withGpu(gpu: Gpu): LlamaGpu {
-    return new LlamaGpu(gpu, this.config, this.weights, this.quantized, this.quantSpec);
+    return new LlamaGpu(gpu, this.config, this.weights, this.quantized, this.quantSpec, this.computeDtype);
   }
 
-  /** An f32 weight (embeddings, norms, an f32 linear). */
+  /** An f32 weight (embeddings, norms, an f32 linear) or an f16 linear. */
   w(name: string): Tensor {
     const t = this.weights.get(name);
     if (!t) {
@@ -210,7 +224,7 @@ export class LlamaGpu {
     let x = embedding(gpu, this.w("token_embd.weight"), idT);
     // `into`: the projection is accumulated straight into the residual stream x (x += o(att)).
     const lin = (inp: Tensor, name: string, out: number, inn: number, into?: Tensor) =>
-      linear(gpu, inp, this.lw(name), name, T, out, inn, opts.adapter, into);
+      linear(gpu, inp, this.lw(name), name, T, out, inn, opts.adapter, into, this.computeDtype);
     for (let l = 0; l < c.nLayers; l++) {
       const p = `blk.${l}.`;
       const { y: xn } = rmsnorm(gpu, x, this.w(p + "attn_norm.weight"), { N: T, C: c.dim, eps: c.normEps });
@@ -252,7 +266,7 @@ export class LlamaGpu {
     const { y: xf } = rmsnorm(gpu, last, this.w("output_norm.weight"), { N: rows, C: c.dim, eps: c.normEps });
     last.release();
     const headName = c.tiedEmbeddings ? "token_embd.weight" : "output.weight";
-    const logits = linear(gpu, xf, this.lw(headName), "output.weight", rows, c.vocabSize, c.dim, opts.adapter);
+    const logits = linear(gpu, xf, this.lw(headName), "output.weight", rows, c.vocabSize, c.dim, opts.adapter, undefined, this.computeDtype);
     xf.release();
     x = logits;
     return x;

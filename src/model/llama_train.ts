@@ -102,7 +102,7 @@ class TrainPass {
   linearForward(x: Tensor, name: string, out: number, inn: number, saved?: Map<string, LoraSaved>): Tensor {
     const { gpu, rows } = this;
     // The frozen base: f32 or 4-bit (dequantized on the fly; never an f32 copy of W on the GPU).
-    const y = linearMatmul(gpu, x, this.llama.lw(name), { M: rows });
+    const y = linearMatmul(gpu, x, this.llama.lw(name), { M: rows, compute: this.llama.computeDtype });
     const l = this.lora?.layers.get(name);
     if (l && this.lora) {
       const p = this.lora.dropout;
@@ -121,7 +121,7 @@ class TrainPass {
   /** Backward of one linear: accumulates LoRA grads, returns dx (or adds it into `into`). */
   linearBackward(dy: Tensor, name: string, out: number, inn: number, saved: Map<string, LoraSaved>, into?: Tensor): Tensor {
     const { gpu, rows } = this;
-    const dx = linearMatmulBackward(gpu, dy, this.llama.lw(name), { M: rows, accumulate: !!into, out: into });
+    const dx = linearMatmulBackward(gpu, dy, this.llama.lw(name), { M: rows, accumulate: !!into, out: into, compute: this.llama.computeDtype });
     const l = this.lora?.layers.get(name);
     const s = saved.get(name);
     if (l && s && this.lora) {
@@ -253,13 +253,14 @@ class TrainPass {
       const n = Math.min(chunk, rows - r0);
       let logits: Tensor;
       let xq: Tensor | undefined;
-      if (isQuantized(head)) {
-        // The 4-bit matmul has no row offset: copy the chunk's rows out (only when chunked).
+      const compute = this.llama.computeDtype;
+      if (isQuantized(head) || head.dtype === "f16") {
+        // The 4-bit and f16 paths take no row offset: copy the chunk's rows out (only when chunked).
         if (n !== rows) {
           xq = gpu.tensor([n, c.dim]);
           gpu.copy(xf, xq, n * c.dim * 4, r0 * c.dim * 4, 0);
         }
-        logits = linearMatmul(gpu, xq ?? xf, head, { M: n });
+        logits = linearMatmul(gpu, xq ?? xf, head, { M: n, compute });
       } else {
         logits = matmul(gpu, xf, head, { M: n, N: V, K: c.dim, transB: true, aOffset: r0 * c.dim });
       }
@@ -269,7 +270,7 @@ class TrainPass {
       l.release();
       tgt.release();
       if (dlogits && dxf) {
-        const d = linearMatmulBackward(gpu, dlogits, head, { M: n });
+        const d = linearMatmulBackward(gpu, dlogits, head, { M: n, compute });
         gpu.copy(d, dxf, n * c.dim * 4, 0, r0 * c.dim * 4);
         d.release();
       }

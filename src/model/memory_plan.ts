@@ -99,6 +99,7 @@ export interface TrainingPlan {
   /** Predicted GPU bytes per class at the peak. */
   classes: {
     base_4bit: number;
+    base_f16: number;
     base_f32: number;
     lora: number;
     gradients: number;
@@ -176,6 +177,7 @@ export function planTraining(model: Model, o: TrainingPlanOptions): TrainingPlan
   const total = heldBefore + cg.createdBytes;
   const classes = {
     base_4bit: p.quantizedBytes,
+    base_f16: p.f16Bytes,
     base_f32: p.f32Bytes,
     lora: held.lora ?? 0,
     gradients: (held.gradients ?? 0) + peak("gradients"),
@@ -235,6 +237,6 @@ export function checkTrainingPlan(model: Model, o: TrainingPlanOptions): Trainin
     `training needs about ${MiB(plan.total)} of GPU memory, over the budget of ${MiB(plan.budget!)}\n${formatPlan(plan)}\n` +
       (fits.length
         ? `these would fit: ${fits.join("; ")}`
-        : `nothing fits: base weights alone take ${MiB(plan.classes.base_4bit + plan.classes.base_f32)}; try quantize: "nf4" with doubleQuant, a shorter seqLen, or a smaller r`),
+        : `nothing fits: base weights alone take ${MiB(plan.classes.base_4bit + plan.classes.base_f16 + plan.classes.base_f32)}; try quantize: "nf4" with doubleQuant, a shorter seqLen, or a smaller r`),
   );
 }

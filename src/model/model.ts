@@ -10,10 +10,11 @@ import { Tokenizer } from "../tokenizer/mod.ts";
 import { GgufType, type GgufMetaEntry, writeGGUF } from "../io/gguf.ts";
 import { f32ToF16 } from "../io/bytes.ts";
 import { matmul } from "../kernels/matmul.ts";
-import { type QuantizedWeight, uploadQuantized } from "../kernels/nf4_matmul.ts";
+import { uploadQuantized } from "../kernels/nf4_matmul.ts";
 import { quantize4bit } from "../quant/mod.ts";
-import { dequantizeWeight, isQuantized, resolveQuantizeSpec } from "./quantized.ts";
-import { LoraAdapter } from "../peft/lora.ts";
+import { type ComputeDtype, dequantizeWeight, isQuantized, type LinearWeight, readWeightF32, resolveQuantizeSpec } from "./quantized.ts";
+import { toF16, toF32 } from "../kernels/convert_f16.ts";
+import { LoraAdapter, type LoraPair } from "../peft/lora.ts";
 import { formatTrainableParameters } from "../peft/targets.ts";
 import type { LlamaConfig } from "./config.ts";
 import { LlamaGpu } from "./llama.ts";
@@ -38,19 +39,26 @@ export interface LoadModelOptions {
   /** Also quantize an untied output head (tied heads share the embedding table and stay f32). */
   quantizeHead?: boolean;
   /**
-   * Precision of activations and LoRA math. "f32" (default) everywhere; "f16" is accepted only
-   * where the adapter offers shader-f16 and is not implemented yet (throws), see computeDtype().
+   * Operand precision of the frozen base's matmuls (bitsandbytes' bnb_4bit_compute_dtype).
+   * "f32" (default): everything f32. "f16": base linear weights that are not 4-bit are stored as
+   * f16 (half the memory) and every base matmul narrows its activations to f16, summing in f32;
+   * LoRA weights, their math, gradients and optimizer state stay f32 (an f32 master copy), and
+   * training scales the loss dynamically so small gradients survive f16. Needs the adapter's
+   * shader-f16 feature: without it "f16" falls back to "f32" with a warning. "auto": f16 where
+   * shader-f16 exists, else f32. `model.computeDtype` says what was chosen.
    */
-  computeDtype?: "f32" | "f16";
+  computeDtype?: "f32" | "f16" | "auto";
 }
 
 /**
  * GPU bytes by parameter class (all figures are bytes our allocator holds in GPU buffers):
- * base_4bit = quantized linear weights (codes + block scales + shared tables), base_f32 = every
- * other base weight, then the trainer/inference categories of the allocator.
+ * base_4bit = quantized linear weights (codes + block scales + shared tables), base_f16 = f16
+ * linear weights (computeDtype "f16"), base_f32 = every other base weight, then the
+ * trainer/inference categories of the allocator.
  */
 export interface MemoryReport extends Record<string, number> {
   base_4bit: number;
+  base_f16: number;
   base_f32: number;
   lora: number;
   gradients: number;
@@ -68,6 +76,9 @@ export interface ParameterReport {
   quantizedBitsPerParam: number;
   f32Params: number;
   f32Bytes: number;
+  /** Linear weights stored as f16 (computeDtype "f16"). */
+  f16Params: number;
+  f16Bytes: number;
   quantization?: { type: string; blocksize: number; doubleQuant: boolean };
 }
 
@@ -98,9 +109,12 @@ export class Model {
     readonly source: string,
     /** GGUF metadata of the source file (tokenizer, architecture), carried into exports. */
     readonly ggufMetadata?: Map<string, GgufMetaEntry>,
-    /** Compute precision chosen at load ("f32" until the f16 path exists). */
-    readonly computeDtype: "f32" | "f16" = "f32",
   ) {}
+
+  /** Operand precision of the base matmuls, as chosen at load (see LoadModelOptions.computeDtype). */
+  get computeDtype(): ComputeDtype {
+    return this.llama.computeDtype;
+  }
 
   /** True when the base linear weights are 4-bit (a QLoRA base). */
   get isQuantized(): boolean {
@@ -178,7 +192,7 @@ export class Model {
     return line;
   }
 
-  /** W += sign·s·B·A for every target of the adapter, on the GPU (f32 weights). */
+  /** W += sign·s·B·A for every target of the adapter, on the GPU (an all-f32 base). */
   private applyDelta(a: LoraAdapter, sign: 1 | -1) {
     for (const [w, p] of a.pairs) {
       const W = this.llama.w(w);
@@ -186,46 +200,61 @@ export class Model {
     }
   }
 
+  /** True when some base linear is stored reduced (4-bit or f16): merges then keep the originals. */
+  private get hasReducedBase(): boolean {
+    return this.isQuantized || [...this.llama.weights.values()].some((t) => t.dtype === "f16");
+  }
+
   /**
-   * Merging into a 4-bit base (QLoRA): each targeted weight is dequantized to f32 on the host
-   * (exactly the values the kernels compute with), uploaded, and gets the delta on the GPU. With
-   * `requantize` the sum is quantized again with the base's settings (outputs change slightly, as
-   * PEFT warns). The original 4-bit weights are kept until unmerge / mergeAndUnload.
+   * Merging into a reduced base. 4-bit (QLoRA): each targeted weight is dequantized to f32 on the
+   * host (exactly the values the kernels compute with), uploaded, and gets the delta on the GPU;
+   * with `requantize` the sum is quantized again with the base's settings (outputs change
+   * slightly, as PEFT warns), else it stays f32. f16 (computeDtype "f16"): widened on the GPU, the
+   * delta added in f32, narrowed back to f16 (as PEFT merges into an f16 model). The original
+   * weights are kept until unmerge / mergeAndUnload, so unmerge restores them exactly.
    */
-  private async mergeIntoQuantized(a: LoraAdapter, requantize: boolean): Promise<Map<string, QuantizedWeight>> {
-    const originals = new Map<string, QuantizedWeight>();
+  private async mergeIntoReduced(a: LoraAdapter, requantize: boolean): Promise<Map<string, LinearWeight>> {
+    const originals = new Map<string, LinearWeight>();
     const spec = this.llama.quantSpec;
     if (requantize) {
       console.warn(`[merge] re-quantizing ${a.name} merged weights to ${spec?.type ?? "nf4"}: the merged model's outputs differ from base+adapter (rounding to 4 bits), as in PEFT`);
     }
+    const addDelta = (W: Tensor, p: LoraPair) =>
+      matmul(this.gpu, p.B, p.A, { M: p.target.outFeatures, N: p.target.inFeatures, K: a.config.r, alpha: a.scale, accumulate: true, out: W });
     for (const [w, p] of a.pairs) {
       const cur = this.llama.lw(w);
-      if (!isQuantized(cur)) continue;
-      const data = await dequantizeWeight(this.gpu, cur);
-      const W = this.gpu.upload(data, cur.shape, "f32", "weights");
-      matmul(this.gpu, p.B, p.A, { M: p.target.outFeatures, N: p.target.inFeatures, K: a.config.r, alpha: a.scale, accumulate: true, out: W });
-      originals.set(w, cur);
-      if (requantize) {
-        const merged = await this.gpu.readF32(W);
+      if (isQuantized(cur)) {
+        const W = this.gpu.upload(await dequantizeWeight(this.gpu, cur), cur.shape, "f32", "weights");
+        addDelta(W, p);
+        originals.set(w, cur);
+        if (requantize) {
+          const merged = await this.gpu.readF32(W);
+          W.release();
+          const st = quantize4bit(merged, { type: cur.type, blocksize: cur.blocksize, doubleQuant: cur.doubleQuant, name: w, shape: cur.shape });
+          this.llama.setLinear(w, uploadQuantized(this.gpu, st, cur.shape, w));
+        } else {
+          this.llama.setLinear(w, W);
+        }
+      } else if (cur.dtype === "f16") {
+        const W = toF32(this.gpu, cur, "weights");
+        addDelta(W, p);
+        originals.set(w, cur);
+        this.llama.setLinear(w, toF16(this.gpu, W, "weights"));
+        this.gpu.flush();
         W.release();
-        const st = quantize4bit(merged, { type: cur.type, blocksize: cur.blocksize, doubleQuant: cur.doubleQuant, name: w, shape: cur.shape });
-        this.llama.setLinear(w, uploadQuantized(this.gpu, st, cur.shape, w));
-      } else {
-        this.llama.setLinear(w, W);
       }
     }
     // Targets that were already f32 (e.g. merged before) take the delta in place.
     for (const [w, p] of a.pairs) {
       if (originals.has(w)) continue;
       const W = this.llama.lw(w);
-      if (isQuantized(W)) continue;
-      matmul(this.gpu, p.B, p.A, { M: p.target.outFeatures, N: p.target.inFeatures, K: a.config.r, alpha: a.scale, accumulate: true, out: W });
+      if (!isQuantized(W) && W.dtype === "f32") addDelta(W, p);
     }
     return originals;
   }
 
-  /** 4-bit originals of weights replaced by merges, per merged adapter. */
-  private readonly quantizedOriginals = new Map<string, Map<string, QuantizedWeight>>();
+  /** Reduced (4-bit / f16) originals of weights replaced by merges, per merged adapter. */
+  private readonly reducedOriginals = new Map<string, Map<string, LinearWeight>>();
 
   /**
    * Merges an adapter into the base weights (zero inference overhead); `unmerge` undoes it.
@@ -234,10 +263,10 @@ export class Model {
   async merge(name: string, o: { requantize?: boolean } = {}): Promise<void> {
     await this.exclusive(async () => {
       const a = this.adapter(name);
-      if (this.isQuantized) {
-        this.quantizedOriginals.set(name, await this.mergeIntoQuantized(a, o.requantize ?? false));
+      if (o.requantize && !this.isQuantized) throw new PeftError("BAD_PARAMETER", "requantize: the base model is not quantized");
+      if (this.hasReducedBase) {
+        this.reducedOriginals.set(name, await this.mergeIntoReduced(a, o.requantize ?? false));
       } else {
-        if (o.requantize) throw new PeftError("BAD_PARAMETER", "requantize: the base model is not quantized");
         this.applyDelta(a, 1);
       }
       this.adapters.delete(name);
@@ -250,21 +279,21 @@ export class Model {
     await this.exclusive(() => {
       const a = this.merged.get(name);
       if (!a) throw new PeftError("UNKNOWN_ADAPTER", `adapter ${name} is not merged`);
-      const originals = this.quantizedOriginals.get(name);
+      const originals = this.reducedOriginals.get(name);
       if (originals) {
-        // Restore the exact 4-bit weights; the merged copies go.
+        // Restore the exact 4-bit / f16 weights; the merged copies go.
         this.gpu.flush();
         for (const [w, q] of originals) {
           const merged = this.llama.lw(w);
           this.llama.setLinear(w, q);
           merged.release();
         }
-        this.quantizedOriginals.delete(name);
+        this.reducedOriginals.delete(name);
         // Weights that were f32 already took the delta in place: take it out again.
         for (const [w, p] of a.pairs) {
           if (originals.has(w)) continue;
           const W = this.llama.lw(w);
-          if (!isQuantized(W)) {
+          if (!isQuantized(W) && W.dtype === "f32") {
             matmul(this.gpu, p.B, p.A, { M: p.target.outFeatures, N: p.target.inFeatures, K: a.config.r, alpha: -a.scale, accumulate: true, out: W });
           }
         }
@@ -285,11 +314,11 @@ export class Model {
     await this.merge(name, o);
     this.merged.get(name)!.release();
     this.merged.delete(name);
-    const originals = this.quantizedOriginals.get(name);
+    const originals = this.reducedOriginals.get(name);
     if (originals) {
       this.gpu.flush();
       for (const q of originals.values()) q.release();
-      this.quantizedOriginals.delete(name);
+      this.reducedOriginals.delete(name);
     }
     return this;
   }
@@ -309,7 +338,7 @@ export class Model {
     // values the kernels use). Source order is kept.
     for (const name of [...this.llama.weights.keys(), ...this.llama.quantized.keys()]) {
       const w = this.llama.lw(name);
-      const data = isQuantized(w) ? await dequantizeWeight(this.gpu, w) : await this.gpu.readF32(w);
+      const data = await readWeightF32(this.gpu, w);
       const shape = [...w.shape];
       tensors.push({ name, shape, data: dtype === "f16" && shape.length === 2 ? Uint16Array.from(data, f32ToF16) : data });
     }
@@ -367,7 +396,7 @@ export class Model {
 
   /**
    * GPU bytes our allocator holds, by parameter class: base_4bit (quantized linears: codes, block
-   * scales, shared tables), base_f32 (other base weights), lora, gradients, optimizer,
+   * scales, shared tables), base_f16 (f16 linears), base_f32 (other base weights), lora, gradients, optimizer,
    * activations, kv_cache, other. Weights of other models on the same GPU count as "other".
    */
   memoryReport(): MemoryReport {
@@ -375,13 +404,14 @@ export class Model {
     const p = this.parameterReport();
     const report: MemoryReport = {
       base_4bit: p.quantizedBytes,
+      base_f16: p.f16Bytes,
       base_f32: p.f32Bytes,
       lora: cat.lora ?? 0,
       gradients: cat.gradients ?? 0,
       optimizer: cat.optimizer ?? 0,
       activations: cat.activations ?? 0,
       kv_cache: cat.kv_cache ?? 0,
-      other: (cat.other ?? 0) + Math.max(0, (cat.weights ?? 0) - p.quantizedBytes - p.f32Bytes),
+      other: (cat.other ?? 0) + Math.max(0, (cat.weights ?? 0) - p.quantizedBytes - p.f16Bytes - p.f32Bytes),
     };
     return report;
   }
@@ -396,13 +426,20 @@ export class Model {
       tables.add(q.tables);
     }
     for (const t of tables) quantizedBytes += weightAllocation(t);
+    let f16Params = 0, f16Bytes = 0;
     for (const t of this.llama.weights.values()) {
-      f32Params += t.size;
-      f32Bytes += weightAllocation(t);
+      if (t.dtype === "f16") {
+        f16Params += t.size;
+        f16Bytes += weightAllocation(t);
+      } else {
+        f32Params += t.size;
+        f32Bytes += weightAllocation(t);
+      }
     }
     const spec = this.llama.quantSpec;
     return {
       quantizedParams, quantizedBytes, quantizedBitsPerParam: quantizedParams ? (quantizedBytes * 8) / quantizedParams : 0, f32Params, f32Bytes,
+      f16Params, f16Bytes,
       quantization: spec ? { type: spec.type, blocksize: spec.blocksize, doubleQuant: spec.doubleQuant } : undefined,
     };
   }
@@ -435,6 +472,14 @@ export async function openWeights(path: string): Promise<WeightSource> {
   return await ggufWeights(path);
 }
 
+/** "f16" where shader-f16 exists; an explicit "f16" without it falls back to f32 with a warning. */
+function chooseComputeDtype(asked: "f32" | "f16" | "auto", hasF16: boolean): ComputeDtype {
+  if (asked === "f32") return "f32";
+  if (hasF16) return "f16";
+  if (asked === "f16") console.warn("[model] computeDtype \"f16\": this GPU adapter has no shader-f16; computing in f32");
+  return "f32";
+}
+
 export async function loadModel(path: string, o: LoadModelOptions = {}): Promise<Model> {
   const source = await openWeights(path);
   try {
@@ -455,19 +500,14 @@ export async function loadModel(path: string, o: LoadModelOptions = {}): Promise
       throw new PeftError("TOKENIZER_MISMATCH", `${path}: tokenizer has ${tokenizer.vocabSize} tokens but the model's vocabulary is ${source.config.vocabSize}`);
     }
     const quant = resolveQuantizeSpec(o);
-    const computeDtype = o.computeDtype ?? "f32";
-    if (computeDtype !== "f32" && computeDtype !== "f16") throw new PeftError("BAD_PARAMETER", `computeDtype must be "f32" or "f16", got ${computeDtype}`);
-    const gpu = o.gpu ?? await Gpu.create();
-    if (computeDtype === "f16") {
-      throw new PeftError(
-        "UNSUPPORTED",
-        gpu.info.features.f16
-          ? "computeDtype \"f16\": the f16 compute path is not implemented yet; use \"f32\" (the 4-bit base already saves the memory)"
-          : "computeDtype \"f16\" needs the shader-f16 feature, which this GPU adapter does not offer; use \"f32\"",
-      );
+    const asked = o.computeDtype ?? "f32";
+    if (asked !== "f32" && asked !== "f16" && asked !== "auto") {
+      throw new PeftError("BAD_PARAMETER", `computeDtype must be "f32", "f16" or "auto", got ${JSON.stringify(asked)}`);
     }
-    const llama = await LlamaGpu.load(gpu, source, { quantize: quant });
-    return new Model(gpu, llama, tokenizer, path, source.gguf ? new Map(source.gguf.metadata) : undefined, computeDtype);
+    const gpu = o.gpu ?? await Gpu.create();
+    const computeDtype = chooseComputeDtype(asked, gpu.info.features.f16);
+    const llama = await LlamaGpu.load(gpu, source, { quantize: quant, computeDtype });
+    return new Model(gpu, llama, tokenizer, path, source.gguf ? new Map(source.gguf.metadata) : undefined);
   } finally {
     await source.close();
   }

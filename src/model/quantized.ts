@@ -1,10 +1,12 @@
 /**
- * Linear weights that may be 4-bit (QLoRA): a frozen base weight is either an f32 `Tensor`
- * [out, in] or a `QuantizedWeight` (NF4/FP4 codes + block scales, dequantized on the fly by the
- * 4-bit matmul kernels; no resident f32 copy of W ever exists on the GPU).
+ * Linear weights that may be 4-bit (QLoRA) or f16: a frozen base weight is an f32 `Tensor`
+ * [out, in], an f16 `Tensor` (computeDtype "f16": half the memory; the activations are narrowed to
+ * f16 for the product, sums and outputs stay f32) or a `QuantizedWeight` (NF4/FP4 codes + block
+ * scales, dequantized on the fly by the 4-bit matmul kernels; no resident f32 copy of W ever
+ * exists on the GPU).
  *
- *   forward   y  = alpha · x · Wᵀ   -> matmul(transB) | qmatmul
- *   backward  dx = alpha · dy · W    -> matmul          | qmatmulBackward
+ *   forward   y  = alpha · x · Wᵀ   -> matmul(transB) | matmulF16(transB) | qmatmul
+ *   backward  dx = alpha · dy · W    -> matmul          | matmulF16          | qmatmulBackward
  *
  * Quantization runs on the flattened [out, in] weight in GGUF row order (q/k rows stay in GGUF's
  * adjacent-pair order). Blocks are taken over the flat index, so when `in % blocksize != 0` a block
@@ -15,6 +17,9 @@
 import { PeftError } from "../errors.ts";
 import { type Gpu, Tensor } from "../gpu/gpu.ts";
 import { matmul } from "../kernels/matmul.ts";
+import { matmulF16 } from "../kernels/matmul_f16.ts";
+import { readF16Bits, toF16 } from "../kernels/convert_f16.ts";
+import { f16ToF32Array } from "../io/bytes.ts";
 import { qmatmul, qmatmulBackward, type QuantizedWeight } from "../kernels/nf4_matmul.ts";
 import { dequantize4bit, NESTED_BLOCKSIZE, type QuantState4bit, type QuantType4 } from "../quant/mod.ts";
 
@@ -42,25 +47,62 @@ export interface LinearMatmulOptions {
   alpha?: number;
   accumulate?: boolean;
   out?: Tensor;
+  /**
+   * "f16": the activation operand (x, or dy in the backward) is narrowed to f16 for a 4-bit W
+   * (computeDtype "f16"). An f16 W always computes with f16 activations. Sums and outputs stay f32.
+   */
+  compute?: ComputeDtype;
+}
+
+export type ComputeDtype = "f32" | "f16";
+
+/** The dtype the activations of a matmul with W are narrowed to. */
+function operandDtype(W: LinearWeight, compute: ComputeDtype | undefined): ComputeDtype {
+  if (isQuantized(W)) return compute ?? "f32";
+  return W.dtype === "f16" ? "f16" : "f32";
+}
+
+/** Runs `fn` on x in the operand dtype (a temporary f16 copy when narrowing). */
+function withOperand<T>(gpu: Gpu, x: Tensor, dtype: ComputeDtype, fn: (a: Tensor) => T): T {
+  if (x.dtype === dtype) return fn(x);
+  const a = toF16(gpu, x, "activations");
+  try {
+    return fn(a);
+  } finally {
+    a.release();
+  }
 }
 
 /** y [M, out] = alpha · x [M, in] · Wᵀ (+ out when accumulate). */
 export function linearMatmul(gpu: Gpu, x: Tensor, W: LinearWeight, o: LinearMatmulOptions): Tensor {
-  if (isQuantized(W)) return qmatmul(gpu, x, W, o);
-  const [N, K] = W.shape;
-  return matmul(gpu, x, W, { M: o.M, N, K, transB: true, alpha: o.alpha, accumulate: o.accumulate, out: o.out });
+  return withOperand(gpu, x, operandDtype(W, o.compute), (a) => {
+    if (isQuantized(W)) return qmatmul(gpu, a, W, o);
+    const [N, K] = W.shape;
+    const mo = { M: o.M, N, K, transB: true, alpha: o.alpha, accumulate: o.accumulate, out: o.out };
+    return W.dtype === "f16" ? matmulF16(gpu, a, W, mo) : matmul(gpu, a, W, mo);
+  });
 }
 
 /** dx [M, in] = alpha · dy [M, out] · W (+ out when accumulate). */
 export function linearMatmulBackward(gpu: Gpu, dy: Tensor, W: LinearWeight, o: LinearMatmulOptions): Tensor {
-  if (isQuantized(W)) return qmatmulBackward(gpu, dy, W, o);
-  const [N, K] = W.shape;
-  return matmul(gpu, dy, W, { M: o.M, N: K, K: N, alpha: o.alpha, accumulate: o.accumulate, out: o.out });
+  return withOperand(gpu, dy, operandDtype(W, o.compute), (a) => {
+    if (isQuantized(W)) return qmatmulBackward(gpu, a, W, o);
+    const [N, K] = W.shape;
+    const mo = { M: o.M, N: K, K: N, alpha: o.alpha, accumulate: o.accumulate, out: o.out };
+    return W.dtype === "f16" ? matmulF16(gpu, a, W, mo) : matmul(gpu, a, W, mo);
+  });
 }
 
 /** Bytes our allocator holds for a linear weight's own buffers (quantized: codes + scales). */
 export function linearWeightBytes(w: LinearWeight): number {
   return isQuantized(w) ? w.codes.byteLength + w.absmax.byteLength : w.byteLength;
+}
+
+/** A base weight's values as f32 on the host: dequantized (4-bit), widened (f16) or as stored. */
+export async function readWeightF32(gpu: Gpu, w: LinearWeight): Promise<Float32Array> {
+  if (isQuantized(w)) return await dequantizeWeight(gpu, w);
+  if (w.dtype === "f16") return f16ToF32Array(await readF16Bits(gpu, w));
+  return await gpu.readF32(w);
 }
 
 /**

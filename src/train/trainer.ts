@@ -13,6 +13,7 @@ import process from "node:process";
 import { PeftError } from "../errors.ts";
 import { readSafetensors, writeSafetensors } from "../io/safetensors.ts";
 import { sumOfSquares } from "../kernels/adamw.ts";
+import { LossScaler, type LossScaleState, type LossScalerOptions } from "./loss_scale.ts";
 import { checkTrainingPlan, formatPlan, type TrainingPlan } from "../model/memory_plan.ts";
 import { createOptimizer, type Optimizer, type OptimizerName, OPTIMIZERS, type OptimizerSlot } from "./paged_adamw.ts";
 import { evalLoss, lossAndGrads, type TrainableLora } from "../model/llama_train.ts";
@@ -82,6 +83,8 @@ export interface TrainOptions {
   gpuMemoryBudget?: number;
   /** paged_adamw: force paging with pages of this many values (otherwise sized from the budget). */
   pageElements?: number;
+  /** Dynamic loss scaling of a model with computeDtype "f16" (GradScaler's defaults). */
+  lossScaling?: LossScalerOptions;
 }
 
 export interface StepRecord {
@@ -106,9 +109,13 @@ export interface TrainResult {
   plan: TrainingPlan;
   /** Peak GPU bytes our allocator held during training (measured). */
   peakGpuBytes: number;
+  /** computeDtype "f16": steps skipped because their gradients overflowed, and the final loss scale. */
+  skippedSteps: number;
+  lossScale?: number;
 }
 
-interface Resolved extends Required<Omit<TrainOptions, "maxSteps" | "outputDir" | "onStep" | "signal" | "maxEvalBatches" | "stride" | "maxExamples" | "gpuMemoryBudget" | "pageElements">> {
+interface Resolved extends Required<Omit<TrainOptions, "maxSteps" | "outputDir" | "onStep" | "signal" | "maxEvalBatches" | "stride" | "maxExamples" | "gpuMemoryBudget" | "pageElements" | "lossScaling">> {
+  lossScaling?: LossScalerOptions;
   gpuMemoryBudget?: number;
   pageElements?: number;
   maxSteps?: number;
@@ -266,14 +273,18 @@ export async function train(model: Model, options: TrainOptions): Promise<TrainR
       adapter: r.adapter, batchSize: r.batchSize, seqLen: r.seqLen, gradientCheckpointing: r.gradientCheckpointing,
       optimizer: r.optimizer, gpuMemoryBudget: r.gpuMemoryBudget, pageElements: r.pageElements, evaluate: ds.eval.length > 0,
     });
-    say(`[train] base weights ${model.isQuantized ? `4-bit ${model.llama.quantSpec!.type}${model.llama.quantSpec!.doubleQuant ? " (double quant)" : ""}` : "f32"}; ` +
-      `compute dtype ${model.computeDtype} (shader-f16 ${model.gpu.info.features.f16 ? "available" : "not available"}); LoRA weights, gradients and optimizer state f32`);
+    const scaler = model.computeDtype === "f16" ? new LossScaler(r.lossScaling) : null;
+    const f16Base = model.parameterReport().f16Params > 0;
+    say(`[train] base weights ${model.isQuantized ? `4-bit ${model.llama.quantSpec!.type}${model.llama.quantSpec!.doubleQuant ? " (double quant)" : ""}` : f16Base ? "f16" : "f32"}; ` +
+      `compute dtype ${model.computeDtype} (shader-f16 ${model.gpu.info.features.f16 ? "available" : "not available"}); LoRA weights, gradients and optimizer state f32` +
+      (scaler ? `; dynamic loss scaling from ${scaler.scale}` : ""));
     say(formatPlan(plan));
     model.gpu.resetPeak();
     const lora = adapter.trainable();
     const optimizerGpuBytes = r.gpuMemoryBudget === undefined ? undefined : r.gpuMemoryBudget - (plan.total - plan.optimizer.gpuBytes);
     const opt = createOptimizer(model.gpu, r.optimizer, optimizerSlots(lora), { gpuBytes: optimizerGpuBytes, pageElements: r.pageElements ?? plan.optimizer.pageElements });
     let startStep = 0;
+    let skippedBefore = 0;
     let metrics: MetricsWriter | undefined;
     const records: MetricRecord[] = [];
     if (r.outputDir) {
@@ -282,6 +293,8 @@ export async function train(model: Model, options: TrainOptions): Promise<TrainR
       if (from) {
         const state = await restoreCheckpoint(model, r.adapter, opt, from);
         startStep = Number(state.step);
+        if (scaler && state.lossScale) scaler.restore(state.lossScale as LossScaleState);
+        skippedBefore = Number(state.skippedSteps ?? 0);
         say(`[train] resumed from ${from} at step ${startStep}`);
         // Keep the metrics of the steps the checkpoint includes; later lines are replaced.
         let old: MetricRecord[] = [];
@@ -296,7 +309,7 @@ export async function train(model: Model, options: TrainOptions): Promise<TrainR
     say(`[train] ${ds.train.length} train / ${ds.eval.length} eval sequences of ${r.seqLen} tokens; ` +
       `${totalSteps} steps of ${r.batchSize}x${r.gradientAccumulationSteps} sequences; ${model.gpu.info.description}`);
 
-    const result: TrainResult = { steps: startStep, totalSteps, losses: [], evals: [], stoppedEarly: false, outputDir: r.outputDir, plan, peakGpuBytes: 0 };
+    const result: TrainResult = { steps: startStep, totalSteps, losses: [], evals: [], stoppedEarly: false, outputDir: r.outputDir, plan, peakGpuBytes: 0, skippedSteps: skippedBefore };
     const record = async (m: MetricRecord) => {
       records.push(m);
       if (metrics) await metrics.write(m);
@@ -329,7 +342,7 @@ export async function train(model: Model, options: TrainOptions): Promise<TrainR
     const checkpoint = async (step: number) => {
       if (!r.outputDir) return;
       const dir = join(r.outputDir, `checkpoint-${step}`);
-      await writeCheckpoint(model, r.adapter, opt, dir, { step, seed: r.seed, totalSteps, adapter: r.adapter });
+      await writeCheckpoint(model, r.adapter, opt, dir, { step, seed: r.seed, totalSteps, adapter: r.adapter, ...(scaler ? { lossScale: scaler.state(), skippedSteps: result.skippedSteps } : {}) });
       progress.log(`[train] checkpoint ${dir}`);
     };
 
@@ -343,7 +356,7 @@ export async function train(model: Model, options: TrainOptions): Promise<TrainR
         for (const [k, b] of micro.entries()) {
           const t = lossAndGrads(model.llama, lora, { B: b.rows, T: b.seqLen, inputs: b.input, targets: b.target }, {
             seed: deriveSeed(r.seed, step, k),
-            gradScale: 1 / Math.max(1, lossTokens),
+            gradScale: (scaler?.scale ?? 1) / Math.max(1, lossTokens),
             checkpointing: r.gradientCheckpointing,
           });
           for (const v of await model.gpu.readF32(t)) lossSum += v;
@@ -358,13 +371,21 @@ export async function train(model: Model, options: TrainOptions): Promise<TrainR
           );
         }
         const sq = sumOfSquares(model.gpu, opt.slots.map((s) => s.grad));
-        const gradNorm = Math.sqrt((await model.gpu.readF32(sq))[0]);
+        const scale = scaler?.scale ?? 1;
+        const gradNorm = Math.sqrt((await model.gpu.readF32(sq))[0]) / scale;
         sq.release();
-        const clip = r.maxGradNorm > 0 ? Math.min(1, r.maxGradNorm / (gradNorm + 1e-6)) : 1;
         const lr = lrAt(step, sched);
-        await opt.step({
-          lr, beta1: r.adamBeta1, beta2: r.adamBeta2, eps: r.adamEpsilon, weightDecay: r.weightDecay, step: step + 1, gradScale: clip,
-        });
+        if (!scaler || scaler.update(Number.isFinite(gradNorm))) {
+          const clip = r.maxGradNorm > 0 ? Math.min(1, r.maxGradNorm / (gradNorm + 1e-6)) : 1;
+          await opt.step({
+            lr, beta1: r.adamBeta1, beta2: r.adamBeta2, eps: r.adamEpsilon, weightDecay: r.weightDecay, step: step + 1 - result.skippedSteps,
+            gradScale: clip / scale, // unscales the f16 path's loss scale too
+          });
+        } else {
+          // f16 overflow: no update (as GradScaler skips optimizer.step), the scale halves
+          result.skippedSteps++;
+          progress.log(`[train] step ${step + 1}: gradients overflowed in f16 at loss scale ${scale}; step skipped, scale now ${scaler.scale}`);
+        }
         const done = step + 1;
         result.steps = done;
         result.losses.push(loss);
@@ -392,6 +413,7 @@ export async function train(model: Model, options: TrainOptions): Promise<TrainR
     } finally {
       process.off("SIGINT", onSigint);
       result.peakGpuBytes = model.gpu.peakBytesHeld();
+      result.lossScale = scaler?.scale;
       opt.release();
       if (r.outputDir) {
         await mkdir(r.outputDir, { recursive: true });

@@ -89,7 +89,7 @@ Deno.test("quantized loading: the ~25M config's double-quantized linears cost <=
     const p = m.parameterReport();
     const bits = (p.quantizedBytes * 8) / p.quantizedParams;
     console.log(`  ${p.quantizedParams} quantized params: ${p.quantizedBytes} bytes = ${bits.toFixed(4)} bits/param; f32 rest ${p.f32Bytes} bytes; weights held ${held}`);
-    assert.equal(held, p.quantizedBytes + p.f32Bytes, "the report adds up to the allocator's weight bytes");
+    assert.equal(held, p.quantizedBytes + p.f16Bytes + p.f32Bytes, "the report adds up to the allocator's weight bytes");
     assert.equal(p.quantizedParams, 8 * (4 * 512 * 512 + 3 * 512 * 1376));
     assert.ok(bits <= 4.13, `${bits} bits/param`);
     for (const w of m.llama.quantized.values()) assert.ok(isQuantized(w));
