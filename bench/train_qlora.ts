@@ -1,9 +1,10 @@
 /**
  * QLoRA vs LoRA, side by side in one run (bytes are what our allocator holds in GPU buffers):
  *   ~25M-parameter config (dim 512, 8 layers, ffn 1376, 8 heads, vocab 512): tokens/s and peak GPU
- *     bytes of LoRA training (r 16, all-linear) on an f32 base vs an NF4 (double-quant) base;
+ *     bytes of LoRA training (r 16, all-linear) on an f32 base vs an NF4 (double-quant) base, each
+ *     with computeDtype f32 and f16 (f16 base linears / f16 activations into the 4-bit matmul);
  *   ~110M config (dim 768, 12 layers, ffn 2048, vocab 32000): GPU bytes only (one step, batch 1,
- *     seq 64), f32 vs NF4, measured and as the planner predicted it.
+ *     seq 64), the same four, measured and as the planner predicted it.
  * Random weights (GGUF written to a temp dir), tokens from ../shared/data/tinyshakespeare.txt.
  *
  *   node scripts/prepare.mjs && deno run -A bench/train_qlora.ts [--steps 4] [--skip-110m]
@@ -31,8 +32,13 @@ interface Row {
   tokensPerS?: number;
 }
 
-async function run(gpu: Gpu, path: string, config: string, quantize: "nf4" | undefined, o: { batchSize: number; seqLen: number; steps: number; timed: boolean }): Promise<Row> {
-  const m = await loadModel(path, { gpu, quantize, doubleQuant: quantize ? true : undefined });
+type Variant = { quantize?: "nf4"; computeDtype: "f32" | "f16" };
+const VARIANTS: Variant[] = [{ computeDtype: "f32" }, { computeDtype: "f16" }, { quantize: "nf4", computeDtype: "f32" }, { quantize: "nf4", computeDtype: "f16" }];
+
+async function run(gpu: Gpu, path: string, config: string, v: Variant, o: { batchSize: number; seqLen: number; steps: number; timed: boolean }): Promise<Row> {
+  const { quantize, computeDtype } = v;
+  if (computeDtype === "f16" && !gpu.info.features.f16) throw new Error("this GPU has no shader-f16: the f16 rows cannot run");
+  const m = await loadModel(path, { gpu, quantize, doubleQuant: quantize ? true : undefined, computeDtype });
   try {
     m.addAdapter("a", { r: 16, lora_alpha: 32, target_modules: "all-linear", lora_dropout: 0 }, 1);
     const times: number[] = [];
@@ -53,7 +59,7 @@ async function run(gpu: Gpu, path: string, config: string, quantize: "nf4" | und
     const p = m.parameterReport();
     const total = times.reduce((a, b) => a + b, 0);
     return {
-      config, base: quantize ? "nf4+dq" : "f32", params: p.quantizedParams + p.f16Params + p.f32Params, baseBytes: p.quantizedBytes + p.f16Bytes + p.f32Bytes,
+      config, base: `${quantize ? "nf4+dq" : computeDtype === "f16" ? "f16" : "f32"}, compute ${computeDtype}`, params: p.quantizedParams + p.f16Params + p.f32Params, baseBytes: p.quantizedBytes + p.f16Bytes + p.f32Bytes,
       peak: res.peakGpuBytes, planned: res.plan.total, tokensPerS: o.timed && times.length ? tokens / (total / 1000) : undefined,
     };
   } finally {
@@ -74,8 +80,8 @@ if (!flags["skip-110m"]) {
 for (const [name, shape, o] of configs) {
   const path = await randomLlamaGguf(shape);
   try {
-    for (const q of [undefined, "nf4"] as const) {
-      const r = await run(gpu, path, name, q, o);
+    for (const v of VARIANTS) {
+      const r = await run(gpu, path, name, v, o);
       rows.push(r);
       console.log(`  ${name} ${r.base}: done`);
     }
@@ -88,7 +94,7 @@ const MiB = (b: number) => (b / 2 ** 20).toFixed(1);
 const head = ["config", "base", "params", "base weights MiB", "peak GPU MiB", "planned MiB", "tokens/s", "peak reduction", "weights reduction"];
 const lines = [head];
 for (const r of rows) {
-  const ref = rows.find((x) => x.config === r.config && x.base === "f32")!;
+  const ref = rows.find((x) => x.config === r.config)!; // the first row: f32 base, f32 compute
   lines.push([
     r.config, r.base, `${(r.params / 1e6).toFixed(1)}M`, MiB(r.baseBytes), MiB(r.peak), MiB(r.planned),
     r.tokensPerS === undefined ? "-" : r.tokensPerS.toFixed(0),
