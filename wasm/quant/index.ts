@@ -219,11 +219,21 @@ export function quantize4(
         const rv16 = f32x4.splat(r16);
         const bLo = v128.load(grid), bHi = v128.load(grid, 16);
         const p0 = v128.load(grid, 32), p1 = v128.load(grid, 48), p2 = v128.load(grid, 64), p3 = v128.load(grid, 80);
-        for (; i + 32 <= len; i += 32) {
-          const q = p + (<usize>i << 2);
-          const lo = gridCodes16(q, rv, rv16, bLo, bHi, p0, p1, p2, p3, table, signMag);
-          const hi = gridCodes16(q + 64, rv, rv16, bLo, bHi, p0, p1, p2, p3, table, signMag);
-          v128.store(out + (<usize>i >> 1), packNibbles(lo, hi));
+        // two loops so each inlines one variant (fewer live registers in the NF4 one)
+        if (signMag) {
+          for (; i + 32 <= len; i += 32) {
+            const q = p + (<usize>i << 2);
+            const lo = gridCodes16(q, rv, rv16, bLo, bHi, p0, p1, p2, p3, table, true);
+            const hi = gridCodes16(q + 64, rv, rv16, bLo, bHi, p0, p1, p2, p3, table, true);
+            v128.store(out + (<usize>i >> 1), packNibbles(lo, hi));
+          }
+        } else {
+          for (; i + 32 <= len; i += 32) {
+            const q = p + (<usize>i << 2);
+            const lo = gridCodes16(q, rv, rv16, bLo, bHi, p0, p1, p2, p3, table, false);
+            const hi = gridCodes16(q + 64, rv, rv16, bLo, bHi, p0, p1, p2, p3, table, false);
+            v128.store(out + (<usize>i >> 1), packNibbles(lo, hi));
+          }
         }
       } else {
         const lo = f32x4.splat(-1);
@@ -419,14 +429,11 @@ export function quantize8(src: usize, n: i32, blocksize: i32, mids: usize, outCo
       let code = 0;
       if (amax != 0) {
         const s = min<f32>(max<f32>(load<f32>(p + (<usize>i << 2)) * r, -1), 1);
-        let lo = 0;
-        let hi = 255;
-        while (lo < hi) {
-          const mid = (lo + hi) >> 1;
-          if (s > load<f32>(mids + (<usize>mid << 2))) lo = mid + 1;
-          else hi = mid;
+        // branchless search over the 255 sorted midpoints (a data-dependent branch mispredicts
+        // about every other step): after the steps 128..1, code = #{ j : s > mids[j] }
+        for (let step = 128; step > 0; step >>= 1) {
+          code = select<i32>(code + step, code, s > load<f32>(mids + (<usize>(code + step - 1) << 2)));
         }
-        code = lo;
       }
       store<u8>(outCodes + <usize>(start + i), <u8>code);
     }
