@@ -1,6 +1,7 @@
 /**
  * `generate --model <gguf|hf dir> --prompt "…" [--max-tokens N] [--temperature T] [--top-k K]
- *  [--top-p P] [--seed S] [--adapter <dir>]` — streams the completion to stdout, stats to stderr.
+ *  [--top-p P] [--seed S] [--adapter <dir>] [--compute-dtype f32|f16|auto]` — streams the completion
+ *  to stdout, stats to stderr.
  */
 import process from "node:process";
 import { parseArgs } from "node:util";
@@ -8,7 +9,7 @@ import { PeftError } from "../errors.ts";
 import { loadModel } from "../model/model.ts";
 
 export const GENERATE_HELP = `usage: generate --model <path.gguf|hf-dir> --prompt "text" [--max-tokens 128] [--temperature 0.8]
-                [--top-k 0] [--top-p 1] [--seed S] [--adapter <peft-dir>]`;
+                [--top-k 0] [--top-p 1] [--seed S] [--adapter <peft-dir>] [--compute-dtype f32|f16|auto]`;
 
 export function numberFlag(v: string | undefined, name: string, fallback: number): number {
   if (v === undefined) return fallback;
@@ -29,13 +30,16 @@ export async function main(args: string[]): Promise<void> {
       "top-p": { type: "string" },
       seed: { type: "string" },
       adapter: { type: "string" },
+      "compute-dtype": { type: "string" },
       help: { type: "boolean", short: "h" },
     },
     strict: true,
   });
   if (values.help) return void console.log(GENERATE_HELP);
   if (!values.model) throw new PeftError("BAD_FLAG", `--model is required\n${GENERATE_HELP}`);
-  const model = await loadModel(values.model);
+  const computeDtype = values["compute-dtype"] ?? "f32";
+  if (computeDtype !== "f32" && computeDtype !== "f16" && computeDtype !== "auto") throw new PeftError("BAD_FLAG", `--compute-dtype must be f32, f16 or auto, got ${computeDtype}`);
+  const model = await loadModel(values.model, { computeDtype });
   let adapter: string | undefined;
   if (values.adapter) {
     adapter = "cli";
@@ -52,7 +56,7 @@ export async function main(args: string[]): Promise<void> {
     seed: numberFlag(values.seed, "seed", Date.now() % 2 ** 31),
     adapter,
   };
-  process.stderr.write(`[model] ${values.model} on ${model.gpu.info.description} (${model.gpu.info.runtime})\n`);
+  process.stderr.write(`[model] ${values.model} on ${model.gpu.info.description} (${model.gpu.info.runtime}), compute dtype ${model.computeDtype}\n`);
   process.stdout.write(values.prompt);
   const stream = model.generateStream(values.prompt, opts);
   let r = await stream.next();

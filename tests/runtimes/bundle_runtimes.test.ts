@@ -40,6 +40,15 @@ Deno.test("bundle: greedy generation under Node (webgpu, OpenGL backend)", () =>
   assert.ok(r.stdout.startsWith(EXPECTED), `node output: ${r.stdout}`);
 });
 
+Deno.test("bundle: --compute-dtype f16 without shader-f16 (Dawn's OpenGL backend) falls back to f32 and says so", () => {
+  ensureBundle();
+  const r = runCli("node", ["dist/cli.js", ...genArgs, "--compute-dtype", "f16"]);
+  assert.equal(r.status, 0, `node exited ${r.status} ${r.signal ?? ""}: ${r.stderr}`);
+  assert.ok(r.stdout.startsWith(EXPECTED), `node output: ${r.stdout}`);
+  assert.match(r.stderr, /has no shader-f16; computing in f32/);
+  assert.match(r.stderr, /compute dtype f32/);
+});
+
 Deno.test("bundle: greedy generation under Bun (bun-webgpu, OpenGL backend)", () => {
   ensureBundle();
   const bun = fileURLToPath(new URL("../../node_modules/.bin/bun", import.meta.url));
