@@ -1,26 +1,20 @@
 // matmul_body: the shared tiled / gemv matmul for shaders that include it (matmul.wgsl,
 // matmul_f16.wgsl). The including file declares Params, the bindings a, b, c, p, the overrides
 // TRANS_A, TRANS_B, ROWS and the element loads loadA(m, k) / loadB(k, n) -> f32; this file
-// holds the store, the workgroup tiles and the entry points tiled, gemv_t, gemv_n.
+// holds the store and the entry points tiled, gemv_t, gemv_n. The workgroup tiles and their
+// product are lib/tile_mma.wgsl's, shared with the 4-bit matmul.
 
-fn store(m: u32, n: u32, v: f32) {
-  let i = m * p.N + n;
+fn store(i: u32, v: f32) {
   if (p.accumulate != 0u) { c[i] = p.alpha * v + c[i]; } else { c[i] = p.alpha * v; }
 }
 
-const TK = 16u;
-// Tiles kept k-major with 4 consecutive rows (cols) per vec4: As[k*16 + m/4][m%4], Bs[k*16 + n/4][n%4],
-// so a thread fetches its 8 rows (cols) for one k as two vec4 reads.
-var<workgroup> As: array<vec4<f32>, 256>;
-var<workgroup> Bs: array<vec4<f32>, 256>;
+//#include "tile_mma.wgsl"
 
 @compute @workgroup_size(64)
 fn tiled(@builtin(local_invocation_index) lid: u32, @builtin(workgroup_id) wid: vec3<u32>) {
   let m0 = wid.y * 64u;
   let n0 = wid.x * 64u;
-  let tx = lid % 8u; // this thread's columns: n0 + tx*8 .. +7
-  let ty = lid / 8u; // this thread's rows:    m0 + ty*8 .. +7
-  var acc: array<vec4<f32>, 16>; // acc[i*2 + h] = row ty*8+i, cols tx*8 + h*4 .. +3
+  var acc: array<vec4<f32>, 16>; // this thread's 8x8 outputs, laid out as lib/tile_mma.wgsl says
   for (var k0 = 0u; k0 < p.K; k0 += TK) {
     // Each thread loads 16 of the 1024 elements of each tile; the element order follows the
     // contiguous dimension in memory so adjacent threads read adjacent addresses.
@@ -37,29 +31,9 @@ fn tiled(@builtin(local_invocation_index) lid: u32, @builtin(workgroup_id) wid: 
       if (n0 + nn < p.N && k0 + kb < p.K) { bv = loadB(k0 + kb, n0 + nn); }
       Bs[kb * 16u + nn / 4u][nn % 4u] = bv;
     }
-    workgroupBarrier();
-    for (var kk = 0u; kk < TK; kk++) {
-      let a0 = As[kk * 16u + ty * 2u];
-      let a1 = As[kk * 16u + ty * 2u + 1u];
-      let b0 = Bs[kk * 16u + tx * 2u];
-      let b1 = Bs[kk * 16u + tx * 2u + 1u];
-      for (var i = 0u; i < 4u; i++) {
-        acc[i * 2u] = fma(vec4<f32>(a0[i]), b0, acc[i * 2u]);
-        acc[i * 2u + 1u] = fma(vec4<f32>(a0[i]), b1, acc[i * 2u + 1u]);
-        acc[(i + 4u) * 2u] = fma(vec4<f32>(a1[i]), b0, acc[(i + 4u) * 2u]);
-        acc[(i + 4u) * 2u + 1u] = fma(vec4<f32>(a1[i]), b1, acc[(i + 4u) * 2u + 1u]);
-      }
-    }
-    workgroupBarrier();
+    tile_mma(&acc, lid);
   }
-  for (var i = 0u; i < 8u; i++) {
-    let m = m0 + ty * 8u + i;
-    if (m >= p.M) { break; }
-    for (var j = 0u; j < 8u; j++) {
-      let n = n0 + tx * 8u + j;
-      if (n < p.N) { store(m, n, acc[i * 2u + j / 4u][j % 4u]); }
-    }
-  }
+  tile_store(&acc, lid, m0, n0, p.M, p.N);
 }
 
 var<workgroup> partial: array<f32, 2048>; // [ROWS*32 outputs][8 K-lanes]
@@ -87,7 +61,7 @@ fn gemv_t(@builtin(local_invocation_index) lid: u32, @builtin(workgroup_id) wid:
     if (n < p.N) {
       var s = 0.0;
       for (var t = 0u; t < 8u; t++) { s += partial[o * 8u + t]; }
-      store(o / 32u, n, s);
+      store((o / 32u) * p.N + n, s);
     }
   }
 }
@@ -101,5 +75,5 @@ fn gemv_n(@builtin(local_invocation_index) lid: u32, @builtin(workgroup_id) wid:
     let bv = loadB(k, n);
     for (var r = 0u; r < ROWS; r++) { acc[r] = fma(loadA(r, k), bv, acc[r]); }
   }
-  for (var r = 0u; r < ROWS; r++) { store(r, n, acc[r]); }
+  for (var r = 0u; r < ROWS; r++) { store(r * p.N + n, acc[r]); }
 }

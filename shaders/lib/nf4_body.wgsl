@@ -2,7 +2,8 @@
 // nf4_matmul_f16.wgsl (f16 activations, computeDtype "f16"). The including file declares the
 // binding `a` (@binding(0)) and `fn act(i: u32) -> f32`, element i of a widened to f32; this file
 // holds Params, the other bindings, the dequantization and the entry points (documented in
-// shaders/nf4_matmul.wgsl).
+// shaders/nf4_matmul.wgsl). The tiled entry points take their workgroup tiles and tile product
+// from lib/tile_mma.wgsl, shared with the f32 / f16 matmul.
 
 struct Params {
   M: u32, N: u32, K: u32, blocksize: u32,
@@ -66,55 +67,35 @@ fn decode16(n: u32, k0: u32) -> array<f32, 16> {
   return out;
 }
 
-const TK = 16u;
-// k-major tiles with 4 consecutive rows (cols) per vec4, as in shaders/matmul.wgsl:
-// As[k*16 + m/4][m%4], Bs[k*16 + n/4][n%4].
-var<workgroup> As: array<vec4<f32>, 256>;
-var<workgroup> Bs: array<vec4<f32>, 256>;
+//#include "tile_mma.wgsl"
+
+// As <- a[m0 .. m0+63, r0 .. r0+15] of the row-major activations a [M, R] (R = K forward, N
+// backward), zero past the edges.
+fn load_a_tile(lid: u32, m0: u32, r0: u32, R: u32) {
+  for (var i = 0u; i < 16u; i++) {
+    let e = lid + i * 64u;
+    let rr = e % 16u;
+    let mm = e / 16u;
+    var av = 0.0;
+    if (m0 + mm < p.M && r0 + rr < R) { av = act((m0 + mm) * R + r0 + rr); }
+    As[rr * 16u + mm / 4u][mm % 4u] = av;
+  }
+}
 
 @compute @workgroup_size(64)
 fn tiled_fwd(@builtin(local_invocation_index) lid: u32, @builtin(workgroup_id) wid: vec3<u32>) {
   load_ctab(lid);
   let m0 = wid.y * 64u;
   let n0 = wid.x * 64u;
-  let tx = lid % 8u; // columns n0 + tx*8 .. +7
-  let ty = lid / 8u; // rows    m0 + ty*8 .. +7
   var acc: array<vec4<f32>, 16>;
   for (var k0 = 0u; k0 < p.K; k0 += TK) {
-    for (var i = 0u; i < 16u; i++) {
-      let e = lid + i * 64u;
-      let kk = e % 16u;
-      let mm = e / 16u;
-      var av = 0.0;
-      if (m0 + mm < p.M && k0 + kk < p.K) { av = act((m0 + mm) * p.K + k0 + kk); }
-      As[kk * 16u + mm / 4u][mm % 4u] = av;
-    }
+    load_a_tile(lid, m0, k0, p.K);
     // thread lid dequantizes W[n0 + lid, k0 .. k0+15]
     let w = decode16(n0 + lid, k0);
     for (var kk = 0u; kk < 16u; kk++) { Bs[kk * 16u + lid / 4u][lid % 4u] = w[kk]; }
-    workgroupBarrier();
-    for (var kk = 0u; kk < TK; kk++) {
-      let a0 = As[kk * 16u + ty * 2u];
-      let a1 = As[kk * 16u + ty * 2u + 1u];
-      let b0 = Bs[kk * 16u + tx * 2u];
-      let b1 = Bs[kk * 16u + tx * 2u + 1u];
-      for (var i = 0u; i < 4u; i++) {
-        acc[i * 2u] = fma(vec4<f32>(a0[i]), b0, acc[i * 2u]);
-        acc[i * 2u + 1u] = fma(vec4<f32>(a0[i]), b1, acc[i * 2u + 1u]);
-        acc[(i + 4u) * 2u] = fma(vec4<f32>(a1[i]), b0, acc[(i + 4u) * 2u]);
-        acc[(i + 4u) * 2u + 1u] = fma(vec4<f32>(a1[i]), b1, acc[(i + 4u) * 2u + 1u]);
-      }
-    }
-    workgroupBarrier();
+    tile_mma(&acc, lid);
   }
-  for (var i = 0u; i < 8u; i++) {
-    let m = m0 + ty * 8u + i;
-    if (m >= p.M) { break; }
-    for (var j = 0u; j < 8u; j++) {
-      let n = n0 + tx * 8u + j;
-      if (n < p.N) { store(m * p.N + n, acc[i * 2u + j / 4u][j % 4u]); }
-    }
-  }
+  tile_store(&acc, lid, m0, n0, p.M, p.N);
 }
 
 @compute @workgroup_size(64)
@@ -122,18 +103,9 @@ fn tiled_bwd(@builtin(local_invocation_index) lid: u32, @builtin(workgroup_id) w
   load_ctab(lid);
   let m0 = wid.y * 64u;
   let c0 = wid.x * 64u; // output columns are k
-  let tx = lid % 8u;
-  let ty = lid / 8u;
   var acc: array<vec4<f32>, 16>;
   for (var n0 = 0u; n0 < p.N; n0 += TK) {
-    for (var i = 0u; i < 16u; i++) {
-      let e = lid + i * 64u;
-      let rr = e % 16u;
-      let mm = e / 16u;
-      var av = 0.0;
-      if (m0 + mm < p.M && n0 + rr < p.N) { av = act((m0 + mm) * p.N + n0 + rr); }
-      As[rr * 16u + mm / 4u][mm % 4u] = av;
-    }
+    load_a_tile(lid, m0, n0, p.N);
     // thread lid dequantizes W[n0 + lid/4, c0 + (lid%4)*16 .. +15]: reduction row r, 16 columns
     let r = lid / 4u;
     let q = lid % 4u;
@@ -141,29 +113,9 @@ fn tiled_bwd(@builtin(local_invocation_index) lid: u32, @builtin(workgroup_id) w
     for (var j = 0u; j < 4u; j++) {
       Bs[r * 16u + q * 4u + j] = vec4<f32>(w[j * 4u], w[j * 4u + 1u], w[j * 4u + 2u], w[j * 4u + 3u]);
     }
-    workgroupBarrier();
-    for (var kk = 0u; kk < TK; kk++) {
-      let a0 = As[kk * 16u + ty * 2u];
-      let a1 = As[kk * 16u + ty * 2u + 1u];
-      let b0 = Bs[kk * 16u + tx * 2u];
-      let b1 = Bs[kk * 16u + tx * 2u + 1u];
-      for (var i = 0u; i < 4u; i++) {
-        acc[i * 2u] = fma(vec4<f32>(a0[i]), b0, acc[i * 2u]);
-        acc[i * 2u + 1u] = fma(vec4<f32>(a0[i]), b1, acc[i * 2u + 1u]);
-        acc[(i + 4u) * 2u] = fma(vec4<f32>(a1[i]), b0, acc[(i + 4u) * 2u]);
-        acc[(i + 4u) * 2u + 1u] = fma(vec4<f32>(a1[i]), b1, acc[(i + 4u) * 2u + 1u]);
-      }
-    }
-    workgroupBarrier();
+    tile_mma(&acc, lid);
   }
-  for (var i = 0u; i < 8u; i++) {
-    let m = m0 + ty * 8u + i;
-    if (m >= p.M) { break; }
-    for (var j = 0u; j < 8u; j++) {
-      let k = c0 + tx * 8u + j;
-      if (k < p.K) { store(m * p.K + k, acc[i * 2u + j / 4u][j % 4u]); }
-    }
-  }
+  tile_store(&acc, lid, m0, c0, p.M, p.K);
 }
 
 override ROWS: u32 = 1u;
