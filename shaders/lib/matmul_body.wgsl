@@ -9,6 +9,7 @@ fn store(i: u32, v: f32) {
 }
 
 //#include "tile_mma.wgsl"
+//#include "gemv_reduce.wgsl"
 
 @compute @workgroup_size(64)
 fn tiled(@builtin(local_invocation_index) lid: u32, @builtin(workgroup_id) wid: vec3<u32>) {
@@ -36,7 +37,6 @@ fn tiled(@builtin(local_invocation_index) lid: u32, @builtin(workgroup_id) wid: 
   tile_store(&acc, lid, m0, n0, p.M, p.N);
 }
 
-var<workgroup> partial: array<f32, 2048>; // [ROWS*32 outputs][8 K-lanes]
 
 @compute @workgroup_size(64)
 fn gemv_t(@builtin(local_invocation_index) lid: u32, @builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
@@ -52,18 +52,7 @@ fn gemv_t(@builtin(local_invocation_index) lid: u32, @builtin(workgroup_id) wid:
     let bv = vec4<f32>(loadB(k, cols[0]), loadB(k, cols[1]), loadB(k, cols[2]), loadB(k, cols[3]));
     for (var r = 0u; r < ROWS; r++) { acc[r] = fma(vec4<f32>(loadA(r, k)), bv, acc[r]); }
   }
-  for (var r = 0u; r < ROWS; r++) {
-    for (var j = 0u; j < 4u; j++) { partial[(r * 32u + (lid / 8u) * 4u + j) * 8u + kl] = acc[r][j]; }
-  }
-  workgroupBarrier();
-  for (var o = lid; o < ROWS * 32u; o += 64u) {
-    let n = g0 + o % 32u;
-    if (n < p.N) {
-      var s = 0.0;
-      for (var t = 0u; t < 8u; t++) { s += partial[o * 8u + t]; }
-      store((o / 32u) * p.N + n, s);
-    }
-  }
+  gemv_reduce(&acc, lid, g0);
 }
 
 @compute @workgroup_size(64)

@@ -68,6 +68,7 @@ fn decode16(n: u32, k0: u32) -> array<f32, 16> {
 }
 
 //#include "tile_mma.wgsl"
+//#include "gemv_reduce.wgsl"
 
 // As <- a[m0 .. m0+63, r0 .. r0+15] of the row-major activations a [M, R] (R = K forward, N
 // backward), zero past the edges.
@@ -119,7 +120,6 @@ fn tiled_bwd(@builtin(local_invocation_index) lid: u32, @builtin(workgroup_id) w
 }
 
 override ROWS: u32 = 1u;
-var<workgroup> partial: array<f32, 2048>; // gemv8: [ROWS*32 outputs][8 lanes]; gemv_bwd8: [64][8]
 
 // 8 codes of a word, in element order, times nothing: (lo = elements 0..3, hi = 4..7)
 fn codes_lo(word: u32) -> vec4<f32> {
@@ -165,18 +165,7 @@ fn gemv8(@builtin(local_invocation_index) lid: u32, @builtin(workgroup_id) wid: 
       acc[m] = fma(d, sc, acc[m]);
     }
   }
-  for (var m = 0u; m < ROWS; m++) {
-    for (var i = 0u; i < 4u; i++) { partial[(m * 32u + c0 + i) * 8u + lane] = acc[m][i]; }
-  }
-  workgroupBarrier();
-  for (var o = lid; o < ROWS * 32u; o += 64u) {
-    let n = g0 + o % 32u;
-    if (n < p.N) {
-      var t = 0.0;
-      for (var l = 0u; l < 8u; l++) { t += partial[o * 8u + l]; }
-      store((o / 32u) * p.N + n, t);
-    }
-  }
+  gemv_reduce(&acc, lid, g0);
 }
 
 // Decode-sized backward (M <= 8) for K % 8 == 0: 8 word-columns (64 outputs) per workgroup,
@@ -203,7 +192,8 @@ fn gemv_bwd8(@builtin(local_invocation_index) lid: u32, @builtin(workgroup_id) w
       acc[m * 2u + 1u] = fma(d, hi, acc[m * 2u + 1u]);
     }
   }
-  // add the 8 lanes' partial sums, one row at a time; thread lid finishes output column g0*8 + lid
+  // add the 8 lanes' partial sums (in `partial` of lib/gemv_reduce.wgsl, here [64 columns][8 lanes]),
+  // one row at a time; thread lid finishes output column g0*8 + lid
   for (var m = 0u; m < ROWS; m++) {
     for (var j = 0u; j < 8u; j++) { partial[(c * 8u + j) * 8u + lane] = acc[m * 2u + j / 4u][j % 4u]; }
     workgroupBarrier();
