@@ -18,6 +18,13 @@ export function numberFlag(v: string | undefined, name: string, fallback: number
   return n;
 }
 
+/** --compute-dtype f32|f16|auto (default f32), for loadModel's computeDtype. */
+export function computeDtypeFlag(v: string | undefined): "f32" | "f16" | "auto" {
+  const d = v ?? "f32";
+  if (d !== "f32" && d !== "f16" && d !== "auto") throw new PeftError("BAD_FLAG", `--compute-dtype must be f32, f16 or auto, got ${d}`);
+  return d;
+}
+
 export async function main(args: string[]): Promise<void> {
   const { values } = parseArgs({
     args,
@@ -37,9 +44,7 @@ export async function main(args: string[]): Promise<void> {
   });
   if (values.help) return void console.log(GENERATE_HELP);
   if (!values.model) throw new PeftError("BAD_FLAG", `--model is required\n${GENERATE_HELP}`);
-  const computeDtype = values["compute-dtype"] ?? "f32";
-  if (computeDtype !== "f32" && computeDtype !== "f16" && computeDtype !== "auto") throw new PeftError("BAD_FLAG", `--compute-dtype must be f32, f16 or auto, got ${computeDtype}`);
-  const model = await loadModel(values.model, { computeDtype });
+  const model = await loadModel(values.model, { computeDtype: computeDtypeFlag(values["compute-dtype"]) });
   let adapter: string | undefined;
   if (values.adapter) {
     adapter = "cli";

@@ -14,12 +14,12 @@ import { loadModel } from "../model/model.ts";
 import { createApp } from "../serve/app.ts";
 import { ModelEngine } from "../serve/engine.ts";
 import { onShutdownSignal, startServer } from "../serve/server.ts";
-import { numberFlag } from "./generate.ts";
+import { computeDtypeFlag, numberFlag } from "./generate.ts";
 
 export const SERVE_HELP = `usage: serve --model <path.gguf|hf-dir> [--adapters <dir>] [--port 8080] [--host 127.0.0.1]
              [--api-key KEY] (or env EDGE_PEFT_API_KEY) [--model-id NAME] [--max-queue 64]
              [--adapter-budget-mb N] [--timeout-ms 120000] [--max-tokens 128] [--context-length N]
-             [--max-body-bytes 1048576] [--max-upload-bytes 268435456]`;
+             [--max-body-bytes 1048576] [--max-upload-bytes 268435456] [--compute-dtype f32|f16|auto]`;
 
 function intFlag(v: string | undefined, name: string, fallback: number, min = 0): number {
   const n = numberFlag(v, name, fallback);
@@ -33,6 +33,7 @@ export async function main(args: string[]): Promise<void> {
     options: {
       model: { type: "string" },
       adapters: { type: "string" },
+      "compute-dtype": { type: "string" },
       port: { type: "string" },
       host: { type: "string" },
       "api-key": { type: "string" },
@@ -59,7 +60,10 @@ export async function main(args: string[]): Promise<void> {
   const budgetMb = v["adapter-budget-mb"] === undefined ? undefined : numberFlag(v["adapter-budget-mb"], "adapter-budget-mb", 0);
   if (budgetMb !== undefined && !(budgetMb > 0)) throw new PeftError("BAD_FLAG", `--adapter-budget-mb must be > 0`);
 
-  const model = await loadModel(v.model, v["context-length"] ? { contextLength: intFlag(v["context-length"], "context-length", 0, 1) } : {});
+  const model = await loadModel(v.model, {
+    computeDtype: computeDtypeFlag(v["compute-dtype"]),
+    ...(v["context-length"] ? { contextLength: intFlag(v["context-length"], "context-length", 0, 1) } : {}),
+  });
   const engine = new ModelEngine(model, {
     modelId,
     maxQueue: intFlag(v["max-queue"], "max-queue", 64),

@@ -8,7 +8,7 @@ import { PeftError } from "../errors.ts";
 import { loadModel } from "../model/model.ts";
 import { train } from "../train/trainer.ts";
 import type { LrSchedulerName } from "../train/schedule.ts";
-import { numberFlag } from "./generate.ts";
+import { computeDtypeFlag, numberFlag } from "./generate.ts";
 
 export const TRAIN_HELP = `usage: train --model <path.gguf|hf-dir> --data <file.txt|file.jsonl> --out <dir> [flags]
   LoRA:   --r 8 --lora-alpha 16 --lora-dropout 0.05 --target-modules q_proj,v_proj|all-linear [--use-rslora]
@@ -63,10 +63,8 @@ export async function main(args: string[]): Promise<void> {
   const optimizer = opt("optimizer");
   if (optimizer !== undefined && optimizer !== "adamw" && optimizer !== "paged_adamw") throw new PeftError("BAD_FLAG", `--optimizer must be adamw or paged_adamw, got ${optimizer}`);
   const budget = opt("gpu-memory-budget");
-  const computeDtype = opt("compute-dtype") ?? "f32";
-  if (computeDtype !== "f32" && computeDtype !== "f16" && computeDtype !== "auto") throw new PeftError("BAD_FLAG", `--compute-dtype must be f32, f16 or auto, got ${computeDtype}`);
   const model = await loadModel(v.model!, {
-    computeDtype,
+    computeDtype: computeDtypeFlag(opt("compute-dtype")),
     ...(quantize ? { quantize, doubleQuant: v["double-quant"] ?? false, blocksize: num("blocksize") } : {}),
   });
   if (quantize) {

@@ -12,7 +12,7 @@ import { Sampler, type SamplingOptions, validateSampling } from "./sampler.ts";
 /** What generation needs of a tokenizer (src/tokenizer's Tokenizer satisfies it). */
 export interface GenerationTokenizer {
   encode(text: string, o?: { addSpecial?: boolean; parseSpecial?: boolean }): number[];
-  createStreamDecoder(): { push(id: number): string; flush(): string };
+  createStreamDecoder(o?: { after?: ArrayLike<number> }): { push(id: number): string; flush(): string };
   eosId: number;
 }
 
@@ -66,7 +66,7 @@ export async function* generateTokens(
   if (promptIds.length >= ctx) {
     throw new PeftError("CONTEXT_OVERFLOW", `prompt has ${promptIds.length} tokens; the model's context length is ${ctx}`);
   }
-  const decoder = tok.createStreamDecoder();
+  const decoder = tok.createStreamDecoder({ after: promptIds });
   const stops = (o.stop ?? []).filter((s) => s.length > 0);
   const maxStop = Math.max(0, ...stops.map((s) => s.length));
   let pending = ""; // text held back while it could be the start of a stop string

@@ -133,10 +133,16 @@ export interface StreamDecoder {
   flush(): string;
 }
 
-export function createStreamDecoder(table: PieceTable, skipSpecial: boolean): StreamDecoder {
+/**
+ * `after`: ids already shown (a prompt being continued). They only advance the prefix-space state,
+ * so a continuation keeps its leading space ("Once" + " upon"), as llama.cpp prints it and as
+ * decode(prompt + completion) reads.
+ */
+export function createStreamDecoder(table: PieceTable, skipSpecial: boolean, after: ArrayLike<number> = []): StreamDecoder {
   const dec = new TextDecoder("utf-8", { fatal: false, ignoreBOM: true });
   let held = new Uint8Array(0);
   const state = table.newState();
+  for (const _ of table.piecesOf(after, skipSpecial, state)) { /* state only */ }
   const one = [0];
   return {
     push(id: number): string {

@@ -216,8 +216,9 @@ export class Tokenizer {
   }
 
   /** Incremental decoder for streaming generation: never emits half a UTF-8 character. */
-  createStreamDecoder(options: DecodeOptions = {}): StreamDecoder {
-    return createStreamDecoder(this.table, options.skipSpecial ?? false);
+  /** Incremental decoding; `after`: ids already shown (a prompt being continued). */
+  createStreamDecoder(options: DecodeOptions & { after?: ArrayLike<number> } = {}): StreamDecoder {
+    return createStreamDecoder(this.table, options.skipSpecial ?? false, options.after);
   }
 }
 

@@ -63,6 +63,18 @@ Deno.test("stories260K: stream decoder never splits a UTF-8 character", () => {
   assert.equal(sd2.flush(), "\uFFFD");
 });
 
+Deno.test("stories260K: a stream continuing a prompt keeps the continuation's leading space", () => {
+  const text = "Once upon a time, Tim and Sue went to the park. They saw a big dog!";
+  const ids = tok.encode(text);
+  for (const k of [1, 2, 5, ids.length - 1]) {
+    const sd = tok.createStreamDecoder({ after: ids.slice(0, k) });
+    const rest = ids.slice(k).map((id) => sd.push(id)).join("") + sd.flush();
+    assert.equal(tok.decode(ids.slice(0, k)) + rest, tok.decode(ids), `split at ${k}`);
+  }
+  const sd = tok.createStreamDecoder({ after: tok.encode("Once") });
+  assert.equal(sd.push(tok.encode("Once upon", { addSpecial: false })[1]), " upon");
+});
+
 Deno.test("stories260K: bad ids are named", () => {
   assert.throws(() => tok.decode([512]), (e: Error & { code?: string }) => e.code === "TOKENIZER_BAD_ID" && /512/.test(e.message));
   assert.throws(() => tok.idToToken(-1), (e: Error & { code?: string }) => e.code === "TOKENIZER_BAD_ID");
