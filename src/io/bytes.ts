@@ -95,6 +95,12 @@ export function f16ToF32(h: number): number {
   return s * (1 + m / 1024) * 2 ** (e - 15);
 }
 
+/** float -> IEEE half (round to nearest even) for a whole array. */
+export function f32ToF16Array(src: Float32Array, dst = new Uint16Array(src.length)): Uint16Array {
+  for (let i = 0; i < src.length; i++) dst[i] = f32ToF16(src[i]);
+  return dst;
+}
+
 const f32Scratch = new Float32Array(1);
 const u32Scratch = new Uint32Array(f32Scratch.buffer);
 /** float -> IEEE half with round-to-nearest-even. */

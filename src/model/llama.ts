@@ -20,7 +20,7 @@ import { type ActiveAdapter, linear } from "./linear.ts";
 import { type QuantizedWeight, uploadQuantizedGroup } from "../kernels/nf4_matmul.ts";
 import { quantize4bit, type QuantState4bit } from "../quant/mod.ts";
 import { type ComputeDtype, isQuantized, type LinearWeight, type QuantizeSpec } from "./quantized.ts";
-import { f32ToF16 } from "../io/bytes.ts";
+import { f32ToF16Array } from "../io/bytes.ts";
 import type { WeightSource } from "./weights.ts";
 
 export interface LlamaLoadOptions {
@@ -103,7 +103,7 @@ export class LlamaGpu {
           const state = quantize4bit(data, { type: q.type, blocksize: q.blocksize, doubleQuant: q.doubleQuant, name: `${source.name}: ${n}`, shape });
           group.push({ name: n, state, shape: [shape[0], shape[1]] });
         } else if (toF16(n)) {
-          weights.set(n, gpu.upload(Uint16Array.from(data, f32ToF16), shape, "f16", "weights"));
+          weights.set(n, gpu.upload(f32ToF16Array(data), shape, "f16", "weights"));
         } else {
           weights.set(n, gpu.upload(data, shape, "f32", "weights"));
         }

@@ -8,7 +8,7 @@ import { Gpu, type Tensor } from "../gpu/gpu.ts";
 import { type GeneratedPiece, generateTokens, type GenerateOptions, type GenerationResult } from "../infer/generate.ts";
 import { Tokenizer } from "../tokenizer/mod.ts";
 import { GgufType, type GgufMetaEntry, writeGGUF } from "../io/gguf.ts";
-import { f32ToF16 } from "../io/bytes.ts";
+import { f32ToF16Array } from "../io/bytes.ts";
 import { matmul } from "../kernels/matmul.ts";
 import { uploadQuantized } from "../kernels/nf4_matmul.ts";
 import { quantize4bit } from "../quant/mod.ts";
@@ -340,7 +340,7 @@ export class Model {
       const w = this.llama.lw(name);
       const data = await readWeightF32(this.gpu, w);
       const shape = [...w.shape];
-      tensors.push({ name, shape, data: dtype === "f16" && shape.length === 2 ? Uint16Array.from(data, f32ToF16) : data });
+      tensors.push({ name, shape, data: dtype === "f16" && shape.length === 2 ? f32ToF16Array(data) : data });
     }
     const metadata = new Map(this.ggufMetadata);
     metadata.set("general.file_type", { type: GgufType.UINT32, value: dtype === "f16" ? 1 : 0 });
