@@ -54,6 +54,18 @@ Deno.test("f16 compute: linears stored f16 (half the bytes), logits near f32's, 
   }
 });
 
+Deno.test("computeDtype: \"auto\" picks f16 where shader-f16 exists; bad values are named", async () => {
+  const gpu = await testGpu();
+  const m = await loadModel(STORIES, { gpu, computeDtype: "auto" });
+  try {
+    assert.equal(m.computeDtype, gpu.info.features.f16 ? "f16" : "f32");
+  } finally {
+    m.close();
+  }
+  await assert.rejects(loadModel(STORIES, { gpu, computeDtype: "bf16" as "f16" }), (e: Error & { code?: string }) =>
+    e.code === "BAD_PARAMETER" && /computeDtype must be "f32", "f16" or "auto", got "bf16"/.test(e.message));
+});
+
 Deno.test("f16 compute: LoRA gradients match f32's; loss scaling keeps small gradients that f16 would flush", async () => {
   const grads = async (m: Model, gradScale: number) => {
     m.addAdapter("g", { ...LORA, init_lora_weights: "gaussian" }, 3);
