@@ -2,7 +2,8 @@
 // Bindings:
 //   param, grad, m, v: [n] f32 (param/m/v read_write, updated in place; grad read)
 //   partials: [count] f32 scratch for the two-stage reduction; total: [1] f32 result
-//   p: {n, partOff, count, _pad: u32, lr, beta1, beta2, eps, weightDecay, bc1, bc2, gradScale: f32}
+//   p: Params of lib/adamw_update.wgsl {n, off (partials offset), count, _pad: u32, lr, beta1, beta2,
+//      eps, weightDecay, bc1, bc2, gradScale: f32}
 // Entry points:
 //   step         : PyTorch AdamW (decoupled weight decay, bias correction), per element i < n:
 //                  g = grad*gradScale; m = b1 m + (1-b1) g; v = b2 v + (1-b2) g²;
@@ -10,12 +11,9 @@
 //                  bc1 = 1-b1^t, bc2 = 1-b2^t computed on the host in f64.
 //                  1D index i = gid.x + gid.y * (groups in x) * 64.
 //   partial_sums : stage 1 over `grad` (the tensor being measured): workgroup g of G sums
-//                  grad[i]² for i = g*64 + lid + k*G*64 and writes partials[partOff + g].
+//                  grad[i]² for i = g*64 + lid + k*G*64 and writes partials[off + g].
 //   final_sum    : stage 2, one workgroup: total[0] = Σ partials[0..count). Fixed order: deterministic.
-struct Params {
-  n: u32, partOff: u32, count: u32, _pad: u32,
-  lr: f32, beta1: f32, beta2: f32, eps: f32, weightDecay: f32, bc1: f32, bc2: f32, gradScale: f32,
-}
+//#include "lib/adamw_update.wgsl"
 @group(0) @binding(0) var<storage, read_write> param: array<f32>;
 @group(0) @binding(1) var<storage, read> grad: array<f32>;
 @group(0) @binding(2) var<storage, read_write> m: array<f32>;
@@ -28,15 +26,10 @@ struct Params {
 fn step(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
   let i = gid.x + gid.y * nwg.x * 64u;
   if (i >= p.n) { return; }
-  let g = grad[i] * p.gradScale;
-  let mi = p.beta1 * m[i] + (1.0 - p.beta1) * g;
-  let vi = p.beta2 * v[i] + (1.0 - p.beta2) * g * g;
-  m[i] = mi;
-  v[i] = vi;
-  var w = param[i];
-  w -= p.lr * p.weightDecay * w;
-  w -= p.lr * (mi / p.bc1) / (sqrt(vi / p.bc2) + p.eps);
-  param[i] = w;
+  let r = adamwUpdate(param[i], grad[i], m[i], v[i]);
+  param[i] = r.x;
+  m[i] = r.y;
+  v[i] = r.z;
 }
 
 var<workgroup> red: array<f32, 64>;
@@ -57,7 +50,7 @@ fn partial_sums(@builtin(local_invocation_index) lid: u32, @builtin(workgroup_id
   for (var i = wid.x * 64u + lid; i < p.n; i += stride) { s = fma(grad[i], grad[i], s); }
   red[lid] = s;
   reduceWorkgroup(lid);
-  if (lid == 0u) { partials[p.partOff + wid.x] = red[0]; }
+  if (lid == 0u) { partials[p.off + wid.x] = red[0]; }
 }
 
 @compute @workgroup_size(64)

@@ -8,6 +8,7 @@ import { PeftError } from "../errors.ts";
 import { loadModel } from "../model/model.ts";
 import { train } from "../train/trainer.ts";
 import type { LrSchedulerName } from "../train/schedule.ts";
+import { type OptimizerName, OPTIMIZERS } from "../train/paged_adamw.ts";
 import { computeDtypeFlag, numberFlag } from "./generate.ts";
 
 export const TRAIN_HELP = `usage: train --model <path.gguf|hf-dir> --data <file.txt|file.jsonl> --out <dir> [flags]
@@ -18,7 +19,7 @@ export const TRAIN_HELP = `usage: train --model <path.gguf|hf-dir> --data <file.
           --warmup-ratio 0 --warmup-steps 0 --weight-decay 0 --max-grad-norm 1.0 --epochs 1 --max-steps N --seed 42
   run:    --eval-steps N --save-steps N --resume [--gradient-checkpointing] [--sample "prompt"]
   QLoRA:  --quantize nf4|fp4 [--double-quant] [--blocksize 64] (4-bit frozen base, dequantized on the fly)
-          --optimizer adamw|paged_adamw --gpu-memory-budget <bytes|512MiB|2GiB> (plans memory first, refuses when over)
+          --optimizer adamw|paged_adamw|adamw_8bit --gpu-memory-budget <bytes|512MiB|2GiB> (plans memory first, refuses when over)
   f16:    --compute-dtype f32|f16|auto (f16: base matmuls on f16 operands, f16 base weights unless 4-bit,
           LoRA kept f32, dynamic loss scaling; needs shader-f16, else f32)`;
 
@@ -61,7 +62,7 @@ export async function main(args: string[]): Promise<void> {
   if (quantize !== undefined && quantize !== "nf4" && quantize !== "fp4") throw new PeftError("BAD_FLAG", `--quantize must be nf4 or fp4, got ${quantize}`);
   if (quantize === undefined && (v["double-quant"] || opt("blocksize") !== undefined)) throw new PeftError("BAD_FLAG", "--double-quant and --blocksize need --quantize nf4|fp4");
   const optimizer = opt("optimizer");
-  if (optimizer !== undefined && optimizer !== "adamw" && optimizer !== "paged_adamw") throw new PeftError("BAD_FLAG", `--optimizer must be adamw or paged_adamw, got ${optimizer}`);
+  if (optimizer !== undefined && !(OPTIMIZERS as string[]).includes(optimizer)) throw new PeftError("BAD_FLAG", `--optimizer must be one of ${OPTIMIZERS.join(", ")}, got ${optimizer}`);
   const budget = opt("gpu-memory-budget");
   const model = await loadModel(v.model!, {
     computeDtype: computeDtypeFlag(opt("compute-dtype")),
@@ -92,7 +93,7 @@ export async function main(args: string[]): Promise<void> {
     weightDecay: num("weight-decay"), maxGradNorm: num("max-grad-norm"), epochs: num("epochs"), maxSteps: num("max-steps"),
     seed: num("seed"), evalSteps: num("eval-steps"), saveSteps: num("save-steps"), resume: v.resume,
     gradientCheckpointing: v["gradient-checkpointing"],
-    optimizer: optimizer as "adamw" | "paged_adamw" | undefined,
+    optimizer: optimizer as OptimizerName | undefined,
     gpuMemoryBudget: budget === undefined ? undefined : parseBytes(budget, "gpu-memory-budget"),
   });
   if (res.initialEvalLoss !== undefined && res.finalEvalLoss !== undefined) {

@@ -23,7 +23,8 @@ export interface AdamwOptions {
   gradScale?: number;
 }
 
-function validate(o: AdamwOptions): void {
+/** Checks AdamW's hyper-parameters (PeftError ADAMW_ARGS naming the option). */
+export function validateAdamwOptions(o: AdamwOptions): void {
   for (const k of ["lr", "eps", "weightDecay"] as const) {
     check(Number.isFinite(o[k]) && o[k] >= 0, "ADAMW_ARGS", `adamw: ${k} = ${o[k]} must be a finite number >= 0`);
   }
@@ -34,14 +35,15 @@ function validate(o: AdamwOptions): void {
   check(o.gradScale === undefined || Number.isFinite(o.gradScale), "ADAMW_ARGS", `adamw: gradScale = ${o.gradScale} must be finite`);
 }
 
-function adamwParams(n: number, o: AdamwOptions, partOff = 0, count = 0) {
+/** The uniform Params of shaders/lib/adamw_update.wgsl (adamw.wgsl, adamw8bit.wgsl). */
+export function adamwParams(n: number, o: AdamwOptions, off = 0, count = 0) {
   const bc1 = 1 - o.beta1 ** o.step, bc2 = 1 - o.beta2 ** o.step;
-  return [n, partOff, count, 0, f32(o.lr), f32(o.beta1), f32(o.beta2), f32(o.eps), f32(o.weightDecay), f32(bc1), f32(bc2), f32(o.gradScale ?? 1)];
+  return [n, off, count, 0, f32(o.lr), f32(o.beta1), f32(o.beta2), f32(o.eps), f32(o.weightDecay), f32(bc1), f32(bc2), f32(o.gradScale ?? 1)];
 }
 
 /** One AdamW update of `param` (and its moments m, v) in place. */
 export function adamwStep(gpu: Gpu, s: AdamwState, o: AdamwOptions): void {
-  validate(o);
+  validateAdamwOptions(o);
   const n = s.param.size;
   for (const k of ["grad", "m", "v"] as const) {
     check(s[k].size === n && s[k].dtype === "f32", "ADAMW_SHAPE", `adamw: ${k} [${s[k].shape}] ${s[k].dtype} must match param [${s.param.shape}] f32`);
@@ -97,7 +99,7 @@ export function adamwReference(
   s: { param: Float32Array; grad: Float32Array; m: Float32Array; v: Float32Array },
   o: AdamwOptions,
 ): { param: Float32Array; m: Float32Array; v: Float32Array } {
-  validate(o);
+  validateAdamwOptions(o);
   const n = s.param.length, gs = o.gradScale ?? 1;
   const bc1 = 1 - o.beta1 ** o.step, bc2 = 1 - o.beta2 ** o.step;
   const param = new Float32Array(n), m = new Float32Array(n), v = new Float32Array(n);

@@ -213,7 +213,10 @@ export function checkTrainingPlan(model: Model, o: TrainingPlanOptions): Trainin
   if (plan.fits) return plan;
   const tries: [string, TrainingPlanOptions][] = [];
   if (!o.gradientCheckpointing) tries.push(["gradientCheckpointing: true (--gradient-checkpointing)", { ...o, gradientCheckpointing: true }]);
-  if ((o.optimizer ?? "adamw") === "adamw") tries.push(["optimizer: \"paged_adamw\" (--optimizer paged_adamw)", { ...o, optimizer: "paged_adamw" }]);
+  if ((o.optimizer ?? "adamw") === "adamw") {
+    tries.push(["optimizer: \"paged_adamw\" (--optimizer paged_adamw)", { ...o, optimizer: "paged_adamw" }]);
+    tries.push(["optimizer: \"adamw_8bit\" (--optimizer adamw_8bit)", { ...o, optimizer: "adamw_8bit" }]);
+  }
   for (let b = Math.floor(o.batchSize / 2); b >= 1; b = Math.floor(b / 2)) {
     tries.push([`batchSize: ${b} with gradientAccumulationSteps x${Math.ceil(o.batchSize / b)} (--batch-size ${b} --grad-accum ${Math.ceil(o.batchSize / b)})`, { ...o, batchSize: b }]);
     if (b === 1) break;

@@ -13,5 +13,5 @@ export {
   type QuantState4bit,
   type SourceDType,
 } from "./quantize.ts";
-export { createDynamicMap, DYNAMIC_MAP, FP4_CODE, NF4_CODE, type QuantType4 } from "./tables.ts";
+export { createDynamicMap, DYNAMIC_MAP, FP4_CODE, NF4_CODE, type QuantType4, UNSIGNED_DYNAMIC_MAP } from "./tables.ts";
 export { dequantize4bitReference, quantize4bitReference } from "./reference.ts";

@@ -7,7 +7,8 @@
  *   magnitudes {0, 0.0625, 8, 12, 4, 6, 2, 3} for codes 0..7, divided by 12 in f32; codes 8..15
  *   are the negatives. This is the table bnb stores as `quant_map` and its CUDA kernels use.
  * - Dynamic map: create_dynamic_map(signed=True, max_exponent_bits=7, total_bits=8), the
- *   256-entry sorted table for 8-bit blockwise quantization of the absmax constants.
+ *   256-entry sorted table for 8-bit blockwise quantization of the absmax constants (and of
+ *   8-bit AdamW's first moment); signed=False gives the unsigned map of its second moment.
  *
  * Tie rule: a value exactly on a midpoint between two neighbouring sorted codes takes the lower
  * one (bnb's CUDA kernels compare with a strict `>`). FP4 is sign-magnitude (as CUDA's
@@ -69,17 +70,22 @@ function linspaceF32(start: number, end: number, steps: number): number[] {
   return out;
 }
 
-/** create_dynamic_map(signed=True, max_exponent_bits=7, total_bits=8), sorted ascending. */
-export function createDynamicMap(maxExponentBits = 7, totalBits = 8): Float32Array {
+/**
+ * create_dynamic_map(signed, max_exponent_bits=7, total_bits=8), sorted ascending. Signed: per
+ * exponent i, 2^i means of linspace(0.1, 1) boundaries and their negatives, plus 0 and 1 (the
+ * absmax map of double quant and of 8-bit Adam's m). Unsigned: 2^(i+1) means per exponent, no
+ * negatives, plus 0 and 1 (8-bit Adam's v). 256 entries either way.
+ */
+export function createDynamicMap(signed = true, maxExponentBits = 7, totalBits = 8): Float32Array {
   const data: number[] = [];
   const nonSignBits = totalBits - 1;
   for (let i = 0; i < maxExponentBits; i++) {
-    const fractionItems = 2 ** (i + nonSignBits - maxExponentBits) + 1;
+    const fractionItems = 2 ** (i + nonSignBits - maxExponentBits + (signed ? 0 : 1)) + 1;
     const b = linspaceF32(0.1, 1, fractionItems);
     const scale = f(10 ** (-(maxExponentBits - 1) + i));
     const means = b.slice(0, -1).map((v, k) => f(f(v + b[k + 1]) / 2));
     for (const m of means) data.push(f(scale * m));
-    for (const m of means) data.push(f(-scale * m));
+    if (signed) for (const m of means) data.push(f(-scale * m));
   }
   data.push(0, 1);
   // (additional_items is 0 for 7 exponent bits of 8, and there is no padding to 256)
@@ -125,3 +131,11 @@ export const DYNAMIC_MAP: Float32Array = new Float32Array(new Uint32Array([
   0x3f770000, 0x3f7a9999, 0x3f7e3333, 0x3f800000
 ]).buffer);
 export const DYNAMIC_MIDS: Float32Array = midpoints(DYNAMIC_MAP);
+
+/**
+ * create_dynamic_map(signed=False): the map of 8-bit Adam's second moment, from the formula
+ * (torch's vectorised linspace may put a few entries an ulp away; the optimizer only needs one
+ * fixed sorted table, and its checkpoints store dequantized f32 state).
+ */
+export const UNSIGNED_DYNAMIC_MAP: Float32Array = createDynamicMap(false);
+export const UNSIGNED_DYNAMIC_MIDS: Float32Array = midpoints(UNSIGNED_DYNAMIC_MAP);

@@ -15,6 +15,7 @@
 import { check, PeftError } from "../errors.ts";
 import { type Gpu, Tensor } from "../gpu/gpu.ts";
 import { adamwStep, type AdamwOptions } from "../kernels/adamw.ts";
+import { AdamW8bit } from "./adamw8bit.ts";
 
 /** One trainable tensor and its gradient. */
 export interface OptimizerSlot {
@@ -23,8 +24,9 @@ export interface OptimizerSlot {
   grad: Tensor;
 }
 
-export type OptimizerName = "adamw" | "paged_adamw";
-export const OPTIMIZERS: OptimizerName[] = ["adamw", "paged_adamw"];
+/** adamw_8bit: 8-bit blockwise m and v on the GPU (src/train/adamw8bit.ts). */
+export type OptimizerName = "adamw" | "paged_adamw" | "adamw_8bit";
+export const OPTIMIZERS: OptimizerName[] = ["adamw", "paged_adamw", "adamw_8bit"];
 
 export interface Optimizer {
   readonly name: OptimizerName;
@@ -40,13 +42,13 @@ export interface Optimizer {
   release(): void;
 }
 
-function slotIndex(slots: OptimizerSlot[], key: string): number {
+export function slotIndex(slots: OptimizerSlot[], key: string): number {
   const i = slots.findIndex((s) => s.key === key);
   if (i < 0) throw new PeftError("OPTIMIZER_STATE", `no optimizer state for ${key}`);
   return i;
 }
 
-function checkLength(key: string, want: number, m: Float32Array, v: Float32Array) {
+export function checkLength(key: string, want: number, m: Float32Array, v: Float32Array) {
   check(m.length === want && v.length === want, "OPTIMIZER_STATE", `${key}: optimizer state has ${m.length}/${v.length} values, the tensor ${want}`);
 }
 
@@ -191,6 +193,7 @@ export function createOptimizer(gpu: Gpu, name: OptimizerName, slots: OptimizerS
     throw new PeftError("BAD_TRAIN_OPTION", `optimizer must be one of ${OPTIMIZERS.join(", ")}, got ${JSON.stringify(name)}`);
   }
   if (name === "adamw") return new ResidentAdamW(gpu, slots);
+  if (name === "adamw_8bit") return new AdamW8bit(gpu, slots);
   if (o.pageElements !== undefined) return new PagedAdamW(gpu, slots, o.pageElements);
   if (o.gpuBytes === undefined || residentStateBytes(slots, poolSize) <= o.gpuBytes) return new ResidentAdamW(gpu, slots, "paged_adamw");
   const elements = Math.floor(o.gpuBytes / 16);

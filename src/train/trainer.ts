@@ -73,7 +73,8 @@ export interface TrainOptions {
   signal?: AbortSignal;
   /**
    * "adamw" (state on the GPU, default) or "paged_adamw" (state paged to host memory and streamed
-   * through GPU pages when gpuMemoryBudget would otherwise be exceeded; same updates bit for bit).
+   * through GPU pages when gpuMemoryBudget would otherwise be exceeded; same updates bit for bit)
+   * or "adamw_8bit" (m and v as 8-bit blockwise codes on the GPU, bitsandbytes' 8-bit AdamW).
    */
   optimizer?: OptimizerName;
   /**
@@ -276,7 +277,7 @@ export async function train(model: Model, options: TrainOptions): Promise<TrainR
     const scaler = model.computeDtype === "f16" ? new LossScaler(r.lossScaling) : null;
     const f16Base = model.parameterReport().f16Params > 0;
     say(`[train] base weights ${model.isQuantized ? `4-bit ${model.llama.quantSpec!.type}${model.llama.quantSpec!.doubleQuant ? " (double quant)" : ""}` : f16Base ? "f16" : "f32"}; ` +
-      `compute dtype ${model.computeDtype} (shader-f16 ${model.gpu.info.features.f16 ? "available" : "not available"}); LoRA weights, gradients and optimizer state f32` +
+      `compute dtype ${model.computeDtype} (shader-f16 ${model.gpu.info.features.f16 ? "available" : "not available"}); LoRA weights, gradients${r.optimizer === "adamw_8bit" ? " f32, optimizer state 8-bit" : " and optimizer state f32"}` +
       (scaler ? `; dynamic loss scaling from ${scaler.scale}` : ""));
     say(formatPlan(plan));
     model.gpu.resetPeak();
