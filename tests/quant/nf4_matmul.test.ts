@@ -76,3 +76,28 @@ Deno.test("qmatmul: the tiled path for M > 8 agrees with the gemv path row by ro
   x.release();
   x1.release();
 });
+
+Deno.test("qmatmulBackward is the adjoint of qmatmul: <x·Wᵀ, dy> = <x, dy·W> (f32 and f16 activations)", async () => {
+  // For a linear map the backward is exact to check this way (finite differences of a linear
+  // function are exact too, but add rounding); tiled (M 19) and gemv (M 3, K % 8 == 0) paths.
+  const gpu = await testGpu();
+  for (const [M, N, K] of [[19, 37, 67], [3, 29, 64]]) {
+    const st = quantize4bit(randn(N * K, M, 0.1), { blocksize: 32, doubleQuant: true });
+    const qw = uploadQuantized(gpu, st, [N, K]);
+    // values exact in f16, so the f16 kernels see the same operands
+    const xh = toF32Reference(toF16Reference(randn(M * K, 2)));
+    const dyh = toF32Reference(toF16Reference(randn(M * N, 3)));
+    for (const dtype of gpu.info.features.f16 ? ["f32", "f16"] : ["f32"]) {
+      const x32 = gpu.upload(xh, [M, K], "f32", "activations"), dy32 = gpu.upload(dyh, [M, N], "f32", "activations");
+      const [x, dy] = dtype === "f16" ? [toF16(gpu, x32), toF16(gpu, dy32)] : [x32, dy32];
+      const yt = qmatmul(gpu, x, qw, { M }), dxt = qmatmulBackward(gpu, dy, qw, { M });
+      const y = await gpu.readF32(yt), dx = await gpu.readF32(dxt);
+      for (const t of new Set([x32, dy32, x, dy, yt, dxt])) t.release();
+      let a = 0, b = 0, scale = 0;
+      for (let i = 0; i < y.length; i++) (a += y[i] * dyh[i]), (scale += Math.abs(y[i] * dyh[i]));
+      for (let i = 0; i < dx.length; i++) b += xh[i] * dx[i];
+      assert.ok(Math.abs(a - b) <= 1e-5 * scale, `M${M} N${N} K${K} ${dtype}: <y,dy> ${a} vs <x,dx> ${b}`);
+    }
+    qw.release();
+  }
+});
