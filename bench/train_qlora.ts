@@ -2,7 +2,8 @@
  * QLoRA vs LoRA, side by side in one run (bytes are what our allocator holds in GPU buffers):
  *   ~25M-parameter config (dim 512, 8 layers, ffn 1376, 8 heads, vocab 512): tokens/s and peak GPU
  *     bytes of LoRA training (r 16, all-linear) on an f32 base vs an NF4 (double-quant) base, each
- *     with computeDtype f32 and f16 (f16 base linears / f16 activations into the 4-bit matmul);
+ *     with computeDtype f32 and f16 (f16 base linears / f16 activations into the 4-bit matmul), and
+ *     NF4 + f16 with the 8-bit AdamW;
  *   ~110M config (dim 768, 12 layers, ffn 2048, vocab 32000): GPU bytes only (one step, batch 1,
  *     seq 64), the same four, measured and as the planner predicted it.
  * Random weights (GGUF written to a temp dir), tokens from ../shared/data/tinyshakespeare.txt.
@@ -29,14 +30,18 @@ interface Row {
   baseBytes: number;
   peak: number;
   planned: number;
+  optimizerBytes: number;
   tokensPerS?: number;
 }
 
-type Variant = { quantize?: "nf4"; computeDtype: "f32" | "f16" };
-const VARIANTS: Variant[] = [{ computeDtype: "f32" }, { computeDtype: "f16" }, { quantize: "nf4", computeDtype: "f32" }, { quantize: "nf4", computeDtype: "f16" }];
+type Variant = { quantize?: "nf4"; computeDtype: "f32" | "f16"; optimizer?: "adamw_8bit" };
+const VARIANTS: Variant[] = [
+  { computeDtype: "f32" }, { computeDtype: "f16" }, { quantize: "nf4", computeDtype: "f32" }, { quantize: "nf4", computeDtype: "f16" },
+  { quantize: "nf4", computeDtype: "f16", optimizer: "adamw_8bit" },
+];
 
 async function run(gpu: Gpu, path: string, config: string, v: Variant, o: { batchSize: number; seqLen: number; steps: number; timed: boolean }): Promise<Row> {
-  const { quantize, computeDtype } = v;
+  const { quantize, computeDtype, optimizer } = v;
   if (computeDtype === "f16" && !gpu.info.features.f16) throw new Error("this GPU has no shader-f16: the f16 rows cannot run");
   const m = await loadModel(path, { gpu, quantize, doubleQuant: quantize ? true : undefined, computeDtype });
   try {
@@ -46,7 +51,7 @@ async function run(gpu: Gpu, path: string, config: string, v: Variant, o: { batc
     let last = performance.now();
     const res = await train(m, {
       adapter: "a", data, seqLen: o.seqLen, batchSize: o.batchSize, maxSteps: o.steps, maxExamples: o.batchSize * (o.steps + 1),
-      progress: false, seed: 1,
+      progress: false, seed: 1, optimizer,
       onStep: (r) => {
         const now = performance.now();
         if (r.step > 1) { // the first step compiles pipelines
@@ -59,7 +64,7 @@ async function run(gpu: Gpu, path: string, config: string, v: Variant, o: { batc
     const p = m.parameterReport();
     const total = times.reduce((a, b) => a + b, 0);
     return {
-      config, base: `${quantize ? "nf4+dq" : computeDtype === "f16" ? "f16" : "f32"}, compute ${computeDtype}`, params: p.quantizedParams + p.f16Params + p.f32Params, baseBytes: p.quantizedBytes + p.f16Bytes + p.f32Bytes,
+      config, base: `${quantize ? "nf4+dq" : computeDtype === "f16" ? "f16" : "f32"}, compute ${computeDtype}${optimizer ? `, ${optimizer}` : ""}`, optimizerBytes: res.plan.classes.optimizer, params: p.quantizedParams + p.f16Params + p.f32Params, baseBytes: p.quantizedBytes + p.f16Bytes + p.f32Bytes,
       peak: res.peakGpuBytes, planned: res.plan.total, tokensPerS: o.timed && times.length ? tokens / (total / 1000) : undefined,
     };
   } finally {
@@ -91,12 +96,12 @@ for (const [name, shape, o] of configs) {
 }
 
 const MiB = (b: number) => (b / 2 ** 20).toFixed(1);
-const head = ["config", "base", "params", "base weights MiB", "peak GPU MiB", "planned MiB", "tokens/s", "peak reduction", "weights reduction"];
+const head = ["config", "base", "params", "base weights MiB", "optimizer MiB", "peak GPU MiB", "planned MiB", "tokens/s", "peak reduction", "weights reduction"];
 const lines = [head];
 for (const r of rows) {
   const ref = rows.find((x) => x.config === r.config)!; // the first row: f32 base, f32 compute
   lines.push([
-    r.config, r.base, `${(r.params / 1e6).toFixed(1)}M`, MiB(r.baseBytes), MiB(r.peak), MiB(r.planned),
+    r.config, r.base, `${(r.params / 1e6).toFixed(1)}M`, MiB(r.baseBytes), MiB(r.optimizerBytes), MiB(r.peak), MiB(r.planned),
     r.tokensPerS === undefined ? "-" : r.tokensPerS.toFixed(0),
     r === ref ? "1.00x" : `${(ref.peak / r.peak).toFixed(2)}x`, r === ref ? "1.00x" : `${(ref.baseBytes / r.baseBytes).toFixed(2)}x`,
   ]);
