@@ -28,6 +28,27 @@ function lookupSmall(table: v128, idx: v128): v128 {
   return i8x16.swizzle(table, idx);
 }
 
+/**
+ * Lanes 4q .. 4q+3 (q constant, 0..3) of 16 f32 table entries looked up as byte planes: b_k holds
+ * byte k of each entry (one swizzle per plane), so the entries are the planes interleaved.
+ */
+// @ts-ignore: decorator
+@inline
+function planeLanes(b0: v128, b1: v128, b2: v128, b3: v128, q: i32): v128 {
+  if (q < 2) {
+    const t01 = i8x16.shuffle(b0, b1, 0, 16, 1, 17, 2, 18, 3, 19, 4, 20, 5, 21, 6, 22, 7, 23);
+    const t23 = i8x16.shuffle(b2, b3, 0, 16, 1, 17, 2, 18, 3, 19, 4, 20, 5, 21, 6, 22, 7, 23);
+    return q == 0
+      ? i8x16.shuffle(t01, t23, 0, 1, 16, 17, 2, 3, 18, 19, 4, 5, 20, 21, 6, 7, 22, 23)
+      : i8x16.shuffle(t01, t23, 8, 9, 24, 25, 10, 11, 26, 27, 12, 13, 28, 29, 14, 15, 30, 31);
+  }
+  const t01 = i8x16.shuffle(b0, b1, 8, 24, 9, 25, 10, 26, 11, 27, 12, 28, 13, 29, 14, 30, 15, 31);
+  const t23 = i8x16.shuffle(b2, b3, 8, 24, 9, 25, 10, 26, 11, 27, 12, 28, 13, 29, 14, 30, 15, 31);
+  return q == 2
+    ? i8x16.shuffle(t01, t23, 0, 1, 16, 17, 2, 3, 18, 19, 4, 5, 20, 21, 6, 7, 22, 23)
+    : i8x16.shuffle(t01, t23, 8, 9, 24, 25, 10, 11, 26, 27, 12, 13, 28, 29, 14, 15, 30, 31);
+}
+
 // ---------------------------------------------------------------- input widening
 
 /** f16 -> f32 for n values (exact). */
@@ -300,18 +321,9 @@ function gridCodes16(
   const c = cellBytes(v0, v1, v2, v3);
   const ch = i8x16.sub(c, i8x16.splat(16)); // cells < 16 wrap to >= 240: read 0
   const r0 = v128.or(i8x16.swizzle(bLo, c), i8x16.swizzle(bHi, ch));
-  const b0 = lookupSmall(p0, r0);
-  const b1 = lookupSmall(p1, r0);
-  const b2 = lookupSmall(p2, r0);
-  const b3 = lookupSmall(p3, r0);
-  const t01l = i8x16.shuffle(b0, b1, 0, 16, 1, 17, 2, 18, 3, 19, 4, 20, 5, 21, 6, 22, 7, 23);
-  const t01h = i8x16.shuffle(b0, b1, 8, 24, 9, 25, 10, 26, 11, 27, 12, 28, 13, 29, 14, 30, 15, 31);
-  const t23l = i8x16.shuffle(b2, b3, 0, 16, 1, 17, 2, 18, 3, 19, 4, 20, 5, 21, 6, 22, 7, 23);
-  const t23h = i8x16.shuffle(b2, b3, 8, 24, 9, 25, 10, 26, 11, 27, 12, 28, 13, 29, 14, 30, 15, 31);
-  const m0 = i8x16.shuffle(t01l, t23l, 0, 1, 16, 17, 2, 3, 18, 19, 4, 5, 20, 21, 6, 7, 22, 23);
-  const m1 = i8x16.shuffle(t01l, t23l, 8, 9, 24, 25, 10, 11, 26, 27, 12, 13, 28, 29, 14, 15, 30, 31);
-  const m2 = i8x16.shuffle(t01h, t23h, 0, 1, 16, 17, 2, 3, 18, 19, 4, 5, 20, 21, 6, 7, 22, 23);
-  const m3 = i8x16.shuffle(t01h, t23h, 8, 9, 24, 25, 10, 11, 26, 27, 12, 13, 28, 29, 14, 15, 30, 31);
+  const b0 = lookupSmall(p0, r0), b1 = lookupSmall(p1, r0), b2 = lookupSmall(p2, r0), b3 = lookupSmall(p3, r0);
+  const m0 = planeLanes(b0, b1, b2, b3, 0), m1 = planeLanes(b0, b1, b2, b3, 1);
+  const m2 = planeLanes(b0, b1, b2, b3, 2), m3 = planeLanes(b0, b1, b2, b3, 3);
   const g = i8x16.narrow_i16x8_s(
     i16x8.narrow_i32x4_s(f32x4.gt(v0, m0), f32x4.gt(v1, m1)),
     i16x8.narrow_i32x4_s(f32x4.gt(v2, m2), f32x4.gt(v3, m3)),
@@ -398,18 +410,11 @@ export function dequantize4(packed: usize, n: i32, blocksize: i32, code: usize, 
 // @ts-ignore: decorator
 @inline
 function lookup16(idx: v128, p0: v128, p1: v128, p2: v128, p3: v128, av: v128, dst: usize): void {
-  const b0 = lookupSmall(p0, idx);
-  const b1 = lookupSmall(p1, idx);
-  const b2 = lookupSmall(p2, idx);
-  const b3 = lookupSmall(p3, idx);
-  const t01l = i8x16.shuffle(b0, b1, 0, 16, 1, 17, 2, 18, 3, 19, 4, 20, 5, 21, 6, 22, 7, 23);
-  const t01h = i8x16.shuffle(b0, b1, 8, 24, 9, 25, 10, 26, 11, 27, 12, 28, 13, 29, 14, 30, 15, 31);
-  const t23l = i8x16.shuffle(b2, b3, 0, 16, 1, 17, 2, 18, 3, 19, 4, 20, 5, 21, 6, 22, 7, 23);
-  const t23h = i8x16.shuffle(b2, b3, 8, 24, 9, 25, 10, 26, 11, 27, 12, 28, 13, 29, 14, 30, 15, 31);
-  v128.store(dst, f32x4.mul(i8x16.shuffle(t01l, t23l, 0, 1, 16, 17, 2, 3, 18, 19, 4, 5, 20, 21, 6, 7, 22, 23), av));
-  v128.store(dst, f32x4.mul(i8x16.shuffle(t01l, t23l, 8, 9, 24, 25, 10, 11, 26, 27, 12, 13, 28, 29, 14, 15, 30, 31), av), 16);
-  v128.store(dst, f32x4.mul(i8x16.shuffle(t01h, t23h, 0, 1, 16, 17, 2, 3, 18, 19, 4, 5, 20, 21, 6, 7, 22, 23), av), 32);
-  v128.store(dst, f32x4.mul(i8x16.shuffle(t01h, t23h, 8, 9, 24, 25, 10, 11, 26, 27, 12, 13, 28, 29, 14, 15, 30, 31), av), 48);
+  const b0 = lookupSmall(p0, idx), b1 = lookupSmall(p1, idx), b2 = lookupSmall(p2, idx), b3 = lookupSmall(p3, idx);
+  v128.store(dst, f32x4.mul(planeLanes(b0, b1, b2, b3, 0), av));
+  v128.store(dst, f32x4.mul(planeLanes(b0, b1, b2, b3, 1), av), 16);
+  v128.store(dst, f32x4.mul(planeLanes(b0, b1, b2, b3, 2), av), 32);
+  v128.store(dst, f32x4.mul(planeLanes(b0, b1, b2, b3, 3), av), 48);
 }
 
 // ---------------------------------------------------------------- 8-bit blockwise (double quant)
