@@ -16,7 +16,7 @@ import { type DType, type Gpu, type MemoryCategory, Tensor } from "../gpu/gpu.ts
 import { sumOfSquares } from "../kernels/adamw.ts";
 import { createOptimizer, MIN_PAGE_ELEMENTS, type OptimizerName, type OptimizerSlot, poolSize } from "../train/paged_adamw.ts";
 import { evalLoss, lossAndGrads, type TrainableLora } from "./llama_train.ts";
-import type { Model } from "./model.ts";
+import type { ClassBytes, Model } from "./model.ts";
 
 const DTYPE_BYTES: Record<DType, number> = { f32: 4, u32: 4, i32: 4, f16: 2, u8: 1 };
 
@@ -97,14 +97,7 @@ export interface TrainingPlanOptions {
 
 export interface TrainingPlan {
   /** Predicted GPU bytes per class at the peak. */
-  classes: {
-    base_4bit: number;
-    base_f16: number;
-    base_f32: number;
-    lora: number;
-    gradients: number;
-    optimizer: number;
-    activations: number;
+  classes: ClassBytes & {
     /** Released buffers kept for reuse, other categories, and bytes held before training. */
     pool_and_other: number;
   };

@@ -56,7 +56,13 @@ export interface LoadModelOptions {
  * linear weights (computeDtype "f16"), base_f32 = every other base weight, then the
  * trainer/inference categories of the allocator.
  */
-export interface MemoryReport extends Record<string, number> {
+export interface MemoryReport extends ClassBytes, Record<string, number> {
+  kv_cache: number;
+  other: number;
+}
+
+/** GPU bytes of the classes both the memory report and the training planner count. */
+export interface ClassBytes {
   base_4bit: number;
   base_f16: number;
   base_f32: number;
@@ -64,8 +70,6 @@ export interface MemoryReport extends Record<string, number> {
   gradients: number;
   optimizer: number;
   activations: number;
-  kv_cache: number;
-  other: number;
 }
 
 /** Parameter counts and bits per parameter of the base weights. */
