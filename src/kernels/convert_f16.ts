@@ -21,26 +21,26 @@ export function requireShaderF16(gpu: Gpu, what: string): void {
   }
 }
 
-function launch(gpu: Gpu, entry: "to_f16" | "to_f32", x: Tensor, out: Tensor, n: number): void {
-  gpu.dispatch("convert_f16", entry, { bindings: { src: x, dst: out }, params: [n], workgroups: grid1d(Math.ceil(n / 2), 64) });
+/** A new tensor of x's shape in dtype `to` (the other of f32 / f16), converted on the GPU. */
+function convert(gpu: Gpu, x: Tensor, to: "f16" | "f32", category: MemoryCategory, what: string): Tensor {
+  requireShaderF16(gpu, what);
+  const from = to === "f16" ? "f32" : "f16";
+  check(x.dtype === from, "KERNEL_ARGS", `${what}: input must be ${from} (got ${x.dtype})`);
+  const out = gpu.tensor(x.shape, to, category);
+  if (x.size > 0) {
+    gpu.dispatch("convert_f16", `to_${to}`, { bindings: { src: x, dst: out }, params: [x.size], workgroups: grid1d(Math.ceil(x.size / 2), 64) });
+  }
+  return out;
 }
 
 /** f32 tensor -> new f16 tensor of the same shape (round-to-nearest-even). */
 export function toF16(gpu: Gpu, x: Tensor, category: MemoryCategory = x.category): Tensor {
-  requireShaderF16(gpu, "toF16");
-  check(x.dtype === "f32", "KERNEL_ARGS", `toF16: input must be f32 (got ${x.dtype})`);
-  const out = gpu.tensor(x.shape, "f16", category);
-  if (x.size > 0) launch(gpu, "to_f16", x, out, x.size);
-  return out;
+  return convert(gpu, x, "f16", category, "toF16");
 }
 
 /** f16 tensor -> new f32 tensor of the same shape (exact). */
 export function toF32(gpu: Gpu, x: Tensor, category: MemoryCategory = x.category): Tensor {
-  requireShaderF16(gpu, "toF32");
-  check(x.dtype === "f16", "KERNEL_ARGS", `toF32: input must be f16 (got ${x.dtype})`);
-  const out = gpu.tensor(x.shape, "f32", category);
-  if (x.size > 0) launch(gpu, "to_f32", x, out, x.size);
-  return out;
+  return convert(gpu, x, "f32", category, "toF32");
 }
 
 /** CPU reference for toF16: half bit patterns. */
