@@ -41,3 +41,11 @@ export function assertClose(a: ArrayLike<number>, b: ArrayLike<number>, atol: nu
     throw new Error(`${what}: max abs diff ${d} > ${atol} + ${rtol}*${scale}`);
   }
 }
+
+/** The four operand layouts of a matmul (op(A) = A or Aᵀ, op(B) = B or Bᵀ). */
+export const MATMUL_LAYOUTS = [
+  { transA: false, transB: false },
+  { transA: false, transB: true },
+  { transA: true, transB: false },
+  { transA: true, transB: true },
+];

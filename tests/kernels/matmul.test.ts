@@ -1,7 +1,7 @@
 import assert from "node:assert/strict";
 import { matmul, matmulReference, type MatmulOptions } from "../../src/kernels/matmul.ts";
 import { PeftError } from "../../src/errors.ts";
-import { assertClose, randn, testGpu } from "../helpers.ts";
+import { assertClose, randn, testGpu, MATMUL_LAYOUTS } from "../helpers.ts";
 
 // f32 tolerance: inputs ~N(0,1), so |C| grows like sqrt(K); f32 rounding of a K-term sum is
 // ~K * 6e-8 * sqrt(K) relative at worst, well under 1e-4 * max|C| + 1e-4 for K <= 200.
@@ -22,30 +22,24 @@ async function checkCase(o: MatmulOptions, seed: number) {
   a.release(), b.release(), c.release();
 }
 
-const LAYOUTS = [
-  { transA: false, transB: false },
-  { transA: false, transB: true },
-  { transA: true, transB: false },
-  { transA: true, transB: true },
-];
 
 Deno.test("matmul tiled: ragged shapes, all four layouts", async () => {
   const shapes: [number, number, number][] = [[9, 1, 1], [17, 3, 33], [33, 65, 17], [65, 17, 3], [70, 129, 31], [128, 64, 16], [100, 70, 130]];
   let seed = 1;
-  for (const [M, N, K] of shapes) for (const l of LAYOUTS) await checkCase({ M, N, K, ...l }, seed++);
+  for (const [M, N, K] of shapes) for (const l of MATMUL_LAYOUTS) await checkCase({ M, N, K, ...l }, seed++);
 });
 
 Deno.test("matmul gemv (M <= 8): every M, ragged N and K, all layouts", async () => {
   let seed = 100;
   for (let M = 1; M <= 8; M++) {
-    for (const [N, K] of [[1, 1], [3, 65], [17, 130], [70, 9]]) for (const l of LAYOUTS) await checkCase({ M, N, K, ...l }, seed++);
+    for (const [N, K] of [[1, 1], [3, 65], [17, 130], [70, 9]]) for (const l of MATMUL_LAYOUTS) await checkCase({ M, N, K, ...l }, seed++);
   }
 });
 
 Deno.test("matmul: alpha, accumulate and element offsets (tiled and gemv)", async () => {
   let seed = 300;
   for (const M of [2, 8, 9, 40]) {
-    for (const l of LAYOUTS) {
+    for (const l of MATMUL_LAYOUTS) {
       await checkCase({ M, N: 19, K: 23, ...l, alpha: -0.375, accumulate: true, aOffset: 7, bOffset: 13 }, seed++);
       await checkCase({ M, N: 33, K: 5, ...l, alpha: 2.5, aOffset: 1 }, seed++);
     }

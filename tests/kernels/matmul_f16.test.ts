@@ -3,7 +3,7 @@ import { matmulF16, matmulF16Reference, type MatmulF16Options } from "../../src/
 import { toF16, toF16Reference } from "../../src/kernels/convert_f16.ts";
 import { PeftError } from "../../src/errors.ts";
 import type { Gpu } from "../../src/gpu/gpu.ts";
-import { assertClose, randn, testGpu } from "../helpers.ts";
+import { assertClose, randn, testGpu, MATMUL_LAYOUTS } from "../helpers.ts";
 
 // Tolerance: the f16 inputs widen exactly and a product of two halves (11 significant bits each)
 // is exact in f32, so the only error against the f64 reference is the f32 accumulation, as for
@@ -23,19 +23,13 @@ async function checkCase(gpu: Gpu, o: MatmulF16Options, seed: number) {
   a.release(), b.release(), c.release();
 }
 
-const LAYOUTS = [
-  { transA: false, transB: false },
-  { transA: false, transB: true },
-  { transA: true, transB: false },
-  { transA: true, transB: true },
-];
 
 Deno.test("matmulF16 tiled (M > 8): ragged shapes 9..65, all four layouts", async () => {
   const gpu = await testGpu();
   if (!gpu.info.features.f16) return assertUnsupported(gpu);
   const shapes: [number, number, number][] = [[9, 1, 1], [17, 3, 33], [33, 65, 17], [65, 17, 3], [65, 33, 65], [17, 65, 1]];
   let seed = 1;
-  for (const [M, N, K] of shapes) for (const l of LAYOUTS) await checkCase(gpu, { M, N, K, ...l }, seed++);
+  for (const [M, N, K] of shapes) for (const l of MATMUL_LAYOUTS) await checkCase(gpu, { M, N, K, ...l }, seed++);
 });
 
 Deno.test("matmulF16 gemv (M <= 8): M 1, 3, 8 with ragged N and K, all layouts", async () => {
@@ -43,7 +37,7 @@ Deno.test("matmulF16 gemv (M <= 8): M 1, 3, 8 with ragged N and K, all layouts",
   if (!gpu.info.features.f16) return assertUnsupported(gpu);
   let seed = 100;
   for (const M of [1, 3, 8]) {
-    for (const [N, K] of [[1, 1], [3, 65], [17, 33], [65, 17], [33, 3]]) for (const l of LAYOUTS) await checkCase(gpu, { M, N, K, ...l }, seed++);
+    for (const [N, K] of [[1, 1], [3, 65], [17, 33], [65, 17], [33, 3]]) for (const l of MATMUL_LAYOUTS) await checkCase(gpu, { M, N, K, ...l }, seed++);
   }
 });
 
@@ -52,7 +46,7 @@ Deno.test("matmulF16: alpha, accumulate into f32 C and element offsets (tiled an
   if (!gpu.info.features.f16) return assertUnsupported(gpu);
   let seed = 300;
   for (const M of [3, 17]) {
-    for (const l of LAYOUTS) {
+    for (const l of MATMUL_LAYOUTS) {
       await checkCase(gpu, { M, N: 17, K: 33, ...l, alpha: -0.375, accumulate: true, aOffset: 7, bOffset: 13 }, seed++);
       await checkCase(gpu, { M, N: 33, K: 3, ...l, alpha: 2.5, aOffset: 1 }, seed++);
     }
