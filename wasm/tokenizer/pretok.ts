@@ -67,6 +67,28 @@ function contraction(i: i32, ignoreCase: bool): i32 {
   return 0;
 }
 
+/** A code point's flags say `[^\s\p{L}\p{N}]` (it exists and is no space, letter or number). */
+// @ts-ignore: decorator
+@inline function isOther(f: u8): bool {
+  return f != 0 && !(f & (CLS_WS | CLS_L | CLS_N));
+}
+
+/** End of the run `[^\s\p{L}\p{N}]*` starting at q. */
+function otherRun(q: i32): i32 {
+  while (isOther(flagsAt(q))) q += cpLen;
+  return q;
+}
+
+/** End of `[\r\n]*` (with `slash`: `[\r\n/]*`) from q; ASCII only, so bytewise. */
+function newlinesFrom(q: i32, slash: bool): i32 {
+  while (q < end) {
+    const c = load<u8>(base + <usize>q);
+    if (c != 0x0d && c != 0x0a && !(slash && c == 0x2f)) break;
+    q++;
+  }
+  return q;
+}
+
 /**
  * `'s|'t|'re|'ve|'m|'ll|'d| ?\p{L}+| ?\p{N}+| ?[^\s\p{L}\p{N}]+|\s+(?!\S)|\s+` over [s, e).
  * Words go to word(start, end) as byte offsets from `text`.
@@ -95,13 +117,8 @@ export function splitGpt2(text: usize, s: i32, e: i32, word: (a: i32, b: i32) =>
       while (flagsAt(q) & CLS_N) q += cpLen;
       word(pos, q); pos = q; continue;
     }
-    if (f2 != 0 && !(f2 & (CLS_WS | CLS_L | CLS_N))) {
-      let q = p2;
-      while (true) {
-        const f = flagsAt(q);
-        if (f == 0 || (f & (CLS_WS | CLS_L | CLS_N))) break;
-        q += cpLen;
-      }
+    if (isOther(f2)) {
+      const q = otherRun(p2);
       word(pos, q); pos = q; continue;
     }
     pos = whitespace(pos, n0, false, word);
@@ -160,18 +177,8 @@ export function splitLlama3(text: usize, s: i32, e: i32, maxDigits: i32, word: (
     }
     const p2 = c0 == 0x20 ? n0 : pos;
     const f2 = flagsAt(p2);
-    if (f2 != 0 && !(f2 & (CLS_WS | CLS_L | CLS_N))) {
-      let q = p2;
-      while (true) {
-        const f = flagsAt(q);
-        if (f == 0 || (f & (CLS_WS | CLS_L | CLS_N))) break;
-        q += cpLen;
-      }
-      while (q < end) {
-        const c = load<u8>(base + <usize>q);
-        if (c != 0x0d && c != 0x0a) break;
-        q++;
-      }
+    if (isOther(f2)) {
+      const q = newlinesFrom(otherRun(p2), false);
       word(pos, q); pos = q; continue;
     }
     pos = whitespace(pos, n0, true, word);
@@ -409,15 +416,7 @@ function matchGpt2(pos: i32): i32 {
   const f2 = flagsAt(p2);
   if (f2 & CLS_L) { let q = p2; while (flagsAt(q) & CLS_L) q += cpLen; return q; }
   if (f2 & CLS_N) { let q = p2; while (flagsAt(q) & CLS_N) q += cpLen; return q; }
-  if (f2 != 0 && !(f2 & (CLS_WS | CLS_L | CLS_N))) {
-    let q = p2;
-    while (true) {
-      const f = flagsAt(q);
-      if (f == 0 || (f & (CLS_WS | CLS_L | CLS_N))) break;
-      q += cpLen;
-    }
-    return q;
-  }
+  if (isOther(f2)) return otherRun(p2);
   return wsAlt(pos, false, false);
 }
 
@@ -430,15 +429,7 @@ function matchDsV3(pos: i32): i32 {
   if (c0 != 0x0d && c0 != 0x0a && !(f0 & (CLS_L | CLS_P | CLS_S)) && member(R_LM, n0)) return run(R_LM, n0, 0x7fffffff);
   if (f0 & (CLS_L | CLS_M)) return run(R_LM, pos, 0x7fffffff);
   const p2 = c0 == 0x20 ? n0 : pos;
-  if (member(R_PS, p2)) {
-    let q = run(R_PS, p2, 0x7fffffff);
-    while (q < end) {
-      const c = load<u8>(base + <usize>q);
-      if (c != 0x0d && c != 0x0a) break;
-      q++;
-    }
-    return q;
-  }
+  if (member(R_PS, p2)) return newlinesFrom(run(R_PS, p2, 0x7fffffff), false);
   return wsAlt(pos, true, true);
 }
 
@@ -485,21 +476,7 @@ function matchGpt4o(pos: i32, contractions: bool, maxDigits: i32): i32 {
   }
   if (f0 & CLS_N) return run(R_N, pos, maxDigits);
   const p2 = c0 == 0x20 ? n0 : pos;
-  const f2 = flagsAt(p2);
-  if (f2 != 0 && !(f2 & (CLS_WS | CLS_L | CLS_N))) {
-    let q = p2;
-    while (true) {
-      const f = flagsAt(q);
-      if (f == 0 || (f & (CLS_WS | CLS_L | CLS_N))) break;
-      q += cpLen;
-    }
-    while (q < end) {
-      const c = load<u8>(base + <usize>q);
-      if (c != 0x0d && c != 0x0a && c != 0x2f) break;
-      q++;
-    }
-    return q;
-  }
+  if (isOther(flagsAt(p2))) return newlinesFrom(otherRun(p2), true);
   return wsAlt(pos, true, true);
 }
 
