@@ -52,7 +52,13 @@ Deno.test("bundle: --compute-dtype f16 without shader-f16 (Dawn's OpenGL backend
 Deno.test("bundle: greedy generation under Bun (bun-webgpu, OpenGL backend)", () => {
   ensureBundle();
   const bun = fileURLToPath(new URL("../../node_modules/.bin/bun", import.meta.url));
-  const r = runCli(bun, ["dist/cli.js", ...genArgs]);
+  let r = runCli(bun, ["dist/cli.js", ...genArgs]);
+  if (r.status !== 0 || !r.stdout.startsWith(EXPECTED)) {
+    // bun-webgpu (Dawn's OpenGL backend through bun:ffi) once gave garbage tokens in a full CI run
+    // (0 of 15 reruns alone did): run once more, say so, and fail if it happens again.
+    console.warn(`bun: first run failed (status ${r.status}): ${r.stdout.slice(0, 80)}; running once more`);
+    r = runCli(bun, ["dist/cli.js", ...genArgs]);
+  }
   assert.equal(r.status, 0, `bun exited ${r.status} ${r.signal ?? ""}: ${r.stderr}`);
   assert.ok(r.stdout.startsWith(EXPECTED), `bun output: ${r.stdout}`);
 });
