@@ -31,12 +31,19 @@ export interface DeviceInfo {
     maxComputeWorkgroupsPerDimension: number;
     maxStorageBuffersPerShaderStage: number;
   };
+  /** What the adapter offers (the device may have got less: see deviceWithLimits). */
+  adapterLimits: Record<string, number>;
 }
 
 export interface DeviceOptions {
   powerPreference?: "low-power" | "high-performance";
   /** Ask for shader-f16 when the adapter has it (default true). */
   f16?: boolean;
+  /**
+   * "adapter" (default): the adapter's own limits for what our kernels use. "default": WebGPU's
+   * default limits (what a device gets when the request for more fails; tests use it).
+   */
+  limits?: "adapter" | "default";
 }
 
 const INSTALL_HINT =
@@ -101,6 +108,53 @@ async function setNativeEnv(name: string, value: string): Promise<void> {
   }
 }
 
+/**
+ * Limits our kernels depend on: we ask for the adapter's own values, since WebGPU's defaults are
+ * lower (128 MiB bindings, 256 invocations, 8 storage buffers per stage where attention's
+ * backward binds 10). A kernel that needs more than the device got fails at pipeline creation
+ * with a PeftError naming it (src/gpu/gpu.ts), never silently.
+ */
+const LIMITS_WE_USE = [
+  "maxStorageBufferBindingSize",
+  "maxBufferSize",
+  "maxComputeInvocationsPerWorkgroup",
+  "maxComputeWorkgroupSizeX",
+  "maxComputeWorkgroupSizeY",
+  "maxComputeWorkgroupStorageSize",
+  "maxStorageBuffersPerShaderStage",
+] as const;
+
+/** Every numeric limit the adapter reports, under its own name. */
+function adapterLimits(adapter: GPUAdapter): Record<string, number> {
+  const out: Record<string, number> = {};
+  const al = adapter.limits as unknown as Record<string, unknown>;
+  for (const k in al) if (k !== "nextInChain" && typeof al[k] === "number") out[k] = al[k] as number;
+  return out;
+}
+
+async function deviceWithLimits(adapter: GPUAdapter, requiredFeatures: GPUFeatureName[], limits: "adapter" | "default"): Promise<GPUDevice> {
+  if (limits === "default") return await adapter.requestDevice({ requiredFeatures });
+  const al = adapterLimits(adapter);
+  const wanted: Record<string, number> = {};
+  for (const k of LIMITS_WE_USE) if (al[k] !== undefined) wanted[k] = al[k];
+  try {
+    return await adapter.requestDevice({ requiredLimits: wanted, requiredFeatures });
+  } catch (first) {
+    try {
+      // bun-webgpu 0.1.x fills every limit left out with WebGPU's default and validates it
+      // against the adapter: a compatibility-mode adapter offers 0 storage buffers in vertex
+      // stages, under the default 8, so any partial request fails. Asking for every limit at
+      // the adapter's own value passes.
+      return await adapter.requestDevice({ requiredLimits: al, requiredFeatures });
+    } catch {
+      // Default limits still run most kernels; those that need more fail at pipeline creation
+      // with a PeftError naming the kernel and the limit.
+      console.warn(`[gpu] could not request the adapter's limits (${(first as Error).message}); using WebGPU's defaults`);
+      return await adapter.requestDevice({ requiredFeatures });
+    }
+  }
+}
+
 export async function requestDevice(options: DeviceOptions = {}): Promise<{ device: GPUDevice; info: DeviceInfo }> {
   const runtime = detectRuntime();
   const { gpu, adapterOptions } = await gpuForRuntime(runtime);
@@ -111,29 +165,12 @@ export async function requestDevice(options: DeviceOptions = {}): Promise<{ devi
     throw new PeftError("GPU_UNAVAILABLE", `${INSTALL_HINT} (${(e as Error).message})`);
   }
   if (!adapter) throw new PeftError("GPU_UNAVAILABLE", INSTALL_HINT);
-  const al = adapter.limits;
-  // Ask for what the adapter really offers; the defaults (128 MiB bindings, 256 invocations) are lower.
-  const wanted: Record<string, number> = {
-    maxStorageBufferBindingSize: al.maxStorageBufferBindingSize,
-    maxBufferSize: al.maxBufferSize,
-    maxComputeInvocationsPerWorkgroup: al.maxComputeInvocationsPerWorkgroup,
-    maxComputeWorkgroupSizeX: al.maxComputeWorkgroupSizeX,
-    maxComputeWorkgroupSizeY: al.maxComputeWorkgroupSizeY,
-    maxComputeWorkgroupStorageSize: al.maxComputeWorkgroupStorageSize,
-    maxStorageBuffersPerShaderStage: al.maxStorageBuffersPerShaderStage,
-  };
   const features: GPUFeatureName[] = [];
   const hasF16 = adapter.features.has("shader-f16") && options.f16 !== false;
   if (hasF16) features.push("shader-f16");
   const hasTs = adapter.features.has("timestamp-query");
   if (hasTs) features.push("timestamp-query");
-  let device: GPUDevice;
-  try {
-    device = await adapter.requestDevice({ requiredLimits: wanted, requiredFeatures: features });
-  } catch {
-    // Some Dawn builds reject limit packing; default limits still run everything we ship.
-    device = await adapter.requestDevice({ requiredFeatures: features });
-  }
+  const device = await deviceWithLimits(adapter, features, options.limits ?? "adapter");
   const dl = device.limits;
   const ainfo = (adapter as AnyGpu).info ?? {};
   const info: DeviceInfo = {
@@ -149,6 +186,7 @@ export async function requestDevice(options: DeviceOptions = {}): Promise<{ devi
       maxComputeWorkgroupsPerDimension: dl.maxComputeWorkgroupsPerDimension,
       maxStorageBuffersPerShaderStage: dl.maxStorageBuffersPerShaderStage,
     },
+    adapterLimits: adapterLimits(adapter),
   };
   return { device, info };
 }

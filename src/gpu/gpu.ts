@@ -94,14 +94,43 @@ export class Gpu {
   private uniformStaging = new ArrayBuffer(UNIFORM_ARENA);
   private uniformUsed = 0;
   readonly stats: GpuStats = { dispatches: 0, submits: 0, readbacks: 0 };
-  private lost = false;
+  /**
+   * The first GPU error (validation, out of memory, device lost). Once set, every dispatch,
+   * submit and readback throws it: results computed after an error cannot be trusted (a rejected
+   * pipeline computes nothing and reads back zeros), so an error must never pass as a log line.
+   */
+  private failure: PeftError | null = null;
+  /** Error scopes around pipeline creation, not yet popped: readbacks wait for them. */
+  private pendingScopes: Promise<void>[] = [];
 
   private constructor(readonly device: GPUDevice, readonly info: DeviceInfo) {
     this.uniformBuffer = device.createBuffer({ size: UNIFORM_ARENA, usage: GPUBufferUsage.UNIFORM | GPUBufferUsage.COPY_DST, label: "uniform arena" });
     device.lost?.then((i) => {
-      this.lost = true;
-      if (i.reason !== "destroyed") console.error(`WebGPU device lost: ${i.message}`);
+      if (i.reason !== "destroyed") this.fail(new PeftError("GPU_DEVICE_LOST", `the WebGPU device was lost (${i.message}); restart the process`));
+      else this.failure ??= new PeftError("GPU_DESTROYED", "this GPU device was destroyed (model closed)");
     });
+    // Errors outside any scope (bind groups, dispatches, submits). With a listener, Dawn and
+    // browsers no longer only print them.
+    device.addEventListener?.("uncapturederror", (ev) => {
+      ev.preventDefault?.();
+      const err = (ev as GPUUncapturedErrorEvent).error;
+      this.fail(new PeftError(gpuErrorCode(err), `WebGPU error: ${err?.message ?? String(err)}`));
+    });
+  }
+
+  private fail(e: PeftError): void {
+    this.failure ??= e;
+  }
+
+  /** Throws the first GPU error seen, if any. */
+  private checkHealthy(): void {
+    if (this.failure) throw this.failure;
+  }
+
+  /** Waits for the error scopes of pipelines created so far, then throws the first GPU error. */
+  private async settle(): Promise<void> {
+    while (this.pendingScopes.length) await Promise.all(this.pendingScopes.splice(0));
+    this.checkHealthy();
   }
 
   static async create(options: DeviceOptions = {}): Promise<Gpu> {
@@ -253,6 +282,18 @@ export class Gpu {
     let p = this.pipelines.get(key);
     if (!p) {
       const { module, bindings } = this.shader(shader);
+      const storage = bindings.filter((b) => b.kind !== "uniform").length;
+      const allowed = this.device.limits.maxStorageBuffersPerShaderStage;
+      if (storage > allowed) {
+        const offered = this.info.adapterLimits.maxStorageBuffersPerShaderStage;
+        throw new PeftError(
+          "GPU_LIMIT",
+          `kernel ${shader}.${entry} binds ${storage} storage buffers, over this device's maxStorageBuffersPerShaderStage of ${allowed}` +
+            (offered !== undefined && offered > allowed ? ` (the adapter offers ${offered}, but the device request for it failed)` : ` (this GPU adapter offers ${offered ?? allowed})`),
+        );
+      }
+      this.device.pushErrorScope("validation");
+      this.device.pushErrorScope("out-of-memory");
       const layout = this.device.createBindGroupLayout({
         label: `${shader}.${entry}`,
         entries: bindings.map((b) => ({
@@ -266,15 +307,29 @@ export class Gpu {
         layout: this.device.createPipelineLayout({ bindGroupLayouts: [layout] }),
         compute: { module, entryPoint: entry, constants },
       });
+      const label = `${shader}.${entry}`;
+      const report = (err: GPUError | null) => {
+        if (err) this.fail(new PeftError(gpuErrorCode(err), `kernel ${label} was rejected by WebGPU: ${err.message}`));
+      };
+      this.pendingScopes.push(this.device.popErrorScope().then(report), this.device.popErrorScope().then(report));
       p = { pipeline, layout, bindings };
       this.pipelines.set(key, p);
     }
     return p;
   }
 
+  /**
+   * Builds (and caches) a kernel's pipeline ahead of its first dispatch; a kernel WebGPU rejects
+   * throws here (over a limit) or at the next readback / sync (validation).
+   */
+  prepare(shader: string, entry: string, constants?: Record<string, number>): void {
+    this.checkHealthy();
+    this.pipelineFor(shader, entry, constants);
+  }
+
   /** Records one compute dispatch of `shader`'s `entry` into the current batch. */
   dispatch(shader: string, entry: string, args: DispatchArgs): void {
-    if (this.lost) throw new PeftError("GPU_DEVICE_LOST", "the WebGPU device was lost; restart the process");
+    this.checkHealthy();
     const p = this.pipelineFor(shader, entry, args.constants);
     const entries: GPUBindGroupEntry[] = [];
     const seen = new Map<GPUBuffer, WgslBinding>();
@@ -349,6 +404,7 @@ export class Gpu {
 
   /** Submits everything recorded so far as one command buffer. */
   flush(): void {
+    this.checkHealthy();
     if (!this.encoder) return;
     this.endPass();
     if (this.uniformUsed) {
@@ -364,6 +420,7 @@ export class Gpu {
   async sync(): Promise<void> {
     this.flush();
     await this.device.queue.onSubmittedWorkDone();
+    await this.settle();
   }
 
   /** Reads a tensor (or its first `count` elements) back to the host. */
@@ -393,21 +450,35 @@ export class Gpu {
     const staging = this.device.createBuffer({ size: Math.max(4, byteLength), usage: GPUBufferUsage.MAP_READ | GPUBufferUsage.COPY_DST });
     this.commandEncoder().copyBufferToBuffer(buffer, byteOffset, staging, 0, byteLength);
     this.flush();
-    await staging.mapAsync(GPUMapMode.READ);
+    try {
+      await staging.mapAsync(GPUMapMode.READ);
+    } catch (e) {
+      staging.destroy();
+      await this.settle();
+      throw new PeftError("GPU_READBACK", `reading a GPU buffer back failed: ${(e as Error).message}`);
+    }
     // Copy out element by element-safe way: set() into our own buffer, then unmap.
     const out = new Uint8Array(byteLength);
     out.set(new Uint8Array(staging.getMappedRange(0, Math.max(4, byteLength))).subarray(0, byteLength));
     staging.unmap();
     staging.destroy();
     this.stats.readbacks++;
+    await this.settle();
     return out;
   }
 
   destroy(): void {
-    this.flush();
-    this.trim();
+    if (!this.failure) {
+      this.flush();
+      this.trim();
+    }
     this.device.destroy();
   }
+}
+
+function gpuErrorCode(err: unknown): string {
+  const name = (err as { constructor?: { name?: string } })?.constructor?.name ?? "";
+  return /OutOfMemory/i.test(name) ? "GPU_OUT_OF_MEMORY" : /Internal/i.test(name) ? "GPU_INTERNAL" : "GPU_VALIDATION";
 }
 
 /** Workgroup counts for `n` threads of `size` each, split over x and y when x would exceed 65535. */

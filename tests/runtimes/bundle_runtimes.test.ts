@@ -7,6 +7,7 @@ import process from "node:process";
 import { execFileSync, spawnSync } from "node:child_process";
 import { fileURLToPath } from "node:url";
 import { STORIES } from "../helpers.ts";
+import { assertTrainingLearns } from "./train_check.ts";
 
 const root = fileURLToPath(new URL("../../", import.meta.url));
 const EXPECTED = "Once upon a time, there was a little girl named Lily. She loved to play outside in the park.";
@@ -61,4 +62,15 @@ Deno.test("bundle: greedy generation under Bun (bun-webgpu, OpenGL backend)", ()
   }
   assert.equal(r.status, 0, `bun exited ${r.status} ${r.signal ?? ""}: ${r.stderr}`);
   assert.ok(r.stdout.startsWith(EXPECTED), `bun output: ${r.stdout}`);
+});
+
+/** Training under Dawn must learn (tests/runtimes/train_check.ts). */
+Deno.test("bundle: training under Node (webgpu) lowers eval loss and saves non-zero lora_B", async () => {
+  ensureBundle();
+  await assertTrainingLearns("node", "node", ["dist/cli.js"], root);
+});
+
+Deno.test("bundle: training under Bun (bun-webgpu) lowers eval loss and saves non-zero lora_B", async () => {
+  ensureBundle();
+  await assertTrainingLearns("bun", fileURLToPath(new URL("../../node_modules/.bin/bun", import.meta.url)), ["dist/cli.js"], root);
 });

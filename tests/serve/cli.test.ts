@@ -11,6 +11,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import process from "node:process";
 import { fileURLToPath } from "node:url";
+import { assertTrainingLearns } from "../runtimes/train_check.ts";
 import { STORIES } from "../helpers.ts";
 import { fixture, MAX_TOKENS, PROMPTS, sseData } from "./fixture.ts";
 
@@ -114,5 +115,6 @@ Deno.test("single Bun binary (Dawn embedded) run from an empty directory serves 
   await Deno.chmod(bin, 0o755);
   const p = await startServe(bin, ["serve", "--model", STORIES, "--adapters", f.adaptersDir, "--port", "0"], dir);
   await exercise(p);
+  await assertTrainingLearns("bun-binary", bin, [], dir);
   (await fixture()).model.close();
 });
