@@ -49,3 +49,8 @@ export const MATMUL_LAYOUTS = [
   { transA: true, transB: false },
   { transA: true, transB: true },
 ];
+
+/** The lora_B tensors of an adapter (to make it non-trivial, "as if trained"). */
+export function loraBs(a: { params: Map<string, { value: import("../src/gpu/gpu.ts").Tensor }> }): import("../src/gpu/gpu.ts").Tensor[] {
+  return [...a.params].filter(([k]) => k.endsWith("lora_B.weight")).map(([, p]) => p.value);
+}

@@ -5,7 +5,7 @@
  */
 import process from "node:process";
 import { fileURLToPath } from "node:url";
-import { loadModel } from "../model/model.ts";
+import { loadModel } from "../api/model.ts";
 import { train } from "../train/trainer.ts";
 
 const shared = (p: string) => fileURLToPath(new URL(`../../../shared/${p}`, import.meta.url));

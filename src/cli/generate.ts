@@ -6,7 +6,7 @@
 import process from "node:process";
 import { parseArgs } from "node:util";
 import { PeftError } from "../errors.ts";
-import { loadModel } from "../model/model.ts";
+import { loadModel } from "../api/model.ts";
 
 export const GENERATE_HELP = `usage: generate --model <path.gguf|hf-dir> --prompt "text" [--max-tokens 128] [--temperature 0.8]
                 [--top-k 0] [--top-p 1] [--seed S] [--adapter <peft-dir>] [--compute-dtype f32|f16|auto]`;

@@ -10,7 +10,7 @@ import process from "node:process";
 import { parseArgs } from "node:util";
 import { PeftError } from "../errors.ts";
 import { ADAPTER_ID_PATTERN } from "../infer/adapter_registry.ts";
-import { loadModel } from "../model/model.ts";
+import { loadModel } from "../api/model.ts";
 import { createApp } from "../serve/app.ts";
 import { ModelEngine } from "../serve/engine.ts";
 import { onShutdownSignal, startServer } from "../serve/server.ts";

@@ -5,7 +5,7 @@
  */
 import { parseArgs } from "node:util";
 import { PeftError } from "../errors.ts";
-import { loadModel } from "../model/model.ts";
+import { loadModel } from "../api/model.ts";
 import { train } from "../train/trainer.ts";
 import type { LrSchedulerName } from "../train/schedule.ts";
 import { type OptimizerName, OPTIMIZERS } from "../train/paged_adamw.ts";

@@ -197,7 +197,7 @@ export function createApp(engine: Engine, options: AppOptions = {}): Hono {
       parent: base,
       adapter: {
         id: a.id,
-        type: "LORA",
+        type: a.peft_type ?? "LORA",
         r: a.r ?? null,
         lora_alpha: a.lora_alpha ?? null,
         target_modules: a.target_modules ?? null,
@@ -230,13 +230,25 @@ export function createApp(engine: Engine, options: AppOptions = {}): Hono {
     stop?: string | string[] | null;
     stream?: boolean | null;
     stream_options?: { include_usage?: boolean } | null;
+    lora?: { id: string; scale: number }[] | null;
   }
 
   function engineRequest(c: Context, body: Common, ids: number[], maxTokens: number | null | undefined, adapter: string | undefined): EngineRequest {
     const temperature = body.temperature ?? 1;
+    let adapters: EngineRequest["adapters"];
+    if (body.lora) {
+      if (adapter !== undefined) throw new HttpError(400, "lora: give either model \"base:adapter\" or lora, not both", "invalid_request_error", "invalid_value", "lora");
+      adapters = body.lora.map((l) => {
+        if (!ADAPTER_ID_PATTERN.test(l.id) || !engine.hasAdapter(l.id)) {
+          throw new HttpError(404, `lora: no adapter named ${JSON.stringify(l.id)} (GET /v1/adapters lists them)`, "not_found_error", "model_not_found", "lora");
+        }
+        return { id: l.id, weight: l.scale };
+      });
+    }
     return {
       ids,
       adapter,
+      adapters,
       maxTokens: maxTokens ?? defaultMaxTokens,
       temperature,
       topK: body.top_k ?? 0,

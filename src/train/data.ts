@@ -21,7 +21,7 @@
 import { readFile } from "node:fs/promises";
 import { extname } from "node:path";
 import { PeftError } from "../errors.ts";
-import { deriveSeed, Rng } from "./rng.ts";
+import { deriveSeed, Rng } from "../util/rng.ts";
 
 /** What the data pipeline needs from a tokenizer (src/tokenizer's Tokenizer satisfies it). */
 export interface TextTokenizer {

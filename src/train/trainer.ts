@@ -1,5 +1,5 @@
 /**
- * The LoRA training loop: data -> micro-batches -> forward/backward on the GPU -> global-norm
+ * The training loop, for any PEFT method (the adapter's hooks and parameters are all it sees): data -> micro-batches -> forward/backward on the GPU -> global-norm
  * clipping -> AdamW on the GPU, with an LR schedule, evaluation, metrics.jsonl + loss.svg,
  * checkpoints (every N steps and on Ctrl-C) and exact resume.
  *
@@ -14,16 +14,36 @@ import { PeftError } from "../errors.ts";
 import { readSafetensors, writeSafetensors } from "../io/safetensors.ts";
 import { sumOfSquares } from "../kernels/adamw.ts";
 import { LossScaler, type LossScaleState, type LossScalerOptions } from "./loss_scale.ts";
-import { checkTrainingPlan, formatPlan, type TrainingPlan } from "../model/memory_plan.ts";
+import { checkTrainingPlan, formatPlan, type TrainingPlan } from "./memory_plan.ts";
 import { createOptimizer, type Optimizer, type OptimizerName, OPTIMIZERS, type OptimizerSlot } from "./paged_adamw.ts";
-import { evalLoss, lossAndGrads, type TrainableLora } from "../model/llama_train.ts";
-import type { Model } from "../model/model.ts";
-import { LoraAdapter } from "../peft/lora.ts";
+import { evalLoss, lossAndGrads } from "../model/llama_train.ts";
+import type { Gpu, Tensor } from "../gpu/gpu.ts";
+import type { LlamaGpu } from "../model/llama.ts";
+import type { ParameterReport } from "../model/memory_report.ts";
+import type { Hooks } from "../model/sites.ts";
+import type { Tokenizer } from "../tokenizer/mod.ts";
+import { Adapter } from "../peft/adapter.ts";
+import type { PeftModel } from "../peft/peft_model.ts";
 import { type Batch, batches, batchesPerEpoch, evalBatches, type Example, loadDataset } from "./data.ts";
 import { lossCurveSvg } from "./loss_svg.ts";
 import { formatEval, type MetricRecord, MetricsWriter, parseMetrics, ProgressReporter } from "./progress.ts";
-import { deriveSeed } from "./rng.ts";
+import { deriveSeed } from "../util/rng.ts";
 import { lrAt, type LrSchedulerName, validateSchedule } from "./schedule.ts";
+
+/** What training needs of a model (the api's Model satisfies it). */
+export interface TrainableModel {
+  readonly gpu: Gpu;
+  readonly llama: LlamaGpu;
+  readonly peft: PeftModel;
+  readonly tokenizer: Tokenizer;
+  readonly source: string;
+  readonly computeDtype: "f32" | "f16";
+  readonly isQuantized: boolean;
+  adapter(name: string): Adapter;
+  saveAdapter(name: string, dir: string): Promise<void>;
+  exclusive<T>(fn: () => Promise<T> | T): Promise<T>;
+  parameterReport(): ParameterReport;
+}
 
 export interface TrainOptions {
   /** Name of the adapter to train (model.addAdapter first). */
@@ -164,21 +184,11 @@ function resolve(o: TrainOptions): Resolved {
   return r;
 }
 
-/** The LoRA tensors the optimizer updates, keyed as in checkpoints. */
-function optimizerSlots(lora: TrainableLora): OptimizerSlot[] {
-  const out: OptimizerSlot[] = [];
-  for (const [name, l] of lora.layers) {
-    out.push({ key: `${name}.lora_A`, param: l.A, grad: l.dA });
-    out.push({ key: `${name}.lora_B`, param: l.B, grad: l.dB });
-  }
-  return out;
-}
-
-async function evaluate(model: Model, lora: TrainableLora | undefined, examples: Example[], r: Resolved): Promise<number> {
+async function evaluate(model: TrainableModel, hooks: Hooks<Tensor>, examples: Example[], r: Resolved): Promise<number> {
   let sum = 0, count = 0;
   const list = evalBatches(examples, r.batchSize).slice(0, r.maxEvalBatches ?? Infinity);
   for (const b of list) {
-    const t = evalLoss(model.llama, lora, { B: b.rows, T: b.seqLen, inputs: b.input, targets: b.target });
+    const t = evalLoss(model.llama, hooks, { B: b.rows, T: b.seqLen, inputs: b.input, targets: b.target });
     const losses = await model.gpu.readF32(t);
     t.release();
     for (const v of losses) sum += v;
@@ -189,7 +199,7 @@ async function evaluate(model: Model, lora: TrainableLora | undefined, examples:
 
 // ------------------------------------------------------------------ checkpoints
 
-async function writeCheckpoint(model: Model, name: string, opt: Optimizer, dir: string, state: Record<string, unknown>): Promise<void> {
+async function writeCheckpoint(model: TrainableModel, name: string, opt: Optimizer, dir: string, state: Record<string, unknown>): Promise<void> {
   // Written to a temporary directory, then renamed: a crash never leaves half a checkpoint.
   const tmp = `${dir}.tmp-${Date.now().toString(36)}`;
   await rm(tmp, { recursive: true, force: true });
@@ -217,22 +227,18 @@ async function latestCheckpoint(outputDir: string): Promise<string | null> {
   return steps.length ? join(outputDir, `checkpoint-${Math.max(...steps)}`) : null;
 }
 
-async function restoreCheckpoint(model: Model, name: string, opt: Optimizer, dir: string): Promise<Record<string, unknown>> {
+async function restoreCheckpoint(model: TrainableModel, name: string, opt: Optimizer, dir: string): Promise<Record<string, unknown>> {
   let state: Record<string, unknown>;
   try {
     state = JSON.parse(await readFile(join(dir, "trainer_state.json"), "utf8"));
   } catch (e) {
     throw new PeftError("CHECKPOINT_INVALID", `${dir}: cannot read trainer_state.json: ${(e as Error).message}`);
   }
-  const saved = await LoraAdapter.load(model.gpu, model.config, `${name}@resume`, dir);
+  const saved = await Adapter.load(model.gpu, model.llama.config, `${name}@resume`, dir);
   try {
-    for (const [w, p] of model.adapter(name).pairs) {
-      const s = saved.pairs.get(w);
-      if (!s) throw new PeftError("CHECKPOINT_INVALID", `${dir}: checkpoint has no LoRA weights for ${w}`);
-      model.gpu.copy(s.A, p.A);
-      model.gpu.copy(s.B, p.B);
-    }
+    model.adapter(name).copyFrom(saved);
   } finally {
+    model.gpu.flush();
     saved.release();
   }
   const file = await readSafetensors(join(dir, "optimizer.safetensors"));
@@ -253,7 +259,7 @@ async function restoreCheckpoint(model: Model, name: string, opt: Optimizer, dir
 
 // ------------------------------------------------------------------ the loop
 
-export async function train(model: Model, options: TrainOptions): Promise<TrainResult> {
+export async function train(model: TrainableModel, options: TrainOptions): Promise<TrainResult> {
   const r = resolve(options);
   const adapter = model.adapter(r.adapter);
   const ds = await loadDataset(r.data, model.tokenizer, {
@@ -276,14 +282,16 @@ export async function train(model: Model, options: TrainOptions): Promise<TrainR
     });
     const scaler = model.computeDtype === "f16" ? new LossScaler(r.lossScaling) : null;
     const f16Base = model.parameterReport().f16Params > 0;
+    say(`[train] ${adapter.method.describe(adapter.config)}; ${adapter.trainableParameters} trainable parameters`);
     say(`[train] base weights ${model.isQuantized ? `4-bit ${model.llama.quantSpec!.type}${model.llama.quantSpec!.doubleQuant ? " (double quant)" : ""}` : f16Base ? "f16" : "f32"}; ` +
-      `compute dtype ${model.computeDtype} (shader-f16 ${model.gpu.info.features.f16 ? "available" : "not available"}); LoRA weights, gradients${r.optimizer === "adamw_8bit" ? " f32, optimizer state 8-bit" : " and optimizer state f32"}` +
+      `compute dtype ${model.computeDtype} (shader-f16 ${model.gpu.info.features.f16 ? "available" : "not available"}); adapter weights, gradients${r.optimizer === "adamw_8bit" ? " f32, optimizer state 8-bit" : " and optimizer state f32"}` +
       (scaler ? `; dynamic loss scaling from ${scaler.scale}` : ""));
     say(formatPlan(plan));
     model.gpu.resetPeak();
-    const lora = adapter.trainable();
+    const slots = adapter.trainable();
+    const hooks = adapter.hooks();
     const optimizerGpuBytes = r.gpuMemoryBudget === undefined ? undefined : r.gpuMemoryBudget - (plan.total - plan.optimizer.gpuBytes);
-    const opt = createOptimizer(model.gpu, r.optimizer, optimizerSlots(lora), { gpuBytes: optimizerGpuBytes, pageElements: r.pageElements ?? plan.optimizer.pageElements });
+    const opt = createOptimizer(model.gpu, r.optimizer, slots, { gpuBytes: optimizerGpuBytes, pageElements: r.pageElements ?? plan.optimizer.pageElements });
     let startStep = 0;
     let skippedBefore = 0;
     let metrics: MetricsWriter | undefined;
@@ -317,7 +325,7 @@ export async function train(model: Model, options: TrainOptions): Promise<TrainR
     };
     const runEval = async (step: number) => {
       if (!ds.eval.length) return undefined;
-      const loss = await evaluate(model, lora, ds.eval, r);
+      const loss = await evaluate(model, hooks, ds.eval, r);
       result.evals.push({ step, loss });
       await record({ step, eval_loss: loss });
       if (r.progress) progress.log(formatEval(step, loss));
@@ -355,7 +363,7 @@ export async function train(model: Model, options: TrainOptions): Promise<TrainR
         const lossTokens = micro.reduce((s, b) => s + b.lossTokens, 0);
         let lossSum = 0;
         for (const [k, b] of micro.entries()) {
-          const t = lossAndGrads(model.llama, lora, { B: b.rows, T: b.seqLen, inputs: b.input, targets: b.target }, {
+          const t = lossAndGrads(model.llama, hooks, { B: b.rows, T: b.seqLen, inputs: b.input, targets: b.target }, {
             seed: deriveSeed(r.seed, step, k),
             gradScale: (scaler?.scale ?? 1) / Math.max(1, lossTokens),
             checkpointing: r.gradientCheckpointing,
@@ -420,7 +428,7 @@ export async function train(model: Model, options: TrainOptions): Promise<TrainR
         await mkdir(r.outputDir, { recursive: true });
         await writeFile(join(r.outputDir, "loss.svg"), lossCurveSvg(
           records.map((m) => ({ step: m.step, loss: m.loss, evalLoss: m.eval_loss })),
-          { title: `LoRA fine-tune of ${model.source.split("/").pop()} (${r.adapter})` },
+          { title: `${adapter.method.label(adapter.config)} fine-tune of ${model.source.split("/").pop()} (${r.adapter})` },
         ));
       }
     }
