@@ -49,3 +49,11 @@ export const MATMUL_LAYOUTS = [
   { transA: true, transB: false },
   { transA: true, transB: true },
 ];
+
+/** The parts (e.g. encodeGGUF's) as one byte array. */
+export function concatBytes(parts: Uint8Array[]): Uint8Array {
+  const out = new Uint8Array(parts.reduce((n, p) => n + p.byteLength, 0));
+  let o = 0;
+  for (const p of parts) out.set(p, (o += p.byteLength) - p.byteLength);
+  return out;
+}

@@ -1,0 +1,159 @@
+/**
+ * Our ggml codecs against llama.cpp's own: the libggml-base shared library that node-llama-cpp
+ * ships (its prebuilt linux-x64 binary, a dev dependency) is loaded with Deno's FFI and its
+ * exported `quantize_row_*_ref`, `dequantize_row_*`, `ggml_*_to_fp32_row` and
+ * `ggml_get_type_traits` are called on the same inputs as ours. Quantized bytes and dequantized
+ * f32 bits must be identical. (That build has no FMA, so its float code rounds every operation
+ * as ours does.) Other platforms ship a different prebuilt: the test is skipped there.
+ */
+import assert from "node:assert/strict";
+import { existsSync } from "node:fs";
+import { fileURLToPath } from "node:url";
+import { f32ToF16 } from "../../src/io/bytes.ts";
+import { dequantizeGgml, GGML, GGML_TYPES } from "../../src/io/ggml_quants.ts";
+import { quantizeGgml } from "../../src/io/ggml_quantize.ts";
+import { randn, rng } from "../helpers.ts";
+
+const LIB = fileURLToPath(new URL("../../node_modules/@node-llama-cpp/linux-x64/bins/linux-x64/libggml-base.so", import.meta.url));
+const available = Deno.build.os === "linux" && Deno.build.arch === "x86_64" && existsSync(LIB);
+
+const QUANT_TYPES = ["Q4_0", "Q4_1", "Q5_0", "Q5_1", "Q8_0", "Q4_K", "Q5_K", "Q6_K"] as const;
+/** ggml's C names: q4_0 ... q4_K (lower case but for the K). */
+const cName = (t: string) => t.toLowerCase().replace("_k", "_K");
+
+type RowFn = (src: ArrayBufferView, dst: ArrayBufferView, n: bigint) => void;
+
+/** libggml-base's row functions (src, dst, element count) and ggml_get_type_traits. */
+function open() {
+  const row = { parameters: ["buffer", "buffer", "i64"], result: "void" } as const;
+  const names = ["ggml_fp16_to_fp32_row", "ggml_bf16_to_fp32_row"];
+  for (const t of QUANT_TYPES) names.push(`quantize_row_${cName(t)}_ref`, `dequantize_row_${cName(t)}`);
+  const lib = Deno.dlopen(LIB, {
+    ggml_get_type_traits: { parameters: ["i32"], result: "pointer" },
+    ...Object.fromEntries(names.map((n) => [n, row])),
+  });
+  const fns = lib.symbols as unknown as Record<string, RowFn>;
+  return {
+    call: (name: string, src: ArrayBufferView, dst: ArrayBufferView, n: number) => fns[name](src, dst, BigInt(n)),
+    traits: (type: number) => (lib.symbols.ggml_get_type_traits as unknown as (t: number) => Deno.PointerValue)(type),
+    close: () => lib.close(),
+  };
+}
+
+function bits(x: Float32Array): Uint32Array {
+  return new Uint32Array(x.buffer, x.byteOffset, x.length);
+}
+
+/** Asserts equal f32 bit patterns, naming the first difference (a full diff of 10^5 values is slow). */
+function assertSameBits(ours: Float32Array, theirs: Float32Array, what: string) {
+  const a = bits(ours), b = bits(theirs);
+  assert.equal(a.length, b.length, what);
+  const i = a.findIndex((v, k) => v !== b[k]);
+  assert.equal(i, -1, `${what}: element ${i} is ${ours[i]}, llama.cpp has ${theirs[i]}`);
+}
+
+/** Rows of 256 that visit the quantizers' branches: tiny, huge, all-zero, constant, one-sided, outliers. */
+function awkwardRows(): Float32Array {
+  const kinds = [
+    (i: number, r: () => number) => randn(1, i)[0] * (r() < 0.02 ? 40 : 1),
+    () => 0,
+    () => 0.3,
+    (i: number) => Math.abs(randn(1, i)[0]) + 0.5, // positive only: the K-quant min is clamped to 0
+    (i: number) => -Math.abs(randn(1, i)[0]) - 0.5,
+    (i: number) => randn(1, i)[0] * 1e-20, // below GROUP_MAX_EPS / f16 subnormals
+    (i: number) => randn(1, i)[0] * 3e4,
+    (i: number, r: () => number) => (r() < 0.1 ? randn(1, i)[0] : 0), // sparse
+    (i: number) => (i % 32 === 5 ? -3 : 1e-3), // one outlier per 32-block
+  ];
+  const rows = 40, x = new Float32Array(rows * 256), r = rng(5);
+  for (let row = 0; row < rows; row++) {
+    const kind = kinds[row % kinds.length];
+    for (let j = 0; j < 256; j++) x[row * 256 + j] = kind(row * 256 + j, r);
+  }
+  return x;
+}
+
+Deno.test({
+  name: "llama.cpp: our ggml type table is libggml's (type_traits names, block sizes, bytes per block)",
+  ignore: !available,
+  fn() {
+    const lib = open();
+    try {
+      for (const t of GGML_TYPES.values()) {
+        const view = new Deno.UnsafePointerView(lib.traits(t.id)!);
+        const name = new Deno.UnsafePointerView(view.getPointer(0)!).getCString();
+        assert.deepEqual([name.toUpperCase(), Number(view.getBigInt64(8)), Number(view.getBigUint64(24))], [t.name, t.blockSize, t.typeSize], t.name);
+      }
+    } finally {
+      lib.close();
+    }
+  },
+});
+
+for (const type of QUANT_TYPES) {
+  Deno.test({
+    name: `llama.cpp: ${type} quantizer bytes equal quantize_row_${cName(type)}_ref's, and dequantized values its dequantize_row_${cName(type)}'s`,
+    ignore: !available,
+    fn() {
+      const lib = open();
+      try {
+        const id = GGML[type];
+        const t = GGML_TYPES.get(id)!;
+        const x = awkwardRows();
+        const ours = quantizeGgml(id, x, 256, type);
+        const theirs = new Uint8Array(ours.byteLength);
+        lib.call(`quantize_row_${cName(type)}_ref`, x, theirs, x.length);
+        const firstDiff = ours.findIndex((v, i) => v !== theirs[i]);
+        assert.equal(firstDiff, -1, `${type}: bytes differ from byte ${firstDiff} (block ${Math.floor(firstDiff / t.typeSize)}, row ${Math.floor((firstDiff / t.typeSize) * t.blockSize / 256)})`);
+
+        // Dequantize random bytes: every bit pattern of the quants, random finite f16 scales
+        // (subnormals included) at the format's scale fields.
+        const blocks = 4096 / t.blockSize * 8;
+        const bytes = new Uint8Array(blocks * t.typeSize);
+        const r = rng(id);
+        for (let i = 0; i < bytes.length; i++) bytes[i] = Math.floor(r() * 256);
+        const halves: Record<string, number[]> = { Q4_0: [0], Q4_1: [0, 2], Q5_0: [0], Q5_1: [0, 2], Q8_0: [0], Q4_K: [0, 2], Q5_K: [0, 2], Q6_K: [208] };
+        const view = new DataView(bytes.buffer);
+        for (let b = 0; b < blocks; b++) {
+          for (const o of halves[type]) {
+            const mag = r() < 0.1 ? r() * 6e-5 : 2 ** (r() * 30 - 20); // subnormal or normal f16
+            view.setUint16(b * t.typeSize + o, f32ToF16(r() < 0.5 ? -mag : mag), true);
+          }
+        }
+        const want = new Float32Array(blocks * t.blockSize);
+        lib.call(`dequantize_row_${cName(type)}`, bytes, want, want.length);
+        assertSameBits(dequantizeGgml(id, bytes, want.length), want, `${type} dequantized`);
+        // and the round trip of our own quantizer's bytes
+        const back = new Float32Array(x.length);
+        lib.call(`dequantize_row_${cName(type)}`, ours, back, back.length);
+        assertSameBits(dequantizeGgml(id, ours, x.length), back, `${type} round trip`);
+      } finally {
+        lib.close();
+      }
+    },
+  });
+}
+
+Deno.test({
+  name: "llama.cpp: F16 and BF16 rows widen as ggml_fp16_to_fp32_row / ggml_bf16_to_fp32_row do",
+  ignore: !available,
+  fn() {
+    const lib = open();
+    try {
+      const h = new Uint16Array(65536).map((_, i) => i); // every pattern, NaNs included
+      for (const [type, fn] of [[GGML.F16, "ggml_fp16_to_fp32_row"], [GGML.BF16, "ggml_bf16_to_fp32_row"]] as const) {
+        const want = new Float32Array(h.length);
+        lib.call(fn, h, want, h.length);
+        const ours = dequantizeGgml(type, new Uint8Array(h.buffer), h.length);
+        // NaN payloads may differ; every other value must be bit-identical
+        const a = bits(ours), b = bits(want);
+        for (let i = 0; i < h.length; i++) {
+          if (Number.isNaN(want[i])) assert.ok(Number.isNaN(ours[i]), `${fn} #${i}`);
+          else assert.equal(a[i], b[i], `${fn} pattern 0x${i.toString(16)}`);
+        }
+      }
+    } finally {
+      lib.close();
+    }
+  },
+});
