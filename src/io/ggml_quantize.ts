@@ -7,9 +7,11 @@
  * (int8_t) casts: truncation). Nothing is simplified: tests/io/ggml_quants_llamacpp.test.ts
  * compares our bytes with llama.cpp's own quantize_row_*_ref (its shipped libggml-base) bit for bit.
  *
- * These are the "_ref" quantizers llama.cpp uses when no importance matrix is given
- * (llama-quantize without --imatrix takes the same search per block, with different weights
- * only for Q4_K/Q5_K/Q6_K's _impl variants, which an imatrix drives).
+ * BF16 rounds to nearest even as ggml_fp32_to_bf16_row_ref does.
+ *
+ * llama-quantize without an importance matrix runs exactly these (ggml_quantize_chunk with no
+ * imatrix calls quantize_row_*_ref), so our bytes are its bytes. With --imatrix it runs the
+ * `_impl` variants weighted by the matrix, which are not ported here.
  */
 import { PeftError } from "../errors.ts";
 import { f16ToF32, f32ToF16 } from "./bytes.ts";
@@ -301,10 +303,20 @@ function q6K(): Quantizer {
   };
 }
 
+const f32Bits = new Uint32Array(1);
+const f32Value = new Float32Array(f32Bits.buffer);
+/** BF16 (ggml_fp32_to_bf16_row_ref): the f32's top half, rounded to nearest even. */
+const quantBF16: Quantizer = (x, xo, _b, v, o) => {
+  f32Value[0] = x[xo];
+  const u = f32Bits[0];
+  v.setUint16(o, (u + 0x7fff + ((u >>> 16) & 1)) >>> 16, true);
+};
+
 const QUANTIZERS: Record<number, () => Quantizer> = {
   [GGML.Q4_0]: () => symmetric(4), [GGML.Q5_0]: () => symmetric(5),
   [GGML.Q4_1]: () => affine(4), [GGML.Q5_1]: () => affine(5),
   [GGML.Q8_0]: () => quantQ8_0, [GGML.Q4_K]: () => kQuant(4), [GGML.Q5_K]: () => kQuant(5), [GGML.Q6_K]: q6K,
+  [GGML.BF16]: () => quantBF16,
 };
 
 /** The types quantizeGgml writes. */

@@ -168,6 +168,7 @@ const ROUND_TRIP: Record<string, { maxRel?: number; rms: number }> = {
   Q4_K: { rms: 0.075 },
   Q5_K: { rms: 0.038 },
   Q6_K: { rms: 0.0186 },
+  BF16: { maxRel: 2 ** -8, rms: 2 ** -9 }, // round to nearest, 8 significant bits: half an ulp is <= 2^-8 of the value
 };
 
 const rmsOf = new Map<string, number>();
@@ -225,13 +226,14 @@ Deno.test("ggml: row lengths that are not whole blocks, unknown types and non-fi
   assert.throws(() => quantizeGgml(GGML.Q4_K, new Float32Array(600), 256, "w"), isErr("QUANT_BAD_SHAPE", "600 values"));
   assert.throws(() => quantizeGgml(GGML.Q8_1, x, 96, "w"), isErr("QUANT_UNSUPPORTED", "Q8_1", "Q4_K"));
   assert.throws(() => quantizeGgml(GGML.F32, x, 96, "w"), isErr("QUANT_UNSUPPORTED", "F32"));
+  assert.throws(() => quantizeGgml(GGML.BF16, new Float32Array([1, Infinity]), 2, "w"), isErr("QUANT_BAD_VALUE", "#1", "Infinity"));
   assert.throws(() => quantizeGgml(GGML.Q4_0, new Float32Array([...new Array(31).fill(0), NaN]), 32, "w"), isErr("QUANT_BAD_VALUE", "w", "#31", "NaN"));
   assert.throws(() => dequantizeGgml(GGML.Q6_K, new Uint8Array(210), 128, "t"), isErr("GGUF_BAD_TENSOR", "t", "128", "Q6_K"));
   assert.throws(() => dequantizeGgml(GGML.Q6_K, new Uint8Array(209), 256, "t"), isErr("GGUF_TRUNCATED", "t", "210 bytes"));
   assert.throws(() => dequantizeGgml(GGML.Q2_K, new Uint8Array(84), 256, "t"), isErr("GGUF_UNSUPPORTED_TYPE", "t", "Q2_K", "Q4_K"));
   assert.throws(() => ggmlTensorBytes(GGML.Q5_0, [4, 40], "f.gguf: tensor a"), isErr("GGUF_BAD_TENSOR", "f.gguf: tensor a", "40", "Q5_0's block of 32"));
   assert.throws(() => ggmlTensorBytes(99, [4, 40], "f.gguf: tensor a"), isErr("GGUF_UNSUPPORTED_TYPE", "type 99"));
-  assert.equal(GGML_QUANTIZABLE.length, 8);
+  assert.equal(GGML_QUANTIZABLE.length, 9);
 });
 
 Deno.test("gguf: quantized tensors are written and read back raw, and readF32 dequantizes them", async () => {

@@ -1,7 +1,8 @@
 /**
  * Our ggml codecs against llama.cpp's own: the libggml-base shared library that node-llama-cpp
  * ships (its prebuilt linux-x64 binary, a dev dependency) is loaded with Deno's FFI and its
- * exported `quantize_row_*_ref`, `dequantize_row_*`, `ggml_*_to_fp32_row` and
+ * exported `quantize_row_*_ref`, `ggml_quantize_chunk` (llama-quantize's entry), `dequantize_row_*`,
+ * `ggml_*_to_fp32_row`, `ggml_fp32_to_bf16_row_ref` and
  * `ggml_get_type_traits` are called on the same inputs as ours. Quantized bytes and dequantized
  * f32 bits must be identical. (That build has no FMA, so its float code rounds every operation
  * as ours does.) Other platforms ship a different prebuilt: the test is skipped there.
@@ -25,15 +26,19 @@ type RowFn = (src: ArrayBufferView, dst: ArrayBufferView, n: bigint) => void;
 /** libggml-base's row functions (src, dst, element count) and ggml_get_type_traits. */
 function open() {
   const row = { parameters: ["buffer", "buffer", "i64"], result: "void" } as const;
-  const names = ["ggml_fp16_to_fp32_row", "ggml_bf16_to_fp32_row"];
+  const names = ["ggml_fp16_to_fp32_row", "ggml_bf16_to_fp32_row", "ggml_fp32_to_bf16_row_ref"];
   for (const t of QUANT_TYPES) names.push(`quantize_row_${cName(t)}_ref`, `dequantize_row_${cName(t)}`);
   const lib = Deno.dlopen(LIB, {
     ggml_get_type_traits: { parameters: ["i32"], result: "pointer" },
+    // (type, src, dst, start, nrows, n_per_row, imatrix) -> bytes: what llama-quantize calls
+    ggml_quantize_chunk: { parameters: ["i32", "buffer", "buffer", "i64", "i64", "i64", "pointer"], result: "usize" },
     ...Object.fromEntries(names.map((n) => [n, row])),
   });
   const fns = lib.symbols as unknown as Record<string, RowFn>;
   return {
     call: (name: string, src: ArrayBufferView, dst: ArrayBufferView, n: number) => fns[name](src, dst, BigInt(n)),
+    quantizeChunk: (type: number, src: Float32Array, dst: Uint8Array, rowLength: number) =>
+      (lib.symbols.ggml_quantize_chunk as unknown as (...a: unknown[]) => number | bigint)(type, src, dst, 0n, BigInt(src.length / rowLength), BigInt(rowLength), null),
     traits: (type: number) => (lib.symbols.ggml_get_type_traits as unknown as (t: number) => Deno.PointerValue)(type),
     close: () => lib.close(),
   };
@@ -91,7 +96,7 @@ Deno.test({
 
 for (const type of QUANT_TYPES) {
   Deno.test({
-    name: `llama.cpp: ${type} quantizer bytes equal quantize_row_${cName(type)}_ref's, and dequantized values its dequantize_row_${cName(type)}'s`,
+    name: `llama.cpp: ${type} quantizer bytes equal quantize_row_${cName(type)}_ref's and ggml_quantize_chunk's, dequantized values dequantize_row_${cName(type)}'s`,
     ignore: !available,
     fn() {
       const lib = open();
@@ -104,6 +109,10 @@ for (const type of QUANT_TYPES) {
         lib.call(`quantize_row_${cName(type)}_ref`, x, theirs, x.length);
         const firstDiff = ours.findIndex((v, i) => v !== theirs[i]);
         assert.equal(firstDiff, -1, `${type}: bytes differ from byte ${firstDiff} (block ${Math.floor(firstDiff / t.typeSize)}, row ${Math.floor((firstDiff / t.typeSize) * t.blockSize / 256)})`);
+        // llama-quantize's entry point (no importance matrix) gives the same bytes
+        const chunk = new Uint8Array(ours.byteLength);
+        assert.equal(Number(lib.quantizeChunk(id, x, chunk, 256)), chunk.byteLength);
+        assert.equal(ours.findIndex((v, i) => v !== chunk[i]), -1, `${type}: bytes differ from ggml_quantize_chunk's`);
 
         // Dequantize random bytes: every bit pattern of the quants, random finite f16 scales.
         const blocks = 4096 / t.blockSize * 8;
@@ -121,6 +130,27 @@ for (const type of QUANT_TYPES) {
     },
   });
 }
+
+Deno.test({
+  name: "llama.cpp: BF16 conversion equals ggml_fp32_to_bf16_row_ref (round to nearest even)",
+  ignore: !available,
+  fn() {
+    const lib = open();
+    try {
+      const x = awkwardRows();
+      // halfway cases: the low 16 bits exactly 0x8000, with an even and an odd kept half
+      const ties = new Float32Array(new Uint32Array([0x3f808000, 0x3f818000, 0xbf808000, 0x00008000, 0x7f7f8000]).buffer);
+      for (const v of [x, ties]) {
+        const ours = quantizeGgml(GGML.BF16, v, 1, "BF16");
+        const theirs = new Uint8Array(ours.byteLength);
+        lib.call("ggml_fp32_to_bf16_row_ref", v, theirs, v.length);
+        assert.equal(ours.findIndex((b, i) => b !== theirs[i]), -1, "BF16 bytes");
+      }
+    } finally {
+      lib.close();
+    }
+  },
+});
 
 Deno.test({
   name: "llama.cpp: F16 and BF16 rows widen as ggml_fp16_to_fp32_row / ggml_bf16_to_fp32_row do",

@@ -29,11 +29,9 @@ function shapes(type: string): [number, number, number][] {
   return [[1, 5, 96], [3, 17, 32], [17, 67, 160], [64, 9, 224]];
 }
 
-/** ggml bytes of a weight [N, K]: our quantizer on N(0, 0.1) values, BF16 the top halves. */
+/** ggml bytes of a weight [N, K]: our quantizer on N(0, 0.1) values. */
 function weightBytes(type: number, N: number, K: number, seed: number): Uint8Array {
-  const w = randn(N * K, seed, 0.1);
-  if (type !== GGML.BF16) return quantizeGgml(type, w, K);
-  return new Uint8Array(Uint16Array.from(new Uint32Array(w.buffer), (u) => u >>> 16).buffer);
+  return quantizeGgml(type, randn(N * K, seed, 0.1), K);
 }
 
 for (const name of TYPES) {
