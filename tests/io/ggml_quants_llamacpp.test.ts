@@ -23,8 +23,18 @@ const cName = (t: string) => t.toLowerCase().replace("_k", "_K");
 
 type RowFn = (src: ArrayBufferView, dst: ArrayBufferView, n: bigint) => void;
 
-/** libggml-base's row functions (src, dst, element count) and ggml_get_type_traits. */
+/**
+ * libggml-base's row functions (src, dst, element count), ggml_quantize_chunk and
+ * ggml_get_type_traits. Opened once per process and never closed: the library installs a
+ * std::terminate handler when it loads and aborts the process if it finds its own handler
+ * already there, which a second load at the same address does.
+ */
+let loaded: ReturnType<typeof load> | undefined;
 function open() {
+  return loaded ??= load();
+}
+
+function load() {
   const row = { parameters: ["buffer", "buffer", "i64"], result: "void" } as const;
   const names = ["ggml_fp16_to_fp32_row", "ggml_bf16_to_fp32_row", "ggml_fp32_to_bf16_row_ref"];
   for (const t of QUANT_TYPES) names.push(`quantize_row_${cName(t)}_ref`, `dequantize_row_${cName(t)}`);
@@ -40,7 +50,6 @@ function open() {
     quantizeChunk: (type: number, src: Float32Array, dst: Uint8Array, rowLength: number) =>
       (lib.symbols.ggml_quantize_chunk as unknown as (...a: unknown[]) => number | bigint)(type, src, dst, 0n, BigInt(src.length / rowLength), BigInt(rowLength), null),
     traits: (type: number) => (lib.symbols.ggml_get_type_traits as unknown as (t: number) => Deno.PointerValue)(type),
-    close: () => lib.close(),
   };
 }
 
@@ -82,14 +91,10 @@ Deno.test({
   ignore: !available,
   fn() {
     const lib = open();
-    try {
-      for (const t of GGML_TYPES.values()) {
-        const view = new Deno.UnsafePointerView(lib.traits(t.id)!);
-        const name = new Deno.UnsafePointerView(view.getPointer(0)!).getCString();
-        assert.deepEqual([name.toUpperCase(), Number(view.getBigInt64(8)), Number(view.getBigUint64(24))], [t.name, t.blockSize, t.typeSize], t.name);
-      }
-    } finally {
-      lib.close();
+    for (const t of GGML_TYPES.values()) {
+      const view = new Deno.UnsafePointerView(lib.traits(t.id)!);
+      const name = new Deno.UnsafePointerView(view.getPointer(0)!).getCString();
+      assert.deepEqual([name.toUpperCase(), Number(view.getBigInt64(8)), Number(view.getBigUint64(24))], [t.name, t.blockSize, t.typeSize], t.name);
     }
   },
 });
@@ -100,33 +105,29 @@ for (const type of QUANT_TYPES) {
     ignore: !available,
     fn() {
       const lib = open();
-      try {
-        const id = GGML[type];
-        const t = GGML_TYPES.get(id)!;
-        const x = awkwardRows();
-        const ours = quantizeGgml(id, x, 256, type);
-        const theirs = new Uint8Array(ours.byteLength);
-        lib.call(`quantize_row_${cName(type)}_ref`, x, theirs, x.length);
-        const firstDiff = ours.findIndex((v, i) => v !== theirs[i]);
-        assert.equal(firstDiff, -1, `${type}: bytes differ from byte ${firstDiff} (block ${Math.floor(firstDiff / t.typeSize)}, row ${Math.floor((firstDiff / t.typeSize) * t.blockSize / 256)})`);
-        // llama-quantize's entry point (no importance matrix) gives the same bytes
-        const chunk = new Uint8Array(ours.byteLength);
-        assert.equal(Number(lib.quantizeChunk(id, x, chunk, 256)), chunk.byteLength);
-        assert.equal(ours.findIndex((v, i) => v !== chunk[i]), -1, `${type}: bytes differ from ggml_quantize_chunk's`);
+      const id = GGML[type];
+      const t = GGML_TYPES.get(id)!;
+      const x = awkwardRows();
+      const ours = quantizeGgml(id, x, 256, type);
+      const theirs = new Uint8Array(ours.byteLength);
+      lib.call(`quantize_row_${cName(type)}_ref`, x, theirs, x.length);
+      const firstDiff = ours.findIndex((v, i) => v !== theirs[i]);
+      assert.equal(firstDiff, -1, `${type}: bytes differ from byte ${firstDiff} (block ${Math.floor(firstDiff / t.typeSize)}, row ${Math.floor((firstDiff / t.typeSize) * t.blockSize / 256)})`);
+      // llama-quantize's entry point (no importance matrix) gives the same bytes
+      const chunk = new Uint8Array(ours.byteLength);
+      assert.equal(Number(lib.quantizeChunk(id, x, chunk, 256)), chunk.byteLength);
+      assert.equal(ours.findIndex((v, i) => v !== chunk[i]), -1, `${type}: bytes differ from ggml_quantize_chunk's`);
 
-        // Dequantize random bytes: every bit pattern of the quants, random finite f16 scales.
-        const blocks = 4096 / t.blockSize * 8;
-        const bytes = randomGgmlBytes(id, blocks, id);
-        const want = new Float32Array(blocks * t.blockSize);
-        lib.call(`dequantize_row_${cName(type)}`, bytes, want, want.length);
-        assertSameBits(dequantizeGgml(id, bytes, want.length), want, `${type} dequantized`);
-        // and the round trip of our own quantizer's bytes
-        const back = new Float32Array(x.length);
-        lib.call(`dequantize_row_${cName(type)}`, ours, back, back.length);
-        assertSameBits(dequantizeGgml(id, ours, x.length), back, `${type} round trip`);
-      } finally {
-        lib.close();
-      }
+      // Dequantize random bytes: every bit pattern of the quants, random finite f16 scales.
+      const blocks = 4096 / t.blockSize * 8;
+      const bytes = randomGgmlBytes(id, blocks, id);
+      const want = new Float32Array(blocks * t.blockSize);
+      lib.call(`dequantize_row_${cName(type)}`, bytes, want, want.length);
+      assertSameBits(dequantizeGgml(id, bytes, want.length), want, `${type} dequantized`);
+      // and the round trip of our own quantizer's bytes
+      const back = new Float32Array(x.length);
+      lib.call(`dequantize_row_${cName(type)}`, ours, back, back.length);
+      assertSameBits(dequantizeGgml(id, ours, x.length), back, `${type} round trip`);
     },
   });
 }
@@ -136,18 +137,14 @@ Deno.test({
   ignore: !available,
   fn() {
     const lib = open();
-    try {
-      const x = awkwardRows();
-      // halfway cases: the low 16 bits exactly 0x8000, with an even and an odd kept half
-      const ties = new Float32Array(new Uint32Array([0x3f808000, 0x3f818000, 0xbf808000, 0x00008000, 0x7f7f8000]).buffer);
-      for (const v of [x, ties]) {
-        const ours = quantizeGgml(GGML.BF16, v, 1, "BF16");
-        const theirs = new Uint8Array(ours.byteLength);
-        lib.call("ggml_fp32_to_bf16_row_ref", v, theirs, v.length);
-        assert.equal(ours.findIndex((b, i) => b !== theirs[i]), -1, "BF16 bytes");
-      }
-    } finally {
-      lib.close();
+    const x = awkwardRows();
+    // halfway cases: the low 16 bits exactly 0x8000, with an even and an odd kept half
+    const ties = new Float32Array(new Uint32Array([0x3f808000, 0x3f818000, 0xbf808000, 0x00008000, 0x7f7f8000]).buffer);
+    for (const v of [x, ties]) {
+      const ours = quantizeGgml(GGML.BF16, v, 1, "BF16");
+      const theirs = new Uint8Array(ours.byteLength);
+      lib.call("ggml_fp32_to_bf16_row_ref", v, theirs, v.length);
+      assert.equal(ours.findIndex((b, i) => b !== theirs[i]), -1, "BF16 bytes");
     }
   },
 });
@@ -157,21 +154,17 @@ Deno.test({
   ignore: !available,
   fn() {
     const lib = open();
-    try {
-      const h = new Uint16Array(65536).map((_, i) => i); // every pattern, NaNs included
-      for (const [type, fn] of [[GGML.F16, "ggml_fp16_to_fp32_row"], [GGML.BF16, "ggml_bf16_to_fp32_row"]] as const) {
-        const want = new Float32Array(h.length);
-        lib.call(fn, h, want, h.length);
-        const ours = dequantizeGgml(type, new Uint8Array(h.buffer), h.length);
-        // NaN payloads may differ; every other value must be bit-identical
-        const a = bits(ours), b = bits(want);
-        for (let i = 0; i < h.length; i++) {
-          if (Number.isNaN(want[i])) assert.ok(Number.isNaN(ours[i]), `${fn} #${i}`);
-          else assert.equal(a[i], b[i], `${fn} pattern 0x${i.toString(16)}`);
-        }
+    const h = new Uint16Array(65536).map((_, i) => i); // every pattern, NaNs included
+    for (const [type, fn] of [[GGML.F16, "ggml_fp16_to_fp32_row"], [GGML.BF16, "ggml_bf16_to_fp32_row"]] as const) {
+      const want = new Float32Array(h.length);
+      lib.call(fn, h, want, h.length);
+      const ours = dequantizeGgml(type, new Uint8Array(h.buffer), h.length);
+      // NaN payloads may differ; every other value must be bit-identical
+      const a = bits(ours), b = bits(want);
+      for (let i = 0; i < h.length; i++) {
+        if (Number.isNaN(want[i])) assert.ok(Number.isNaN(ours[i]), `${fn} #${i}`);
+        else assert.equal(a[i], b[i], `${fn} pattern 0x${i.toString(16)}`);
       }
-    } finally {
-      lib.close();
     }
   },
 });
