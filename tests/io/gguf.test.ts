@@ -178,12 +178,14 @@ Deno.test("gguf: corrupted copies in memory each give their error", async () => 
   );
   await assert.rejects(open(patched((d) => d.setUint32(embd.type, 99, true))), isErr("GGUF_UNSUPPORTED_TYPE", name, "99", "token_embd.weight"));
   await assert.rejects(open(patched((d) => d.setUint32(embd.type - 4 - 16, 7, true))), isErr("GGUF_BAD_TENSOR", name, "token_embd.weight", "7 dims"));
-  // A block-quantized type opens (its size is known) but cannot be read as f32.
-  const q4 = await open(patched((d) => d.setUint32(embd.type, 12, true)));
-  assert.equal(q4.tensors.get("token_embd.weight")!.byteLength, (512 * 64 / 256) * 144);
-  await assert.rejects(q4.readF32("token_embd.weight"), isErr("GGUF_UNSUPPORTED_TYPE", "unsupported tensor type Q4_K in token_embd.weight"));
-  assert.equal((await q4.readF32("blk.0.attn_q.weight")).length, 64 * 64, "other tensors still read");
-  await q4.close();
+  // A block-quantized type we size but do not decode (Q8_1) opens but cannot be read as f32.
+  const q81 = await open(patched((d) => d.setUint32(embd.type, 9, true)));
+  assert.equal(q81.tensors.get("token_embd.weight")!.byteLength, (512 * 64 / 32) * 36);
+  await assert.rejects(q81.readF32("token_embd.weight"), isErr("GGUF_UNSUPPORTED_TYPE", "cannot decode tensor type Q8_1", "token_embd.weight"));
+  assert.equal((await q81.readF32("blk.0.attn_q.weight")).length, 64 * 64, "other tensors still read");
+  await q81.close();
+  // Rows must hold whole blocks: 64-wide rows cannot be Q4_K (blocks of 256), as in ggml.
+  await assert.rejects(open(patched((d) => d.setUint32(embd.type, 12, true))), isErr("GGUF_BAD_TENSOR", name, "token_embd.weight", "not a multiple of Q4_K's block of 256"));
   // Duplicate tensor names.
   const q1 = tensorInfoAt(original, "blk.1.attn_q.weight", 2).name;
   await assert.rejects(open(patched((_, b) => (b[q1 + 4] = "0".charCodeAt(0)))), isErr("GGUF_BAD_TENSOR", name, "duplicate", "blk.0.attn_q.weight"));
