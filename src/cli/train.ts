@@ -12,7 +12,7 @@ import { type OptimizerName, OPTIMIZERS } from "../train/paged_adamw.ts";
 import type { Model } from "../model/model.ts";
 import { chatTemplateFlag, resolveChatTemplate } from "./chat_template_flag.ts";
 import { type Command, parseFlags, usageError } from "./flags.ts";
-import { describeModel, loadModelFromFlags, MODEL_FLAGS } from "./model_flags.ts";
+import { loadModelFromFlags, MODEL_FLAGS } from "./model_flags.ts";
 
 /** Evaluations on the CLI use at most this many batches unless --max-eval-batches says otherwise. */
 export const CLI_EVAL_BATCHES = 8;
@@ -111,7 +111,6 @@ export async function main(args: string[]): Promise<void> {
   }
   const model = await loadModelFromFlags(v);
   try {
-    console.log(`[train] ${v.model} ${describeModel(model)}`);
     if (model.isQuantized) console.log(quantizedBaseLine(model));
     const name = adapterName(v.out);
     if (v["init-adapter"]) await model.loadAdapter(name, v["init-adapter"]);
