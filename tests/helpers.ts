@@ -55,6 +55,8 @@ export const MATMUL_LAYOUTS = [
 /** The lora_B tensors of an adapter (to make it non-trivial, "as if trained"). */
 export function loraBs(a: { params: Map<string, { value: import("../src/gpu/gpu.ts").Tensor }> }): import("../src/gpu/gpu.ts").Tensor[] {
   return [...a.params].filter(([k]) => k.endsWith("lora_B.weight")).map(([, p]) => p.value);
+}
+
 /** The parts (e.g. encodeGGUF's) as one byte array. */
 export function concatBytes(parts: Uint8Array[]): Uint8Array {
   const out = new Uint8Array(parts.reduce((n, p) => n + p.byteLength, 0));

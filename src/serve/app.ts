@@ -26,6 +26,7 @@ import { ADAPTER_ID_PATTERN } from "../infer/adapter_registry.ts";
 import type { AdapterInfo } from "../infer/adapter_registry.ts";
 import { type ChatMessage, type Engine, type EngineFinishReason, type EngineRequest, TimeoutError } from "./engine.ts";
 import { Metrics } from "./metrics.ts";
+import { noteGeneration, requestLog } from "./request_log.ts";
 import { AdapterPathRequest, ChatRequest, CompletionRequest, describeIssue } from "./schemas.ts";
 
 export interface AppOptions {
@@ -47,6 +48,8 @@ export interface AppOptions {
   metrics?: Metrics;
   /** Where unexpected errors are reported (default console.error). */
   logError?: (e: unknown) => void;
+  /** Gets one line per request (method, path, status, adapter, tokens, ms; never prompt text). Default: no log. */
+  logRequest?: (line: string) => void;
 }
 
 type ErrorType = "invalid_request_error" | "authentication_error" | "not_found_error" | "rate_limit_error" | "server_error";
@@ -134,6 +137,7 @@ export function createApp(engine: Engine, options: AppOptions = {}): Hono {
     return c.json(errorBody(h.message, h.type, h.code, h.param), h.status);
   };
 
+  if (options.logRequest) app.use("*", requestLog(options.logRequest));
   // Metrics for every request (streams record themselves when they end).
   app.use("*", async (c, next) => {
     const t0 = performance.now();
@@ -289,6 +293,7 @@ export function createApp(engine: Engine, options: AppOptions = {}): Hono {
         }
         const s = r.value;
         metrics.observeGeneration(modelName, s.promptTokens, s.completionTokens);
+        noteGeneration(c, req.adapter, s);
         if (s.finishReason === "abort") metrics.aborted++;
         return c.json({
           id,
@@ -322,6 +327,7 @@ export function createApp(engine: Engine, options: AppOptions = {}): Hono {
         if (r.done) {
           const s = r.value;
           metrics.observeGeneration(modelName, s.promptTokens, s.completionTokens);
+          noteGeneration(c, req.adapter, s);
           if (s.finishReason === "abort") metrics.aborted++;
           await chunk([shape.final(mapFinish(s.finishReason))]);
           if (body.stream_options?.include_usage) {

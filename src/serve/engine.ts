@@ -160,6 +160,8 @@ export interface ModelEngineOptions {
   maxQueue?: number;
   /** GPU bytes resident adapters may hold together (LRU eviction beyond it). Default unlimited. */
   adapterBudgetBytes?: number;
+  /** Jinja chat template for chat requests instead of the model's own (or of defaultChatPrompt when it has none). */
+  chatTemplate?: string;
 }
 
 export class TimeoutError extends Error {
@@ -175,8 +177,11 @@ export class ModelEngine implements Engine {
   readonly registry: AdapterRegistry;
   private readonly slots: Slots;
 
+  private readonly chatTemplate?: string;
+
   constructor(readonly model: Model, o: ModelEngineOptions) {
     this.modelId = o.modelId;
+    this.chatTemplate = o.chatTemplate;
     this.registry = new AdapterRegistry(model.peft, { budgetBytes: o.adapterBudgetBytes });
     // One generation at a time: the model has one KV cache.
     this.slots = new Slots(1, o.maxQueue ?? 64);
@@ -201,7 +206,7 @@ export class ModelEngine implements Engine {
   encodeChat(messages: ChatMessage[]): number[] {
     const tok = this.model.tokenizer;
     try {
-      return tok.encodeChat(messages, { addGenerationPrompt: true });
+      return tok.encodeChat(messages, { addGenerationPrompt: true, template: this.chatTemplate });
     } catch (e) {
       if (!(e instanceof PeftError) || e.code !== "CHAT_TEMPLATE_MISSING") throw e;
     }

@@ -26,7 +26,7 @@ import { Adapter } from "../peft/adapter.ts";
 import type { PeftModel } from "../peft/peft_model.ts";
 import { type Batch, batches, batchesPerEpoch, evalBatches, type Example, loadDataset } from "./data.ts";
 import { lossCurveSvg } from "./loss_svg.ts";
-import { formatEval, type MetricRecord, MetricsWriter, parseMetrics, ProgressReporter } from "./progress.ts";
+import { formatEval, meanEvalSeconds, type MetricRecord, MetricsWriter, parseMetrics, ProgressReporter } from "./progress.ts";
 import { deriveSeed } from "../util/rng.ts";
 import { lrAt, type LrSchedulerName, validateSchedule } from "./schedule.ts";
 
@@ -70,7 +70,7 @@ export interface TrainOptions {
   evalFraction?: number;
   /** Evaluate every N optimizer steps (and at the start and end); 0 = only start and end. */
   evalSteps?: number;
-  /** Cap on eval batches per evaluation (default all). */
+  /** Cap on eval batches per evaluation (default all): the first N batches of the held-out split. */
   maxEvalBatches?: number;
   /** Checkpoint every N optimizer steps; 0 = only at the end and on Ctrl-C. */
   saveSteps?: number;
@@ -85,6 +85,8 @@ export interface TrainOptions {
   format?: "auto" | "text" | "jsonl";
   /** Use at most this many sequences (text) or records (JSONL). */
   maxExamples?: number;
+  /** Jinja chat template for {"messages"} records when the model has none (or to replace its own). */
+  chatTemplate?: string;
   /** Print progress (default true). */
   progress?: boolean;
   /** Called after every optimizer step. */
@@ -135,7 +137,8 @@ export interface TrainResult {
   lossScale?: number;
 }
 
-interface Resolved extends Required<Omit<TrainOptions, "maxSteps" | "outputDir" | "onStep" | "signal" | "maxEvalBatches" | "stride" | "maxExamples" | "gpuMemoryBudget" | "pageElements" | "lossScaling">> {
+interface Resolved extends Required<Omit<TrainOptions, "maxSteps" | "outputDir" | "onStep" | "signal" | "maxEvalBatches" | "stride" | "maxExamples" | "gpuMemoryBudget" | "pageElements" | "lossScaling" | "chatTemplate">> {
+  chatTemplate?: string;
   lossScaling?: LossScalerOptions;
   gpuMemoryBudget?: number;
   pageElements?: number;
@@ -166,6 +169,7 @@ function resolve(o: TrainOptions): Resolved {
   posInt("evalSteps", 0);
   posInt("saveSteps", 0);
   if (r.maxSteps !== undefined) posInt("maxSteps");
+  if (r.maxEvalBatches !== undefined) posInt("maxEvalBatches");
   for (const k of ["learningRate", "weightDecay", "adamEpsilon", "maxGradNorm"] as const) {
     if (!Number.isFinite(r[k]) || r[k] < 0) throw new PeftError("BAD_TRAIN_OPTION", `${k} must be a number >= 0, got ${r[k]}`);
   }
@@ -264,6 +268,7 @@ export async function train(model: TrainableModel, options: TrainOptions): Promi
   const adapter = model.adapter(r.adapter);
   const ds = await loadDataset(r.data, model.tokenizer, {
     seqLen: r.seqLen, stride: r.stride, evalFraction: r.evalFraction, seed: r.seed, packing: r.packing, format: r.format, maxExamples: r.maxExamples,
+    chatTemplate: r.chatTemplate,
   });
   if (ds.train.length === 0) throw new PeftError("DATA_TOO_SHORT", `${r.data}: no training sequences after the eval split`);
   const microPerEpoch = batchesPerEpoch(ds.train.length, r.batchSize);
@@ -302,6 +307,10 @@ export async function train(model: TrainableModel, options: TrainOptions): Promi
       if (from) {
         const state = await restoreCheckpoint(model, r.adapter, opt, from);
         startStep = Number(state.step);
+        if (state.totalSteps !== undefined && Number(state.totalSteps) !== totalSteps) {
+          console.warn(`[train] warning: ${from} comes from a run of ${state.totalSteps} steps and this run has ${totalSteps}: ` +
+            `the learning-rate schedule (warmup, decay) now follows ${totalSteps} steps, so the result differs from the original run's`);
+        }
         if (scaler && state.lossScale) scaler.restore(state.lossScale as LossScaleState);
         skippedBefore = Number(state.skippedSteps ?? 0);
         say(`[train] resumed from ${from} at step ${startStep}`);
@@ -312,10 +321,13 @@ export async function train(model: TrainableModel, options: TrainOptions): Promi
         } catch { /* no metrics yet */ }
         records.push(...old.filter((m) => m.step <= startStep));
       }
-      metrics = await MetricsWriter.open(r.outputDir);
+      // `time` continues from the checkpoint's last record, so it counts training time across resumes.
+      metrics = await MetricsWriter.open(r.outputDir, { startTime: Math.max(0, ...records.map((m) => m.time ?? 0)) });
       for (const m of records) await metrics.write(m);
     }
-    say(`[train] ${ds.train.length} train / ${ds.eval.length} eval sequences of ${r.seqLen} tokens; ` +
+    const evalBatchCount = evalBatches(ds.eval, r.batchSize).length;
+    const evalCap = r.maxEvalBatches !== undefined && r.maxEvalBatches < evalBatchCount ? ` (each eval uses the first ${r.maxEvalBatches} of ${evalBatchCount} batches)` : "";
+    say(`[train] ${ds.train.length} train / ${ds.eval.length} eval sequences of ${r.seqLen} tokens${evalCap}; ` +
       `${totalSteps} steps of ${r.batchSize}x${r.gradientAccumulationSteps} sequences; ${model.gpu.info.description}`);
 
     const result: TrainResult = { steps: startStep, totalSteps, losses: [], evals: [], stoppedEarly: false, outputDir: r.outputDir, plan, peakGpuBytes: 0, skippedSteps: skippedBefore };
@@ -325,7 +337,9 @@ export async function train(model: TrainableModel, options: TrainOptions): Promi
     };
     const runEval = async (step: number) => {
       if (!ds.eval.length) return undefined;
+      const t0 = performance.now();
       const loss = await evaluate(model, hooks, ds.eval, r);
+      progress.evaluated((performance.now() - t0) / 1000);
       result.evals.push({ step, loss });
       await record({ step, eval_loss: loss });
       if (r.progress) progress.log(formatEval(step, loss));
@@ -337,7 +351,10 @@ export async function train(model: TrainableModel, options: TrainOptions): Promi
       interrupted = true;
     };
     process.on("SIGINT", onSigint);
-    const progress = new ProgressReporter({ total: totalSteps, write: r.progress ? undefined : () => {} });
+    const progress = new ProgressReporter({
+      total: totalSteps, startStep, evalSteps: ds.eval.length ? r.evalSteps : undefined, evalSecondsEstimate: meanEvalSeconds(records),
+      write: r.progress ? undefined : () => {},
+    });
     const epochCache = new Map<number, Batch[]>();
     const microBatch = (i: number): Batch => {
       const epoch = Math.floor(i / microPerEpoch);
