@@ -1,12 +1,13 @@
 /**
- * Hugging Face PEFT adapter directories: `adapter_config.json` + `adapter_model.safetensors`,
- * read and written as bytes <-> host tensors, whatever the method. Tensors keep their on-disk
- * names; which names and shapes a method expects, and the q/k row order, are src/peft's business.
+ * Hugging Face PEFT adapters: `adapter_config.json` + `adapter_model.safetensors`, read and
+ * written as bytes <-> host tensors, whatever the method: as a directory (path), or as the two
+ * files' bytes / Blobs / Files (a web page: picked files in, downloads out). Tensors keep their
+ * on-disk names; which names and shapes a method expects, and the q/k row order, are src/peft's
+ * business.
  */
-import { mkdir, readFile, stat } from "node:fs/promises";
-import { join } from "node:path";
+import { join, mkdir, readFile, stat } from "../util/host.ts";
 import { PeftError } from "../errors.ts";
-import { writeFileAtomic } from "./bytes.ts";
+import { type ByteInput, inputName, writeFileAtomic } from "./bytes.ts";
 import { encodeSafetensors, readSafetensors, type SafetensorsWriteTensor } from "./safetensors.ts";
 
 export interface PeftAdapterConfig {
@@ -36,10 +37,28 @@ export interface AdapterTensor {
 export interface PeftAdapter {
   config: PeftAdapterConfig;
   tensors: Map<string, AdapterTensor>;
+  /** Where the config and the weights came from (paths or file names), for messages. */
+  configName: string;
+  weightsName: string;
 }
 
 export const ADAPTER_CONFIG_FILE = "adapter_config.json";
 export const ADAPTER_WEIGHTS_FILE = "adapter_model.safetensors";
+
+/** A file's contents without a path: bytes, or a Blob / File. */
+export type FileContents = Exclude<ByteInput, string>;
+
+/** An adapter's two files as contents, under their PEFT file names (e.g. files a page's user picked). */
+export interface AdapterFiles {
+  "adapter_config.json": FileContents;
+  "adapter_model.safetensors": FileContents;
+}
+
+/** The two files' bytes, as saving without a directory returns them (ready to download, zip or load back). */
+export interface AdapterFileBytes {
+  "adapter_config.json": Uint8Array;
+  "adapter_model.safetensors": Uint8Array;
+}
 
 function badConfig(file: string, msg: string): PeftError {
   return new PeftError("ADAPTER_BAD_CONFIG", `${file}: ${msg}`);
@@ -68,9 +87,9 @@ export function validateAdapterConfig(cfg: unknown, file: string): PeftAdapterCo
   return c as PeftAdapterConfig;
 }
 
-/** Writes an adapter directory (mkdir -p; each file atomic). Tensor keys must already be PEFT names. */
-export async function saveAdapterDir(dir: string, config: PeftAdapterConfig, tensors: Map<string, AdapterTensor>): Promise<void> {
-  validateAdapterConfig(config, join(dir, ADAPTER_CONFIG_FILE));
+/** The two files' bytes for a config and tensors (keys must already be PEFT names); `where` labels messages. */
+export function encodeAdapterFiles(config: PeftAdapterConfig, tensors: Map<string, AdapterTensor>, where = ADAPTER_CONFIG_FILE): AdapterFileBytes {
+  validateAdapterConfig(config, where);
   const list: SafetensorsWriteTensor[] = [];
   for (const key of [...tensors.keys()].sort()) {
     const t = tensors.get(key)!;
@@ -80,14 +99,33 @@ export async function saveAdapterDir(dir: string, config: PeftAdapterConfig, ten
     }
     list.push({ name: key, dtype: "F32", shape: t.shape, data: t.data });
   }
+  return {
+    [ADAPTER_CONFIG_FILE]: new TextEncoder().encode(JSON.stringify(config, null, 2) + "\n"),
+    [ADAPTER_WEIGHTS_FILE]: concat(encodeSafetensors(list, { format: "pt" })),
+  };
+}
+
+function concat(chunks: Uint8Array[]): Uint8Array {
+  const out = new Uint8Array(chunks.reduce((n, c) => n + c.byteLength, 0));
+  let at = 0;
+  for (const c of chunks) {
+    out.set(c, at);
+    at += c.byteLength;
+  }
+  return out;
+}
+
+/** Writes an adapter directory (mkdir -p; each file atomic). Tensor keys must already be PEFT names. */
+export async function saveAdapterDir(dir: string, config: PeftAdapterConfig, tensors: Map<string, AdapterTensor>): Promise<void> {
+  const files = encodeAdapterFiles(config, tensors, join(dir, ADAPTER_CONFIG_FILE));
   try {
     await mkdir(dir, { recursive: true });
   } catch (e) {
     throw new PeftError("WRITE_FAILED", `cannot create adapter directory ${dir}: ${(e as Error).message}`, { cause: e });
   }
   // Weights first, config last: a directory with a config always has its weights.
-  await writeFileAtomic(join(dir, ADAPTER_WEIGHTS_FILE), encodeSafetensors(list, { format: "pt" }));
-  await writeFileAtomic(join(dir, ADAPTER_CONFIG_FILE), new TextEncoder().encode(JSON.stringify(config, null, 2) + "\n"));
+  await writeFileAtomic(join(dir, ADAPTER_WEIGHTS_FILE), files[ADAPTER_WEIGHTS_FILE]);
+  await writeFileAtomic(join(dir, ADAPTER_CONFIG_FILE), files[ADAPTER_CONFIG_FILE]);
 }
 
 async function exists(path: string): Promise<boolean> {
@@ -115,13 +153,7 @@ export async function loadAdapterDir(dir: string): Promise<PeftAdapter> {
   } catch (e) {
     throw new PeftError("ADAPTER_NOT_FOUND", `${configPath} is missing (an adapter directory needs ${ADAPTER_CONFIG_FILE})`, { cause: e });
   }
-  let json: unknown;
-  try {
-    json = JSON.parse(text);
-  } catch (e) {
-    throw new PeftError("ADAPTER_BAD_CONFIG", `${configPath}: not valid JSON (${(e as Error).message})`, { cause: e });
-  }
-  const config = validateAdapterConfig(json, configPath);
+  const config = parseAdapterConfig(text, configPath);
 
   const weightsPath = join(dir, ADAPTER_WEIGHTS_FILE);
   if (!(await exists(weightsPath))) {
@@ -135,7 +167,53 @@ export async function loadAdapterDir(dir: string): Promise<PeftAdapter> {
     }
     throw new PeftError("ADAPTER_NOT_FOUND", `${weightsPath} is missing (an adapter directory needs ${ADAPTER_WEIGHTS_FILE})`);
   }
-  const st = await readSafetensors(weightsPath);
+  return { config, tensors: await readAdapterTensors(weightsPath), configName: configPath, weightsName: weightsPath };
+}
+
+/**
+ * Reads an adapter from its two files' contents (bytes, Blobs or Files): the config (common fields
+ * checked) and every tensor as f32. Messages name the Files' own names, else the PEFT file names.
+ */
+export async function readAdapterFiles(files: AdapterFiles): Promise<PeftAdapter> {
+  if (files === null || typeof files !== "object") {
+    throw new PeftError("ADAPTER_NOT_FOUND", `an adapter is a directory path or {"${ADAPTER_CONFIG_FILE}", "${ADAPTER_WEIGHTS_FILE}"} file contents, got ${String(files)}`);
+  }
+  for (const key of [ADAPTER_CONFIG_FILE, ADAPTER_WEIGHTS_FILE] as const) {
+    const v = files[key] as unknown;
+    if (!(v instanceof Uint8Array || v instanceof ArrayBuffer || (typeof Blob !== "undefined" && v instanceof Blob))) {
+      throw new PeftError(
+        "ADAPTER_NOT_FOUND",
+        `${key} is ${v === undefined ? "missing" : `not bytes, a Blob or a File (${Object.prototype.toString.call(v)})`}: an adapter needs both ${ADAPTER_CONFIG_FILE} and ${ADAPTER_WEIGHTS_FILE}`,
+      );
+    }
+  }
+  const configFile = files[ADAPTER_CONFIG_FILE], weightsFile = files[ADAPTER_WEIGHTS_FILE];
+  const configName = inputName(configFile, ADAPTER_CONFIG_FILE), weightsName = inputName(weightsFile, ADAPTER_WEIGHTS_FILE);
+  const configBytes = configFile instanceof Uint8Array ? configFile : configFile instanceof ArrayBuffer ? new Uint8Array(configFile) : new Uint8Array(await configFile.arrayBuffer());
+  let text: string;
+  try {
+    text = new TextDecoder("utf-8", { fatal: true }).decode(configBytes);
+  } catch (e) {
+    throw new PeftError("ADAPTER_BAD_CONFIG", `${configName}: not UTF-8 text (is it the ${ADAPTER_CONFIG_FILE}?)`, { cause: e });
+  }
+  const config = parseAdapterConfig(text, configName);
+  return { config, tensors: await readAdapterTensors(weightsFile, weightsName), configName, weightsName };
+}
+
+function parseAdapterConfig(text: string, configName: string): PeftAdapterConfig {
+  let json: unknown;
+  try {
+    json = JSON.parse(text);
+  } catch (e) {
+    throw new PeftError("ADAPTER_BAD_CONFIG", `${configName}: not valid JSON (${(e as Error).message})`, { cause: e });
+  }
+  return validateAdapterConfig(json, configName);
+}
+
+/** Every tensor of an adapter's safetensors as f32, under its file key (float dtypes only). */
+async function readAdapterTensors(input: ByteInput, name?: string): Promise<Map<string, AdapterTensor>> {
+  const st = await readSafetensors(input, name);
+  const weightsPath = st.name;
   const tensors = new Map<string, AdapterTensor>();
   try {
     for (const [key, t] of st.tensors) {
@@ -147,6 +225,6 @@ export async function loadAdapterDir(dir: string): Promise<PeftAdapter> {
   } finally {
     await st.close();
   }
-  return { config, tensors };
+  return tensors;
 }
 

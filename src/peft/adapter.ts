@@ -5,10 +5,12 @@
  * checks every key and shape against what the method expects for this model, and refuses files
  * with missing or extra tensors instead of silently dropping them.
  */
-import { join } from "node:path";
 import { PeftError } from "../errors.ts";
 import type { Gpu, Tensor } from "../gpu/gpu.ts";
-import { ADAPTER_CONFIG_FILE, ADAPTER_WEIGHTS_FILE, type AdapterTensor, loadAdapterDir, saveAdapterDir } from "../io/peft_adapter.ts";
+import {
+  ADAPTER_CONFIG_FILE, type AdapterFileBytes, type AdapterFiles, type AdapterTensor, encodeAdapterFiles, loadAdapterDir, type PeftAdapterConfig,
+  readAdapterFiles, saveAdapterDir,
+} from "../io/peft_adapter.ts";
 import type { Backend } from "../model/backend.ts";
 import { type LlamaConfig, permuteQK } from "../model/config.ts";
 import { host, type HostTensor } from "../model/cpu_backend.ts";
@@ -92,10 +94,13 @@ export class Adapter {
     return a;
   }
 
-  /** Loads a PEFT adapter directory for `model`, every tensor checked against the method's layout. */
-  static async load(gpu: Gpu, model: LlamaConfig, name: string, dir: string): Promise<Adapter> {
-    const file = await loadAdapterDir(dir);
-    const configPath = join(dir, ADAPTER_CONFIG_FILE), weightsPath = join(dir, ADAPTER_WEIGHTS_FILE);
+  /**
+   * Loads a PEFT adapter for `model` from a directory or from its two files' contents (bytes,
+   * Blobs or Files), every tensor checked against the method's layout.
+   */
+  static async load(gpu: Gpu, model: LlamaConfig, name: string, source: string | AdapterFiles): Promise<Adapter> {
+    const file = typeof source === "string" ? await loadAdapterDir(source) : await readAdapterFiles(source);
+    const configPath = file.configName, weightsPath = file.weightsName;
     const method = methodFor(file.config.peft_type, configPath);
     let config: MethodConfig, layout: ParamLayout[];
     try {
@@ -181,8 +186,16 @@ export class Adapter {
 
   /** Writes adapter_config.json + adapter_model.safetensors (atomically). */
   async save(dir: string, baseModel: string | null = null): Promise<void> {
-    const config = { ...this.config, base_model_name_or_path: (this.config.base_model_name_or_path as string | null) ?? baseModel, inference_mode: true };
-    await saveAdapterDir(dir, config, await this.peftTensors());
+    await saveAdapterDir(dir, this.savedConfig(baseModel), await this.peftTensors());
+  }
+
+  /** The bytes of adapter_config.json and adapter_model.safetensors, as `save` would write them. */
+  async files(baseModel: string | null = null): Promise<AdapterFileBytes> {
+    return encodeAdapterFiles(this.savedConfig(baseModel), await this.peftTensors(), `adapter ${this.name}: ${ADAPTER_CONFIG_FILE}`);
+  }
+
+  private savedConfig(baseModel: string | null): PeftAdapterConfig {
+    return { ...this.config, base_model_name_or_path: (this.config.base_model_name_or_path as string | null) ?? baseModel, inference_mode: true } as PeftAdapterConfig;
   }
 
   /** Copies another adapter's parameter values into this one (same method, config and model). */
