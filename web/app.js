@@ -1,6 +1,7 @@
 // The page: reads the form, talks to the worker (worker.js owns the GPU and the model), shows
 // progress, the loss chart (drawn by the library's own lossCurveSvg, as loss.svg is), outputs,
-// downloads and errors. State for people and tests: document.body.dataset.{model,train,generate,adapter}.
+// downloads and errors. State for people and tests: document.body.dataset.{gpu,model,train,generate,
+// adapter,adapterLoad,downloads}.
 import { formatDuration, formatThousands, lossCurveSvg } from "./dist/edge-peft.browser.js";
 
 const $ = (id) => document.getElementById(id);
@@ -217,9 +218,11 @@ $("train").addEventListener("click", async () => {
   try {
     const r = await call("train", { config, data, options });
     state.train = r.stoppedEarly ? "stopped" : "done";
-    $("progress").textContent = (r.stoppedEarly ? `Stopped at step ${r.steps} of ${r.totalSteps}; the adapter keeps step ${r.steps}'s weights. ` : `Done: ${r.steps} steps `) +
-      `in ${formatDuration(r.seconds)}` + (lastStep ? `, ${formatThousands(lastStep.tokensPerSecond)} tokens/s.` : ".");
-    adapterReady(r.adapter, "trained here");
+    const speed = lastStep ? `, ${formatThousands(lastStep.tokensPerSecond)} tokens/s` : "";
+    $("progress").textContent = r.stoppedEarly
+      ? `Stopped at step ${r.steps} of ${r.totalSteps} after ${formatDuration(r.seconds)}${speed}; the adapter keeps step ${r.steps}'s weights.`
+      : `Done: ${r.steps} steps in ${formatDuration(r.seconds)}${speed}.`;
+    await adapterReady(r.adapter, "trained here");
   } catch (e) {
     state.train = "failed";
     $("progress").textContent = "Training did not run.";
@@ -237,8 +240,8 @@ $("stop").addEventListener("click", () => {
 
 // ------------------------------------------------------------------ adapter files
 
+/** Shows the active adapter and its download links; the adapter flag turns "ready" once both are there. */
 async function adapterReady(info, how) {
-  state.adapter = "ready";
   $("adapter-info").textContent = `Active adapter: ${info.label}; ${formatThousands(info.trainableParameters)} parameters (${how}).`;
   const { files } = await call("saveAdapter");
   const links = $("downloads");
@@ -252,6 +255,7 @@ async function adapterReady(info, how) {
     links.append(a);
   }
   state.downloads = "ready";
+  state.adapter = "ready";
 }
 
 async function loadAdapterFiles(list) {
@@ -259,16 +263,20 @@ async function loadAdapterFiles(list) {
   const config = list.find((f) => f.name.endsWith(".json"));
   const weights = list.find((f) => f.name.endsWith(".safetensors"));
   if (!config || !weights) {
+    state.adapterLoad = "failed";
     return showError("Could not load the adapter", {
       code: "ADAPTER_NOT_FOUND",
       message: `pick both adapter_config.json and adapter_model.safetensors (got ${list.map((f) => f.name).join(", ") || "nothing"})`,
     });
   }
   setBusy(true);
+  state.adapterLoad = "loading";
   try {
     const info = await call("loadAdapter", { files: { "adapter_config.json": config, "adapter_model.safetensors": weights } });
     await adapterReady(info, `loaded from ${config.name} + ${weights.name}`);
+    state.adapterLoad = "loaded";
   } catch (e) {
+    state.adapterLoad = "failed";
     showError("Could not load the adapter", e);
   } finally {
     setBusy(false);

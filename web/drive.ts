@@ -28,7 +28,7 @@ export async function launchChromium(o: { webgpu: boolean }): Promise<Browser> {
 }
 
 /** The page's state flags: document.body.dataset.{gpu,model,train,generate,adapter,downloads}. */
-type Flag = "gpu" | "model" | "train" | "generate" | "adapter" | "downloads";
+type Flag = "gpu" | "model" | "train" | "generate" | "adapter" | "adapterLoad" | "downloads";
 
 export class PageDriver {
   /** Console errors and uncaught page errors, for failure messages. */
@@ -85,8 +85,27 @@ export class PageDriver {
     }
   }
 
+  /** Clicks a button once it is enabled (the page disables buttons while a job runs). */
   async click(id: string): Promise<void> {
+    await this.page.waitForFunction((i) => !(document.getElementById(i) as HTMLButtonElement).disabled, { timeout: 240_000, polling: 100 }, id);
     await this.page.click(`#${id}`);
+  }
+
+  /** Does `action`, which starts a job reported by flag `name`, and waits for one of `ends` (never a stale earlier end). */
+  async until(name: Flag, ends: string[], action: () => Promise<void>, timeoutMs = 240_000): Promise<string> {
+    await this.page.evaluate((n) => void (document.body.dataset[n] = "started"), name);
+    await action();
+    return await this.waitFor(name, ends, timeoutMs);
+  }
+
+  /** Picks a model file; "loaded" or "failed". */
+  async loadModel(path: string): Promise<string> {
+    return await this.until("model", ["loaded", "failed"], () => this.pick("model-file", [path]));
+  }
+
+  /** Picks adapter files; "loaded" or "failed". */
+  async loadAdapter(paths: string[]): Promise<string> {
+    return await this.until("adapterLoad", ["loaded", "failed"], () => this.pick("adapter-files", paths));
   }
 
   /** Picks files in a file input (as a user's file dialog would). */
@@ -98,15 +117,13 @@ export class PageDriver {
 
   /** Clicks Train and waits for the run to end; returns the final flag and the page's readouts. */
   async train(timeoutMs = 240_000): Promise<{ state: string; progress: string; readout: string }> {
-    await this.click("train");
-    const state = await this.waitFor("train", ["done", "stopped", "failed"], timeoutMs);
+    const state = await this.until("train", ["done", "stopped", "failed"], () => this.click("train"), timeoutMs);
     return { state, progress: await this.text("progress"), readout: await this.text("loss-readout") };
   }
 
   /** Clicks Generate and waits; returns both outputs (prompt included, as shown) and their info lines. */
   async generate(): Promise<{ base: string; adapter: string; baseInfo: string; adapterInfo: string }> {
-    await this.click("generate");
-    await this.waitFor("generate", ["done", "failed"]);
+    await this.until("generate", ["done", "failed"], () => this.click("generate"));
     return {
       base: await this.text("out-base"), adapter: await this.text("out-adapter"),
       baseInfo: await this.text("out-base-info"), adapterInfo: await this.text("out-adapter-info"),

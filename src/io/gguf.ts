@@ -197,6 +197,13 @@ export async function readGGUF(input: ByteInput, name?: string): Promise<GgufFil
 
 async function parseSource(source: ByteSource): Promise<GgufFile> {
   const file = source.name;
+  if (source.size < 4) {
+    // Too short for the magic: a cut GGUF if what is there starts "GGUF", else not GGUF at all.
+    const head = await source.read(0, source.size);
+    if (!head.every((b, i) => b === "GGUF".charCodeAt(i))) {
+      throw new PeftError("GGUF_BAD_MAGIC", `${file}: not a GGUF file (${source.size} bytes, not starting with "GGUF")`);
+    }
+  }
   // The header is parsed from a prefix of the file; grow the prefix until it fits.
   let window = Math.min(source.size, 1 << 20);
   let header;

@@ -56,8 +56,8 @@ export interface AdapterFiles {
 
 /** The two files' bytes, as saving without a directory returns them (ready to download, zip or load back). */
 export interface AdapterFileBytes {
-  "adapter_config.json": Uint8Array;
-  "adapter_model.safetensors": Uint8Array;
+  "adapter_config.json": Uint8Array<ArrayBuffer>;
+  "adapter_model.safetensors": Uint8Array<ArrayBuffer>;
 }
 
 function badConfig(file: string, msg: string): PeftError {
@@ -105,7 +105,7 @@ export function encodeAdapterFiles(config: PeftAdapterConfig, tensors: Map<strin
   };
 }
 
-function concat(chunks: Uint8Array[]): Uint8Array {
+function concat(chunks: Uint8Array[]): Uint8Array<ArrayBuffer> {
   const out = new Uint8Array(chunks.reduce((n, c) => n + c.byteLength, 0));
   let at = 0;
   for (const c of chunks) {

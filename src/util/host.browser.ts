@@ -57,7 +57,7 @@ export function dirname(path: string): string {
   const p = trimSlashes(path);
   const i = p.lastIndexOf("/");
   if (i < 0) return ".";
-  return i === 0 ? "/" : trimSlashes(p.slice(0, i));
+  return i === 0 ? "/" : p.slice(0, i);
 }
 
 export function extname(path: string): string {

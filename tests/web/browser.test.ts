@@ -52,12 +52,10 @@ Deno.test({ name: "web page: train 10 steps in Chromium, generate, download; Den
     // A file that is not GGUF: the page names it and keeps the model it had.
     const notGguf = `${work}/notes.gguf`;
     await Deno.writeTextFile(notGguf, "these are notes, not a model\n");
-    await page.pick("model-file", [notGguf]);
-    assert.equal(await page.waitFor("model", ["loaded", "failed"]), "failed");
+    assert.equal(await page.loadModel(notGguf), "failed");
     assert.match(await page.error(), /^This file is not a GGUF model\. notes\.gguf: not a GGUF file \(magic 0x[0-9a-f]{8}, expected "GGUF"\)/);
     assert.match(await page.text("model-info"), /Still using stories260K\.gguf/);
-    await page.click("model-default");
-    assert.equal(await page.waitFor("model", ["loaded", "failed"]), "loaded");
+    assert.equal(await page.until("model", ["loaded", "failed"], () => page.click("model-default")), "loaded");
 
     // The memory planner refuses a run over the budget, with its own message.
     await page.click("data-sample");
@@ -67,8 +65,17 @@ Deno.test({ name: "web page: train 10 steps in Chromium, generate, download; Den
     assert.equal(refused.state, "failed");
     assert.match(await page.error(), /^This run does not fit the GPU memory budget\. training needs about [\d.]+ MiB of GPU memory, over the budget of 0\.25 MiB\n/);
 
+    // Stop (the worker trains, the page keeps answering): the adapter keeps the last finished step.
+    await page.set({ steps: "200", "seq-len": "16", "batch-size": "1", budget: "" });
+    await page.until("train", ["running"], () => page.click("train"));
+    await page.page.waitForFunction(() => /^Step [2-9]\//.test(document.getElementById("progress")!.textContent ?? ""), { timeout: 120_000 });
+    await page.click("stop");
+    assert.equal(await page.waitFor("train", ["done", "stopped", "failed"]), "stopped", await page.error());
+    assert.match(await page.text("progress"), /^Stopped at step (\d+) of 200 after .*; the adapter keeps step \1's weights\.$/);
+    assert.equal(await page.waitFor("adapter", ["ready"]), "ready");
+
     // Train 10 steps; the page's readout shows the loss falling.
-    await page.set({ budget: "" });
+    await page.set({ "seq-len": "32", "batch-size": "4", steps: "10" });
     const run = await page.train();
     assert.equal(run.state, "done", `${run.progress} ${await page.error()}`);
     assert.match(run.progress, /^Done: 10 steps in /);
@@ -86,8 +93,8 @@ Deno.test({ name: "web page: train 10 steps in Chromium, generate, download; Den
     assert.deepEqual(names.sort(), ["adapter_config.json", "adapter_model.safetensors"]);
 
     // Loading the downloaded files back in the page gives the same text.
-    await page.pick("adapter-files", [`${work}/adapter_config.json`, `${work}/adapter_model.safetensors`]);
-    await page.page.waitForFunction(() => /loaded from/.test(document.getElementById("adapter-info")!.textContent ?? ""), { timeout: 60_000 });
+    assert.equal(await page.loadAdapter([`${work}/adapter_config.json`, `${work}/adapter_model.safetensors`]), "loaded", await page.error());
+    assert.match(await page.text("adapter-info"), /^Active adapter: LoRA r=8 alpha=16; 8,960 parameters \(loaded from adapter_config\.json \+ adapter_model\.safetensors\)\.$/);
     const again = await page.generate();
     assert.equal(again.adapter, gen.adapter);
     assert.match(again.adapterInfo, /\(adapter loaded-1\)/);
