@@ -54,7 +54,7 @@ const INSTALL_HINT =
 
 /** What a page says when the browser has no WebGPU: which browsers have it, and the flags where it is off by default. */
 export const BROWSER_WEBGPU_HINT =
-  "This browser has no WebGPU. It is on by default in Chrome and Edge 113+ (Windows, macOS, ChromeOS, Android), " +
+  "WebGPU is on by default in Chrome and Edge 113+ (Windows, macOS, ChromeOS, Android), " +
   "Safari 26+ and Firefox 141+ on Windows. On Linux start Chrome/Chromium with --enable-unsafe-webgpu --enable-features=Vulkan " +
   "(without a GPU also --use-angle=vulkan --enable-features=Vulkan,VulkanFromANGLE for the SwiftShader software adapter), " +
   "or enable chrome://flags/#enable-unsafe-webgpu; in Firefox set dom.webgpu.enabled in about:config. " +
@@ -67,7 +67,7 @@ let nodeInstance: AnyGpu = null;
 async function gpuForRuntime(runtime: Runtime): Promise<{ gpu: AnyGpu; adapterOptions: Record<string, unknown> }> {
   if (runtime === "browser") {
     const g = (globalThis as AnyGpu).navigator?.gpu;
-    if (!g) throw new PeftError("GPU_UNAVAILABLE", `navigator.gpu is missing. ${BROWSER_WEBGPU_HINT}`);
+    if (!g) throw new PeftError("GPU_UNAVAILABLE", `This browser has no WebGPU (navigator.gpu is missing). ${BROWSER_WEBGPU_HINT}`);
     return { gpu: g, adapterOptions: {} };
   }
   // Mesa's Vulkan/EGL loaders complain on stderr when XDG_RUNTIME_DIR is unset (no display
@@ -178,7 +178,10 @@ export async function requestDevice(options: DeviceOptions = {}): Promise<{ devi
     throw new PeftError("GPU_UNAVAILABLE", `${runtime === "browser" ? BROWSER_WEBGPU_HINT : INSTALL_HINT} (${(e as Error).message})`);
   }
   if (!adapter) {
-    throw new PeftError("GPU_UNAVAILABLE", runtime === "browser" ? `navigator.gpu found no adapter. ${BROWSER_WEBGPU_HINT}` : INSTALL_HINT);
+    throw new PeftError(
+      "GPU_UNAVAILABLE",
+      runtime === "browser" ? `WebGPU found no usable GPU (navigator.gpu.requestAdapter() returned none). ${BROWSER_WEBGPU_HINT}` : INSTALL_HINT,
+    );
   }
   const features: GPUFeatureName[] = [];
   const hasF16 = adapter.features.has("shader-f16") && options.f16 !== false;

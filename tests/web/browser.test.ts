@@ -33,13 +33,18 @@ Deno.test({ name: "web page: without WebGPU it says which browsers and flags hav
     assert.match(error, /Chrome and Edge 113\+/);
     assert.match(error, /--enable-unsafe-webgpu/);
     assert.equal(await page.page.$eval("#train", (b) => (b as HTMLButtonElement).disabled), true);
+    await Deno.mkdir(OUT, { recursive: true });
+    await page.screenshot(`${OUT}/no-webgpu.png`);
   } finally {
     await browser.close();
     await server.shutdown();
   }
 });
 
-Deno.test({ name: "web page: train 10 steps in Chromium, generate, download; Deno loads the files and generates the same text", ...opts }, async () => {
+Deno.test({
+  name: "web page: clear errors, Stop, every method, a 10-step fine-tune whose downloaded files give Deno the page's greedy text",
+  ...opts,
+}, async () => {
   await Deno.mkdir(OUT, { recursive: true });
   const work = await Deno.makeTempDir({ prefix: "web-test-" });
   const server = await serveWeb({ port: 0 });
@@ -74,8 +79,25 @@ Deno.test({ name: "web page: train 10 steps in Chromium, generate, download; Den
     assert.match(await page.text("progress"), /^Stopped at step (\d+) of 200 after .*; the adapter keeps step \1's weights\.$/);
     assert.equal(await page.waitFor("adapter", ["ready"]), "ready");
 
+    // Every PEFT method of the page's menu trains (2 short steps each); a bad target is one clear error.
+    const labels: Record<string, RegExp> = {
+      DORA: /^DoRA r=8 alpha=16; 9,440 parameters/, IA3: /^\(IA\)³ on \["k_proj","v_proj","down_proj"\] \(feedforward \["down_proj"\]\); 1,180/,
+      LN_TUNING: /^LN tuning of \["input_layernorm","post_attention_layernorm","norm"\]; 704/, BITFIT: /^BitFit biases on "all-linear"; 3,000/,
+      PARTIAL: /^partial fine-tuning of "all"; 227,200/,
+    };
+    await page.set({ steps: "2" });
+    for (const [method, label] of Object.entries(labels)) {
+      await page.set({ method });
+      const r = await page.train();
+      assert.equal(r.state, "done", `${method}: ${await page.error()}`);
+      assert.match((await page.text("adapter-info")).replace(/^Active adapter: /, ""), label);
+    }
+    await page.set({ method: "LORA", targets: "q_proj,nonsense" });
+    assert.equal((await page.train()).state, "failed");
+    assert.match(await page.error(), /^Training failed\. LoRA target_modules: 'nonsense' matches no module of this model; available module names: q_proj, /);
+
     // Train 10 steps; the page's readout shows the loss falling.
-    await page.set({ "seq-len": "32", "batch-size": "4", steps: "10" });
+    await page.set({ targets: "q_proj,v_proj", "seq-len": "32", "batch-size": "4", steps: "10" });
     const run = await page.train();
     assert.equal(run.state, "done", `${run.progress} ${await page.error()}`);
     assert.match(run.progress, /^Done: 10 steps in /);
