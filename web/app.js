@@ -56,7 +56,7 @@ function clearError() {
 // ------------------------------------------------------------------ drop zones
 
 // A file dropped outside a zone must not navigate away from the page.
-for (const ev of ["dragover", "drop"]) window.addEventListener(ev, (e) => e.preventDefault());
+for (const ev of ["dragover", "drop"]) document.addEventListener(ev, (e) => e.preventDefault());
 
 function dropZone(zone, onFiles) {
   zone.addEventListener("dragover", (e) => {

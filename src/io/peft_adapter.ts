@@ -89,6 +89,12 @@ export function validateAdapterConfig(cfg: unknown, file: string): PeftAdapterCo
 
 /** The two files' bytes for a config and tensors (keys must already be PEFT names); `where` labels messages. */
 export function encodeAdapterFiles(config: PeftAdapterConfig, tensors: Map<string, AdapterTensor>, where = ADAPTER_CONFIG_FILE): AdapterFileBytes {
+  const parts = encodeParts(config, tensors, where);
+  return { [ADAPTER_CONFIG_FILE]: parts.config, [ADAPTER_WEIGHTS_FILE]: concat(parts.weights) };
+}
+
+/** The config's bytes and the safetensors file as chunks (a directory save writes them without joining). */
+function encodeParts(config: PeftAdapterConfig, tensors: Map<string, AdapterTensor>, where: string) {
   validateAdapterConfig(config, where);
   const list: SafetensorsWriteTensor[] = [];
   for (const key of [...tensors.keys()].sort()) {
@@ -99,10 +105,7 @@ export function encodeAdapterFiles(config: PeftAdapterConfig, tensors: Map<strin
     }
     list.push({ name: key, dtype: "F32", shape: t.shape, data: t.data });
   }
-  return {
-    [ADAPTER_CONFIG_FILE]: new TextEncoder().encode(JSON.stringify(config, null, 2) + "\n"),
-    [ADAPTER_WEIGHTS_FILE]: concat(encodeSafetensors(list, { format: "pt" })),
-  };
+  return { config: new TextEncoder().encode(JSON.stringify(config, null, 2) + "\n"), weights: encodeSafetensors(list, { format: "pt" }) };
 }
 
 function concat(chunks: Uint8Array[]): Uint8Array<ArrayBuffer> {
@@ -117,15 +120,15 @@ function concat(chunks: Uint8Array[]): Uint8Array<ArrayBuffer> {
 
 /** Writes an adapter directory (mkdir -p; each file atomic). Tensor keys must already be PEFT names. */
 export async function saveAdapterDir(dir: string, config: PeftAdapterConfig, tensors: Map<string, AdapterTensor>): Promise<void> {
-  const files = encodeAdapterFiles(config, tensors, join(dir, ADAPTER_CONFIG_FILE));
+  const parts = encodeParts(config, tensors, join(dir, ADAPTER_CONFIG_FILE));
   try {
     await mkdir(dir, { recursive: true });
   } catch (e) {
     throw new PeftError("WRITE_FAILED", `cannot create adapter directory ${dir}: ${(e as Error).message}`, { cause: e });
   }
   // Weights first, config last: a directory with a config always has its weights.
-  await writeFileAtomic(join(dir, ADAPTER_WEIGHTS_FILE), files[ADAPTER_WEIGHTS_FILE]);
-  await writeFileAtomic(join(dir, ADAPTER_CONFIG_FILE), files[ADAPTER_CONFIG_FILE]);
+  await writeFileAtomic(join(dir, ADAPTER_WEIGHTS_FILE), parts.weights);
+  await writeFileAtomic(join(dir, ADAPTER_CONFIG_FILE), parts.config);
 }
 
 async function exists(path: string): Promise<boolean> {
