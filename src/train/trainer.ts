@@ -207,7 +207,7 @@ async function writeCheckpoint(model: TrainableModel, name: string, opt: Optimiz
   // Written to a temporary directory, then renamed: a crash never leaves half a checkpoint.
   const tmp = `${dir}.tmp-${Date.now().toString(36)}`;
   await rm(tmp, { recursive: true, force: true });
-  await model.saveAdapter(name, tmp);
+  await model.adapter(name).save(tmp, model.source, { training: true });
   const tensors = [];
   for (const s of opt.slots) {
     const { m, v } = await opt.readState(s.key);
@@ -238,7 +238,7 @@ async function restoreCheckpoint(model: TrainableModel, name: string, opt: Optim
   } catch (e) {
     throw new PeftError("CHECKPOINT_INVALID", `${dir}: cannot read trainer_state.json: ${(e as Error).message}`);
   }
-  const saved = await Adapter.load(model.gpu, model.llama.config, `${name}@resume`, dir);
+  const saved = await Adapter.load(model.llama.backend(), model.llama.config, `${name}@resume`, dir);
   try {
     model.adapter(name).copyFrom(saved);
   } finally {
