@@ -46,7 +46,7 @@ Deno.test("every command's --help lists every flag with a description, and exits
     assert.ok(r.stdout.startsWith(`${cmd.name}: ${cmd.summary}\n`), `${cmd.name} --help starts with its summary`);
     for (const [name, flag] of Object.entries(cmd.flags)) {
       assert.ok(flag.description.length >= 10, `${cmd.name} --${name} has a description`);
-      const line = r.stdout.split("\n").findIndex((l) => l.trimStart().startsWith(`--${name}`) && /[ <]|$/.test(l.trimStart()[name.length + 2] ?? ""));
+      const line = r.stdout.split("\n").findIndex((l) => l.trimStart().startsWith(`--${name}`) && /^(?:[ <]|$)/.test(l.trimStart()[name.length + 2] ?? ""));
       assert.ok(line >= 0, `${cmd.name} --help shows --${name}`);
       const text = r.stdout.split("\n").slice(line, line + 2).join(" ");
       assert.ok(text.includes(flag.description), `${cmd.name} --${name}: description shown`);
