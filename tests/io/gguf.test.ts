@@ -178,12 +178,20 @@ Deno.test("gguf: corrupted copies in memory each give their error", async () => 
   );
   await assert.rejects(open(patched((d) => d.setUint32(embd.type, 99, true))), isErr("GGUF_UNSUPPORTED_TYPE", name, "99", "token_embd.weight"));
   await assert.rejects(open(patched((d) => d.setUint32(embd.type - 4 - 16, 7, true))), isErr("GGUF_BAD_TENSOR", name, "token_embd.weight", "7 dims"));
-  // A block-quantized type opens (its size is known) but cannot be read as f32.
-  const q4 = await open(patched((d) => d.setUint32(embd.type, 12, true)));
-  assert.equal(q4.tensors.get("token_embd.weight")!.byteLength, (512 * 64 / 256) * 144);
-  await assert.rejects(q4.readF32("token_embd.weight"), isErr("GGUF_UNSUPPORTED_TYPE", "unsupported tensor type Q4_K in token_embd.weight"));
-  assert.equal((await q4.readF32("blk.0.attn_q.weight")).length, 64 * 64, "other tensors still read");
-  await q4.close();
+  // A block-quantized type needs whole blocks per row (Q4_K: 256 elements; these rows have 64).
+  await assert.rejects(open(patched((d) => d.setUint32(embd.type, 12, true))), isErr("GGUF_BAD_TENSOR", name, "token_embd.weight", "Q4_K", "block size 256"));
+  // A smaller type changes the tensor's data size, so every later tensor's offset is off (llama.cpp
+  // requires offsets in order, padded, without gaps or overlaps).
+  await assert.rejects(open(patched((d) => d.setUint32(embd.type, 8, true))), isErr("GGUF_BAD_TENSOR", name, "expected", "without gaps or overlaps"));
+  // On the last tensor a smaller type leaves bytes that belong to no tensor.
+  const last = tensorInfoAt(original, "blk.4.ffn_norm.weight", 1);
+  await assert.rejects(open(patched((d) => d.setUint32(last.type, 8, true))), isErr("GGUF_TRAILING_DATA", name, "belong to no tensor"));
+  // A type of the same size (I32) opens but cannot be read as f32.
+  const i32 = await open(patched((d) => d.setUint32(last.type, 26, true)));
+  assert.equal(i32.tensors.get("blk.4.ffn_norm.weight")!.byteLength, 64 * 4);
+  await assert.rejects(i32.readF32("blk.4.ffn_norm.weight"), isErr("GGUF_UNSUPPORTED_TYPE", "unsupported tensor type I32 in blk.4.ffn_norm.weight"));
+  assert.equal((await i32.readF32("blk.0.attn_q.weight")).length, 64 * 64, "other tensors still read");
+  await i32.close();
   // Duplicate tensor names.
   const q1 = tensorInfoAt(original, "blk.1.attn_q.weight", 2).name;
   await assert.rejects(open(patched((_, b) => (b[q1 + 4] = "0".charCodeAt(0)))), isErr("GGUF_BAD_TENSOR", name, "duplicate", "blk.0.attn_q.weight"));
