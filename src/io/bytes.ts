@@ -80,6 +80,20 @@ export async function writeFileAtomic(path: string, chunks: Uint8Array[] | Uint8
   }
 }
 
+/**
+ * A pause for long synchronous work done in chunks: awaiting it lets timers and I/O (a server's
+ * other requests) run, but only once `everyMs` of work has passed since the last pause, so short
+ * work pays nothing.
+ */
+export function eventLoopYielder(everyMs = 20): () => Promise<void> {
+  let last = performance.now();
+  return async () => {
+    if (performance.now() - last < everyMs) return;
+    await new Promise((resolve) => setTimeout(resolve, 0));
+    last = performance.now();
+  };
+}
+
 /** Refuses NaN and ±Infinity in a tensor, naming the file, the tensor and the first bad index. */
 export function checkFinite(data: Float32Array, file: string, tensor: string, code: string): void {
   for (let i = 0; i < data.length; i++) {

@@ -8,8 +8,8 @@ import { mkdir, readFile, stat } from "node:fs/promises";
 import { join } from "node:path";
 import { PeftError } from "../errors.ts";
 import { GGUF_TO_HF_MODULE, HF_MODULE_PARENT, type LlamaConfig, linearShape, LINEAR_MODULES, permuteQK } from "../model/config.ts";
-import { writeFileAtomic } from "./bytes.ts";
-import { encodeSafetensors, readSafetensors, type SafetensorsWriteTensor } from "./safetensors.ts";
+import { checkFinite, eventLoopYielder, writeFileAtomic } from "./bytes.ts";
+import { ADAPTER_SAFETENSORS_LIMITS, encodeSafetensors, readSafetensors, type SafetensorsWriteTensor } from "./safetensors.ts";
 
 export interface PeftAdapterConfig {
   peft_type: string;
@@ -250,8 +250,9 @@ export async function loadAdapterDir(dir: string): Promise<PeftAdapter> {
     }
     throw new PeftError("ADAPTER_NOT_FOUND", `${weightsPath} is missing (an adapter directory needs ${ADAPTER_WEIGHTS_FILE})`);
   }
-  const st = await readSafetensors(weightsPath);
+  const st = await readSafetensors(weightsPath, undefined, ADAPTER_SAFETENSORS_LIMITS);
   const tensors = new Map<string, AdapterTensor>();
+  const pause = eventLoopYielder(); // a server validating a big upload keeps answering meanwhile
   try {
     for (const [key, t] of st.tensors) {
       if (!["F32", "F16", "BF16", "F64"].includes(t.dtype)) {
@@ -265,7 +266,11 @@ export async function loadAdapterDir(dir: string): Promise<PeftAdapter> {
           : loraKey(parsed.module, parsed.layer, parsed.part);
       }
       if (tensors.has(name)) throw new PeftError("ADAPTER_BAD_TENSOR", `${weightsPath}: tensor ${key} duplicates ${name}`);
-      tensors.set(name, { shape: [...t.shape], data: await st.readF32(key) });
+      const data = await st.readF32(key);
+      // NaN/Inf would load and then break generation far from the cause.
+      checkFinite(data, weightsPath, key, "ADAPTER_BAD_TENSOR");
+      tensors.set(name, { shape: [...t.shape], data });
+      await pause();
     }
   } finally {
     await st.close();
