@@ -89,13 +89,18 @@ export function configFromHF(json: unknown, file: string): LlamaConfig {
   } else {
     throw bad(`architectures is missing and model_type ${JSON.stringify(c.model_type)} is not llama or mistral`);
   }
+  // null is "use the default" only where transformers documents it (num_key_value_heads,
+  // head_dim); elsewhere it is a broken value, not a missing one.
+  const explicitNull = (key: string) => c[key] === null && key !== "num_key_value_heads" && key !== "head_dim";
   const int = (key: string, fallback?: number): number => {
+    if (explicitNull(key)) throw bad(`${key} must be a positive integer, got null`);
     const v = c[key] ?? fallback;
     if (v === undefined) throw bad(`${key} is missing`);
     if (!Number.isSafeInteger(v) || (v as number) <= 0) throw bad(`${key} must be a positive integer, got ${JSON.stringify(c[key])}`);
     return v as number;
   };
   const float = (key: string, fallback: number): number => {
+    if (explicitNull(key)) throw bad(`${key} must be a positive number, got null`);
     const v = c[key] ?? fallback;
     if (typeof v !== "number" || !(v > 0) || !Number.isFinite(v)) throw bad(`${key} must be a positive number, got ${JSON.stringify(c[key])}`);
     return v;
@@ -161,7 +166,8 @@ export async function hfWeights(dir: string): Promise<WeightSource> {
   if (!info) throw new PeftError("HF_NOT_FOUND", `model directory not found: ${dir}`);
   if (!info.isDirectory()) throw new PeftError("HF_NOT_FOUND", `not a model directory: ${dir}`);
   const configPath = join(dir, "config.json");
-  const config = configFromHF(await readJson(configPath, "HF_BAD_CONFIG", "a model directory needs config.json"), configPath);
+  const json = await readJson(configPath, "HF_BAD_CONFIG", "a model directory needs config.json");
+  const config = configFromHF(json, configPath);
 
   const single = join(dir, "model.safetensors");
   let weightMap: Map<string, string> | null;
@@ -212,6 +218,15 @@ export async function hfWeights(dir: string): Promise<WeightSource> {
           throw new PeftError("HF_MISSING_TENSOR", `${join(dir, shard)}: tensor ${hfName} listed in model.safetensors.index.json is missing`);
         }
       }
+    }
+    // An explicit tie_word_embeddings must agree with the tensors: transformers would ignore a
+    // present lm_head.weight when tied, and initialise a missing one randomly when untied.
+    const tie = (json as Record<string, unknown>).tie_word_embeddings;
+    if (tie === true && located.has("output.weight")) {
+      throw new PeftError("HF_BAD_CONFIG", `${configPath}: tie_word_embeddings is true but ${located.get("output.weight")!.file.name} has lm_head.weight (it would be ignored)`);
+    }
+    if (tie === false && !located.has("output.weight")) {
+      throw new PeftError("HF_MISSING_TENSOR", `${dir}: tensor lm_head.weight is missing (tie_word_embeddings is false)`);
     }
     config.tiedEmbeddings = !located.has("output.weight");
     const shapes = new Map([...located].map(([gg, t]) => [gg, t.shape]));

@@ -76,7 +76,7 @@ export function checkConfig(c: LlamaConfig, n: WeightNaming): void {
   }
   if (c.contextLength > MAX_CONTEXT_LENGTH) throw bad("contextLength", `must be at most ${MAX_CONTEXT_LENGTH}`);
   if (c.headDim % 2) throw bad("headDim", "must be even (rotary embedding pairs)");
-  if (c.ropeDim % 2 || c.ropeDim > c.headDim) throw bad("ropeDim", `must be even and at most the head dimension ${c.headDim}`);
+  if (c.ropeDim % 2 || c.ropeDim > c.headDim) throw bad("ropeDim", `must be even and at most the head dimension ${c.headDim} (${n.key("headDim")})`);
   if (c.nHeads % c.nKvHeads) throw bad("nKvHeads", `must divide ${n.key("nHeads")} ${c.nHeads}`);
   if (!(Number.isFinite(c.ropeBase) && c.ropeBase > 0)) throw bad("ropeBase", "must be a finite number > 0");
   if (!(Number.isFinite(c.normEps) && c.normEps > 0 && c.normEps < 1)) throw bad("normEps", "must be a number in (0, 1)");
@@ -87,16 +87,23 @@ export function checkConfig(c: LlamaConfig, n: WeightNaming): void {
  * corrupt count sizes nothing), then every expected tensor and shape, then anything left unused.
  */
 export function checkTensors(c: LlamaConfig, shapes: Map<string, number[]>, n: WeightNaming): void {
-  let layers = 0, layerTensors = 0;
+  const present = new Set<number>();
   for (const name of shapes.keys()) {
     const m = /^blk\.(\d+)\./.exec(name);
-    if (!m) continue;
-    layerTensors++;
-    layers = Math.max(layers, Number(m[1]) + 1);
+    if (m) present.add(Number(m[1]));
   }
-  if (c.nLayers !== layers || c.nLayers * BLOCK_TENSORS.length > layerTensors) {
-    const have = layers ? `tensors for ${layers} layers (blk.0 .. blk.${layers - 1}, ${layerTensors} tensors)` : "no layer tensors";
+  const layers = present.size ? Math.max(...present) + 1 : 0;
+  if (c.nLayers !== layers) {
+    const have = layers ? `tensors for ${layers} layers (blk.0 .. blk.${layers - 1})` : "no layer tensors";
     throw new PeftError(n.codes.badKey, `${n.configFile}: ${n.key("nLayers")} is ${c.nLayers} but the weights have ${have}`);
+  }
+  // Every layer below the count must have tensors: this also bounds the count by the tensors
+  // present before the expected shapes are listed (a lone blk.2147483647 sizes nothing).
+  if (present.size < layers) {
+    let missing = 0;
+    while (present.has(missing)) missing++;
+    const t = n.tensor(`blk.${missing}.${BLOCK_TENSORS[0]}.weight`);
+    throw new PeftError(n.codes.missingTensor, `${t.file}: layer ${missing} has no tensors (${t.name} is missing; ${n.key("nLayers")} is ${c.nLayers})`);
   }
   const expected = expectedShapes(c);
   for (const [name, want] of expected) {

@@ -3,9 +3,10 @@
  * q/k row order). It converts to the forms the forward pass (ActiveAdapter) and the training
  * pass (TrainableLora) use, and saves/loads HF PEFT directories (HF row order on disk).
  */
+import { join } from "node:path";
 import { PeftError } from "../errors.ts";
 import type { Gpu, Tensor } from "../gpu/gpu.ts";
-import { type AdapterTensor, loadAdapterDir, loraBToGguf, loraBToHf, loraKey, saveAdapterDir, validateAdapterAgainst } from "../io/peft_adapter.ts";
+import { ADAPTER_CONFIG_FILE, type AdapterTensor, loadAdapterDir, loraBToGguf, loraBToHf, loraKey, saveAdapterDir, validateAdapterAgainst } from "../io/peft_adapter.ts";
 import { ggufLinearName, type LlamaConfig } from "../model/config.ts";
 import type { ActiveAdapter } from "../model/linear.ts";
 import type { TrainableLora } from "../model/llama_train.ts";
@@ -46,10 +47,17 @@ export class LoraAdapter {
   static async load(gpu: Gpu, modelConfig: LlamaConfig, name: string, dir: string): Promise<LoraAdapter> {
     const adapter = await loadAdapterDir(dir);
     validateAdapterAgainst(modelConfig, adapter, dir);
-    const config = normalizeLoraConfig(adapter.config as Record<string, unknown>);
+    let config: LoraConfig, targets: LoraTarget[];
+    try {
+      config = normalizeLoraConfig(adapter.config as Record<string, unknown>);
+      targets = resolveTargets(config, modelConfig);
+    } catch (e) {
+      // These checks know the config, not its file: name it.
+      if (e instanceof PeftError) throw new PeftError(e.code, `${join(dir, ADAPTER_CONFIG_FILE)}: ${e.message}`, { cause: e });
+      throw e;
+    }
     if (config.use_dora) throw new PeftError("ADAPTER_UNSUPPORTED", `${dir}: use_dora adapters are not supported yet`);
     const a = new LoraAdapter(gpu, name, config, modelConfig);
-    const targets = resolveTargets(config, modelConfig);
     for (const t of targets) {
       const A = adapter.tensors.get(loraKey(t.module, t.layer, "lora_A"));
       const B = adapter.tensors.get(loraKey(t.module, t.layer, "lora_B"));
