@@ -7,10 +7,10 @@
 import { mkdir, readFile, stat } from "node:fs/promises";
 import { basename, join } from "node:path";
 import { PeftError } from "../errors.ts";
-import { checkFinite, writeFileAtomic } from "../io/bytes.ts";
+import { writeFileAtomic } from "../io/bytes.ts";
 import { encodeSafetensors, readSafetensors, type SafetensorsFile, type SafetensorsWriteTensor } from "../io/safetensors.ts";
 import { GGUF_TO_HF_MODULE, HF_MODULE_PARENT, HF_TO_GGUF_MODULE, type LlamaConfig, permuteQK } from "./config.ts";
-import { type ConfigField, validateLlamaWeights, weightValidationEnabled } from "./validate_weights.ts";
+import { type ConfigField, validateLlamaWeights } from "./validate_weights.ts";
 import type { WeightSource } from "./weights.ts";
 
 const SUPPORTED_ARCHITECTURES: Record<string, string> = { LlamaForCausalLM: "llama", MistralForCausalLM: "mistral" };
@@ -255,10 +255,10 @@ export async function hfWeights(dir: string): Promise<WeightSource> {
       const t = located.get(name);
       if (!t) throw new PeftError("HF_MISSING_TENSOR", `${dir}: no tensor named ${name}`);
       const data = await t.file.readF32(t.hfName);
-      if (weightValidationEnabled()) checkFinite(data, t.file.name, t.hfName, "MODEL_BAD_WEIGHT");
       if (/\.attn_[qk]\.weight$/.test(name)) return permuteQK(data, t.shape[0], t.shape[1], config.headDim, "hf_to_gguf");
       return data;
     },
+    locate: (name) => ({ file: located.get(name)?.file.name ?? dir, name: located.get(name)?.hfName ?? name }),
     close: closeAll,
   };
   if (await exists(tokenizerJson)) source.tokenizerJsonPath = tokenizerJson;

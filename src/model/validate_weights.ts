@@ -33,9 +33,6 @@ let enabled = true;
 export function setWeightValidation(on: boolean): void {
   enabled = on;
 }
-export function weightValidationEnabled(): boolean {
-  return enabled;
-}
 
 /** Expected [out, in] / [n] shapes of every GGUF-named tensor of a llama model. */
 export function expectedShapes(c: LlamaConfig): Map<string, number[]> {

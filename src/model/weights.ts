@@ -22,7 +22,15 @@ export interface WeightSource {
   gguf?: GgufFile;
   /** Path of tokenizer.json for HF directories. */
   tokenizerJsonPath?: string;
+  /** The file a tensor lives in and its name there (an HF shard and HF name), for messages. */
+  locate?(name: string): { file: string; name: string };
   close(): Promise<void>;
+}
+
+/** "<file>: tensor <name>" in the source's own terms (the shard and HF name for HF directories). */
+export function tensorLabel(source: WeightSource, name: string): string {
+  const at = source.locate?.(name) ?? { file: source.name, name };
+  return `${at.file}: tensor ${at.name}`;
 }
 
 const INT_TYPES = new Set([
