@@ -16,8 +16,8 @@ const STALE = /^checkpoint-\d+\.tmp-[a-z0-9]+$|^(?:metrics\.jsonl|loss\.svg|trai
 /** What the run writes, and what each must be if it already exists. */
 const OUTPUTS: [string, "file" | "directory"][] = [["adapter", "directory"], ["metrics.jsonl", "file"], ["loss.svg", "file"]];
 
-function writeError(path: string, e: unknown): PeftError {
-  return new PeftError("OUTPUT_DIR_NOT_WRITABLE", `cannot write ${path}: ${(e as Error).message}`, { cause: e });
+function notWritable(path: string, e: unknown): PeftError {
+  return new PeftError("OUTPUT_DIR_NOT_WRITABLE", `output path ${path} is not writable: ${(e as Error).message}`, { cause: e });
 }
 
 /**
@@ -31,7 +31,7 @@ export async function prepareOutputDir(dir: string): Promise<string[]> {
     await writeFile(probe, "ok");
     await rm(probe, { force: true });
   } catch (e) {
-    throw writeError(dir, e);
+    throw notWritable(dir, e);
   }
   for (const [name, kind] of OUTPUTS) {
     const path = join(dir, name);
@@ -46,7 +46,7 @@ export async function prepareOutputDir(dir: string): Promise<string[]> {
     try {
       await rm(join(dir, name), { recursive: true, force: true });
     } catch (e) {
-      throw writeError(join(dir, name), e);
+      throw notWritable(join(dir, name), e);
     }
     removed.push(name);
   }
@@ -67,7 +67,7 @@ export async function writeDirAtomic(dir: string, fill: (tmp: string) => Promise
     await rename(tmp, dir);
   } catch (e) {
     await rm(tmp, { recursive: true, force: true }).catch(() => {});
-    throw e instanceof PeftError ? e : writeError(dir, e);
+    throw e instanceof PeftError ? e : new PeftError("WRITE_FAILED", `cannot write ${dir}: ${(e as Error).message}`, { cause: e });
   }
 }
 

@@ -51,7 +51,7 @@ Deno.test("output dir: every output path is checked before any work", async () =
     await assert.rejects(prepareOutputDir(out), isRefusal("OUTPUT_DIR_NOT_WRITABLE", join(out, "metrics.jsonl"), "not a file"));
     const file = join(out, "plain-file");
     await writeFile(file, "x");
-    await assert.rejects(prepareOutputDir(join(file, "run")), isRefusal("OUTPUT_DIR_NOT_WRITABLE", join(file, "run")));
+    await assert.rejects(prepareOutputDir(join(file, "run")), isRefusal("OUTPUT_DIR_NOT_WRITABLE", join(file, "run"), "not writable"));
 
     // train() refuses before step 1: no step runs, nothing is written.
     await rm(join(out, "metrics.jsonl"), { recursive: true });
@@ -84,7 +84,7 @@ Deno.test("output dir: a failed directory write leaves no temporary and keeps th
         await writeFile(join(tmp, "state.json"), "half");
         throw Object.assign(new Error("No space left on device (os error 28)"), { code: "ENOSPC" });
       }),
-      isRefusal("OUTPUT_DIR_NOT_WRITABLE", dir, "No space left"),
+      isRefusal("WRITE_FAILED", dir, "No space left"),
     );
     assert.deepEqual(await readdir(out), ["checkpoint-1"]);
     assert.equal(await readFile(join(dir, "state.json"), "utf8"), "good");
