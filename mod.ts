@@ -14,18 +14,21 @@ export { loadAdapterDir, saveAdapterDir } from "./src/io/peft_adapter.ts";
 export type { PeftAdapterConfig } from "./src/io/peft_adapter.ts";
 
 // models
-export { loadModel, Model, openWeights } from "./src/model/model.ts";
-export type { LoadModelOptions, MemoryReport, ParameterReport } from "./src/model/model.ts";
+export { loadModel, Model, openWeights } from "./src/api/model.ts";
+export type { LoadModelOptions, MemoryReport, ParameterReport } from "./src/api/model.ts";
 export { dequantizeWeight, isQuantized, type LinearWeight, type QuantizeSpec, readQuantState } from "./src/model/quantized.ts";
-export { checkTrainingPlan, formatPlan, planTraining, type TrainingPlan, type TrainingPlanOptions } from "./src/model/memory_plan.ts";
+export { checkTrainingPlan, formatPlan, planTraining, type TrainingPlan, type TrainingPlanOptions } from "./src/train/memory_plan.ts";
 export type { LlamaConfig } from "./src/model/config.ts";
 export { hfWeights, writeHfDirectory } from "./src/model/hf_weights.ts";
 export { ggufWeights } from "./src/model/weights.ts";
 
 // PEFT and training
-export { LoraAdapter } from "./src/peft/lora.ts";
-export { normalizeLoraConfig, loraScale } from "./src/peft/lora_config.ts";
-export type { LoraConfig } from "./src/peft/lora_config.ts";
+export { Adapter } from "./src/peft/adapter.ts";
+export { PeftModel, type AdapterSelection } from "./src/peft/peft_model.ts";
+export { methodFor, SUPPORTED_PEFT_TYPES } from "./src/peft/registry.ts";
+export type { MethodConfig, PeftMethod } from "./src/peft/method.ts";
+export { normalizeLoraConfig, loraScale } from "./src/peft/lora/config.ts";
+export type { LoraConfig } from "./src/peft/lora/config.ts";
 export { train } from "./src/train/trainer.ts";
 export type { StepRecord, TrainOptions, TrainResult } from "./src/train/trainer.ts";
 export { loadDataset } from "./src/train/data.ts";

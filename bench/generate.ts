@@ -16,7 +16,7 @@
 import { Gpu, type Tensor } from "../src/gpu/gpu.ts";
 import { add } from "../src/kernels/elementwise.ts";
 import { generateTokens, type GenerationTokenizer } from "../src/infer/generate.ts";
-import { loadModel, type Model } from "../src/model/model.ts";
+import { loadModel, type Model } from "../src/api/model.ts";
 import { LLAMA_25M, median, parameterCounts, promptIds, randomLlamaGGUF, STORIES260K } from "./lib/random_llama.ts";
 
 const quick = Deno.args.includes("--quick");

@@ -18,7 +18,7 @@ import { tmpdir } from "node:os";
 import { basename, join } from "node:path";
 import { Gpu } from "../src/gpu/gpu.ts";
 import { readGGUF } from "../src/io/gguf.ts";
-import { loadModel } from "../src/model/model.ts";
+import { loadModel } from "../src/api/model.ts";
 import { setWeightValidation } from "../src/model/validate_weights.ts";
 import { configFromGGUF, ggufWeights } from "../src/model/weights.ts";
 import { hfWeights, writeHfDirectory } from "../src/model/hf_weights.ts";

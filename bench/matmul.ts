@@ -7,6 +7,7 @@
  */
 import { Gpu, type Tensor } from "../src/gpu/gpu.ts";
 import { matmul, type MatmulOptions } from "../src/kernels/matmul.ts";
+import { gpuMsPerCall } from "./lib/gpu_time.ts";
 
 const quick = Deno.args.includes("--quick");
 const gpu = await Gpu.create();
@@ -20,21 +21,9 @@ function naive(a: Tensor, b: Tensor, c: Tensor, o: MatmulOptions) {
   });
 }
 
-/** Median seconds per matmul; `reps` dispatches per timed batch so small shapes are not all overhead. */
-async function time(run: () => void, flops: number): Promise<number> {
-  run();
-  await gpu.sync(); // warm-up: pipeline compile
-  const reps = Math.max(1, Math.min(200, Math.round(2e8 / flops)));
-  const samples: number[] = [];
-  for (let s = 0; s < (quick ? 3 : 5); s++) {
-    const t0 = performance.now();
-    for (let r = 0; r < reps; r++) run();
-    await gpu.sync();
-    samples.push((performance.now() - t0) / 1000 / reps);
-  }
-  samples.sort((x, y) => x - y);
-  return samples[samples.length >> 1];
-}
+/** Median seconds per matmul; batches of up to 200 calls of ~2e8 flops. */
+const time = async (run: () => void, flops: number) =>
+  (await gpuMsPerCall(gpu, run, { flops, flopsPerBatch: 2e8, maxReps: 200, samples: quick ? 3 : 5 })) / 1000;
 
 interface Case { name: string; o: MatmulOptions }
 const only = Deno.args.find((a) => a.startsWith("--only="))?.slice(7);

@@ -68,19 +68,8 @@ if (!Deno.args.includes("--no-gpu")) {
   const { qmatmul, qmatmulBackward, uploadQuantized } = await import("../src/kernels/nf4_matmul.ts");
   const gpu = await Gpu.create();
   const shapes = quick ? [[1, 512, 512], [64, 512, 512]] : [[1, 2048, 2048], [8, 2048, 2048], [64, 1024, 1024], [256, 1024, 1024]];
-  const time = async (run: () => void, flops: number) => {
-    run();
-    await gpu.sync();
-    const reps = Math.max(1, Math.min(100, Math.round(1e9 / flops)));
-    const s: number[] = [];
-    for (let i = 0; i < (quick ? 3 : 5); i++) {
-      const t0 = performance.now();
-      for (let r = 0; r < reps; r++) run();
-      await gpu.sync();
-      s.push((performance.now() - t0) / reps);
-    }
-    return s.sort((a, b) => a - b)[Math.floor(s.length / 2)];
-  };
+  const { gpuMsPerCall } = await import("./lib/gpu_time.ts");
+  const time = (run: () => void, flops: number) => gpuMsPerCall(gpu, run, { flops, flopsPerBatch: 1e9, maxReps: 100, samples: quick ? 3 : 5 });
   console.log(`\n# 4-bit vs f32 matmul on ${gpu.info.description ?? "GPU"}: ms per call (GFLOP/s)`);
   for (const [M, N, K] of shapes) {
     const w = randn(N * K, 2);

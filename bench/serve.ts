@@ -10,7 +10,7 @@ import { mkdtemp, rm } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { parseArgs } from "node:util";
-import { loadModel } from "../src/model/model.ts";
+import { loadModel } from "../src/api/model.ts";
 import { createApp } from "../src/serve/app.ts";
 import { ModelEngine } from "../src/serve/engine.ts";
 import { startServer } from "../src/serve/server.ts";

@@ -14,7 +14,7 @@
  *   node scripts/prepare.mjs && deno run -A bench/train.ts [--quick] [--no-peer]
  */
 import { Gpu, type Tensor } from "../src/gpu/gpu.ts";
-import { loadModel } from "../src/model/model.ts";
+import { loadModel } from "../src/api/model.ts";
 import { train } from "../src/train/trainer.ts";
 import { LLAMA_25M, median, parameterCounts, randomLlamaGGUF, SHARED, STORIES260K } from "./lib/random_llama.ts";
 

@@ -14,7 +14,7 @@ import { rm, writeFile } from "node:fs/promises";
 import { dirname, join } from "node:path";
 import { parseArgs } from "node:util";
 import { Gpu } from "../src/gpu/gpu.ts";
-import { loadModel } from "../src/model/model.ts";
+import { loadModel } from "../src/api/model.ts";
 import { train } from "../src/train/trainer.ts";
 import { randomLlamaGguf, type RandomLlamaShape } from "../tests/qlora/helpers.ts";
 

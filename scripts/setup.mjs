@@ -1,20 +1,68 @@
 #!/usr/bin/env node
 // One-time setup on a fresh machine: npm packages (Deno itself comes from npm), Mesa's software
 // Vulkan driver when no GPU driver is installed (Debian, as root), then scripts/prepare.mjs.
-import { execSync } from "node:child_process";
+// A failing step prints one line saying what to run, never a stack trace; when another apt/dpkg
+// process holds the package lock (unattended upgrades on a fresh machine), it waits for it.
+import { spawnSync } from "node:child_process";
 import { existsSync, readdirSync } from "node:fs";
 import { dirname, join } from "node:path";
 import { fileURLToPath } from "node:url";
 
 const root = join(dirname(fileURLToPath(import.meta.url)), "..");
-const run = (cmd) => execSync(cmd, { stdio: "inherit", cwd: root });
-const quiet = process.env.CI ? "" : " --no-audit --no-fund";
+const LOCK_WAIT_S = Number(process.env.EDGE_PEFT_APT_LOCK_WAIT_S ?? 600);
+
+function fail(message) {
+  console.error(`[setup] error: ${message}`);
+  process.exit(1);
+}
+
+/** Runs a command with inherited output; on failure, exits with one line. */
+function run(cmd, args, what) {
+  const r = spawnSync(cmd, args, { stdio: "inherit", cwd: root });
+  if (r.error) fail(`${what}: cannot run ${cmd} (${r.error.message})`);
+  if (r.status !== 0) fail(`${what} failed (exit ${r.status ?? r.signal}); see the output above`);
+}
+
+const sleep = (s) => Atomics.wait(new Int32Array(new SharedArrayBuffer(4)), 0, 0, s * 1000);
+
+/**
+ * apt-get with its stderr captured: while another process holds the apt/dpkg lock it waits (up to
+ * LOCK_WAIT_S, saying so every 30 s) and retries; any other failure exits with one line.
+ */
+function aptGet(args, pkgs) {
+  const start = Date.now();
+  let lastNote = -Infinity;
+  for (;;) {
+    const r = spawnSync("apt-get", ["-o", "DPkg::Lock::Timeout=5", ...args], {
+      cwd: root,
+      encoding: "utf8",
+      env: { ...process.env, DEBIAN_FRONTEND: "noninteractive" },
+      stdio: ["ignore", "ignore", "pipe"],
+    });
+    if (r.status === 0) return;
+    const err = `${r.error?.message ?? ""}${r.stderr ?? ""}`;
+    const waited = (Date.now() - start) / 1000;
+    if (/Could not get lock|Unable to acquire the dpkg frontend lock|Unable to lock|is another process using it/i.test(err)) {
+      if (waited >= LOCK_WAIT_S) {
+        fail(`another apt/dpkg process still holds the package lock after ${Math.round(waited)} s; when it has finished, run: npm run setup (or install the drivers yourself: apt-get install -y ${pkgs})`);
+      }
+      if (waited - lastNote >= 30) {
+        console.error(`[setup] another apt/dpkg process holds the package lock (${Math.round(waited)} s so far); waiting for it (up to ${LOCK_WAIT_S} s)`);
+        lastNote = waited;
+      }
+      sleep(1);
+      continue;
+    }
+    const last = err.trim().split("\n").filter(Boolean).pop() ?? `exit ${r.status}`;
+    fail(`apt-get ${args.join(" ")} failed: ${last}; install the drivers yourself: apt-get install -y ${pkgs}, then run npm run setup`);
+  }
+}
 
 if (!existsSync(join(root, "node_modules/.bin/deno")) || !existsSync(join(root, "node_modules/.package-lock.json"))) {
   console.error("[setup] installing npm packages");
-  // `npm install` (not `npm ci`): lock files written on Linux omit other platforms' optional
-  // packages, which `npm ci` then refuses; install still follows the lock for everything present.
-  run(`npm install${quiet}`);
+  // package-lock.json lists every platform's optional packages (as npm 11 writes it), so this
+  // install leaves it unchanged and a fresh clone's `git status` clean.
+  run("npm", ["install", ...(process.env.CI ? [] : ["--no-audit", "--no-fund"])], "npm install");
 }
 
 const icdDirs = ["/usr/share/vulkan/icd.d", "/etc/vulkan/icd.d"];
@@ -24,10 +72,11 @@ if ((!hasVulkanDriver || !hasEgl) && process.platform === "linux") {
   const pkgs = "mesa-vulkan-drivers libegl1 libegl-mesa0 libgl1-mesa-dri";
   if (process.getuid?.() === 0 && existsSync("/usr/bin/apt-get")) {
     console.error(`[setup] installing ${pkgs} (software GPU drivers)`);
-    run(`apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq ${pkgs} >/dev/null`);
+    aptGet(["update", "-qq"], pkgs);
+    aptGet(["install", "-y", "-qq", ...pkgs.split(" ")], pkgs);
   } else {
     console.error(`[setup] no Vulkan driver found: install a GPU driver or, on Debian/Ubuntu, sudo apt-get install ${pkgs}`);
   }
 }
 
-run(`node scripts/prepare.mjs`);
+run("node", ["scripts/prepare.mjs"], "node scripts/prepare.mjs (shaders and WASM)");

@@ -21,8 +21,8 @@
 //                       256-entry map at nmap_off, nested absmax at nabs_off, offset at off_idx
 //   y:      array<f32>  output (read_write)
 // Entry points (the 16-entry code map is copied into workgroup memory first):
-//   tiled_fwd / tiled_bwd: the f32 matmul's tiling (shaders/matmul.wgsl `tiled`; both take the
-//     tiles and the tile product from lib/tile_mma.wgsl): a 64x64 output tile per workgroup of 64
+//   tiled_fwd / tiled_bwd (lib/dequant_tiles.wgsl, shared with the ggml formats): the f32 matmul's
+//     tiling (lib/tile_mma.wgsl, as shaders/matmul.wgsl `tiled`): a 64x64 output tile per workgroup of 64
 //     threads, 8x8 outputs per thread, reduction in steps of 16 through workgroup memory. Each
 //     thread dequantizes 16 consecutive elements of one W row per step (decode16: <= 3 code
 //     words, <= 2 block scales) into the B tile. Grid [ceil(N/64) or ceil(K/64), ceil(M/64)].

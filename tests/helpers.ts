@@ -1,6 +1,8 @@
 /** Shared test helpers: one GPU per test process, seeded random data, tolerance checks. */
 import { Gpu } from "../src/gpu/gpu.ts";
 import { seededRandom } from "../src/infer/sampler.ts";
+import { f32ToF16 } from "../src/io/bytes.ts";
+import { GGML, GGML_TYPES } from "../src/io/ggml_quants.ts";
 
 let shared: Promise<Gpu> | null = null;
 /** One device per test process (creating devices repeatedly is slow on lavapipe). */
@@ -49,3 +51,47 @@ export const MATMUL_LAYOUTS = [
   { transA: true, transB: false },
   { transA: true, transB: true },
 ];
+
+/** The lora_B tensors of an adapter (to make it non-trivial, "as if trained"). */
+export function loraBs(a: { params: Map<string, { value: import("../src/gpu/gpu.ts").Tensor }> }): import("../src/gpu/gpu.ts").Tensor[] {
+  return [...a.params].filter(([k]) => k.endsWith("lora_B.weight")).map(([, p]) => p.value);
+}
+
+/** The parts (e.g. encodeGGUF's) as one byte array. */
+export function concatBytes(parts: Uint8Array[]): Uint8Array {
+  const out = new Uint8Array(parts.reduce((n, p) => n + p.byteLength, 0));
+  let o = 0;
+  for (const p of parts) out.set(p, (o += p.byteLength) - p.byteLength);
+  return out;
+}
+
+/** Byte offsets of the f16 scale fields in one block of each ggml type (io/ggml_quants.ts layouts). */
+const GGML_HALF_FIELDS: Record<number, number[]> = {
+  [GGML.Q4_0]: [0], [GGML.Q4_1]: [0, 2], [GGML.Q5_0]: [0], [GGML.Q5_1]: [0, 2], [GGML.Q8_0]: [0],
+  [GGML.Q4_K]: [0, 2], [GGML.Q5_K]: [0, 2], [GGML.Q6_K]: [208],
+};
+
+/**
+ * `blocks` blocks of ggml type `type` with random bytes (every quant bit pattern) and random
+ * finite f16 scales, 10% of them subnormal; BF16: `blocks` random normal values.
+ */
+export function randomGgmlBytes(type: number, blocks: number, seed: number): Uint8Array {
+  const r = rng(seed);
+  if (type === GGML.BF16) return new Uint8Array(Uint16Array.from({ length: blocks }, () => randomBf16(r)).buffer);
+  const size = GGML_TYPES.get(type)!.typeSize;
+  const bytes = Uint8Array.from({ length: blocks * size }, () => Math.floor(r() * 256));
+  const view = new DataView(bytes.buffer);
+  for (let b = 0; b < blocks; b++) {
+    for (const o of GGML_HALF_FIELDS[type]) {
+      const mag = r() < 0.1 ? r() * 6e-5 : 2 ** (r() * 30 - 20);
+      view.setUint16(b * size + o, f32ToF16(r() < 0.5 ? -mag : mag), true);
+    }
+  }
+  return bytes;
+}
+
+/** bf16 bits of a random normal value in ±[2^-20, 2^10). */
+function randomBf16(r: () => number): number {
+  const exp = 127 - 20 + Math.floor(r() * 30);
+  return ((r() < 0.5 ? 0x8000 : 0) | (exp << 7) | Math.floor(r() * 128)) & 0xffff;
+}

@@ -2,8 +2,8 @@
 // nf4_matmul_f16.wgsl (f16 activations, computeDtype "f16"). The including file declares the
 // binding `a` (@binding(0)) and `fn act(i: u32) -> f32`, element i of a widened to f32; this file
 // holds Params, the other bindings, the dequantization and the entry points (documented in
-// shaders/nf4_matmul.wgsl). The tiled entry points take their workgroup tiles and tile product
-// from lib/tile_mma.wgsl, shared with the f32 / f16 matmul.
+// shaders/nf4_matmul.wgsl). The tiled entry points (and `store`) are lib/dequant_tiles.wgsl's,
+// shared with the ggml block formats; their tiles and tile product are lib/tile_mma.wgsl's.
 
 struct Params {
   M: u32, N: u32, K: u32, blocksize: u32,
@@ -25,12 +25,6 @@ fn block_scale(b: u32) -> f32 {
 fn w_at(e: u32) -> f32 {
   let q = (codes[e >> 3u] >> (((e & 7u) ^ 1u) * 4u)) & 15u;
   return tables[p.code_off + q] * block_scale(e >> p.bshift);
-}
-
-fn store(i: u32, v: f32) {
-  var r = p.alpha * v;
-  if (p.accumulate != 0u) { r = r + y[i]; }
-  y[i] = r;
 }
 
 var<workgroup> ctab: array<f32, 16>;
@@ -67,57 +61,10 @@ fn decode16(n: u32, k0: u32) -> array<f32, 16> {
   return out;
 }
 
-//#include "tile_mma.wgsl"
+fn prepare_tile(lid: u32) { load_ctab(lid); }
+
+//#include "dequant_tiles.wgsl"
 //#include "gemv_reduce.wgsl"
-
-// As <- a[m0 .. m0+63, r0 .. r0+15] of the row-major activations a [M, R] (R = K forward, N
-// backward), zero past the edges.
-fn load_a_tile(lid: u32, m0: u32, r0: u32, R: u32) {
-  for (var i = 0u; i < 16u; i++) {
-    let e = lid + i * 64u;
-    let rr = e % 16u;
-    let mm = e / 16u;
-    var av = 0.0;
-    if (m0 + mm < p.M && r0 + rr < R) { av = act((m0 + mm) * R + r0 + rr); }
-    As[rr * 16u + mm / 4u][mm % 4u] = av;
-  }
-}
-
-@compute @workgroup_size(64)
-fn tiled_fwd(@builtin(local_invocation_index) lid: u32, @builtin(workgroup_id) wid: vec3<u32>) {
-  load_ctab(lid);
-  let m0 = wid.y * 64u;
-  let n0 = wid.x * 64u;
-  var acc: array<vec4<f32>, 16>;
-  for (var k0 = 0u; k0 < p.K; k0 += TK) {
-    load_a_tile(lid, m0, k0, p.K);
-    // thread lid dequantizes W[n0 + lid, k0 .. k0+15]
-    let w = decode16(n0 + lid, k0);
-    for (var kk = 0u; kk < 16u; kk++) { Bs[kk * 16u + lid / 4u][lid % 4u] = w[kk]; }
-    tile_mma(&acc, lid);
-  }
-  tile_store(&acc, lid, m0, n0, p.M, p.N);
-}
-
-@compute @workgroup_size(64)
-fn tiled_bwd(@builtin(local_invocation_index) lid: u32, @builtin(workgroup_id) wid: vec3<u32>) {
-  load_ctab(lid);
-  let m0 = wid.y * 64u;
-  let c0 = wid.x * 64u; // output columns are k
-  var acc: array<vec4<f32>, 16>;
-  for (var n0 = 0u; n0 < p.N; n0 += TK) {
-    load_a_tile(lid, m0, n0, p.N);
-    // thread lid dequantizes W[n0 + lid/4, c0 + (lid%4)*16 .. +15]: reduction row r, 16 columns
-    let r = lid / 4u;
-    let q = lid % 4u;
-    let w = decode16(n0 + r, c0 + q * 16u);
-    for (var j = 0u; j < 4u; j++) {
-      Bs[r * 16u + q * 4u + j] = vec4<f32>(w[j * 4u], w[j * 4u + 1u], w[j * 4u + 2u], w[j * 4u + 3u]);
-    }
-    tile_mma(&acc, lid);
-  }
-  tile_store(&acc, lid, m0, c0, p.M, p.K);
-}
 
 override ROWS: u32 = 1u;
 
@@ -192,19 +139,7 @@ fn gemv_bwd8(@builtin(local_invocation_index) lid: u32, @builtin(workgroup_id) w
       acc[m * 2u + 1u] = fma(d, hi, acc[m * 2u + 1u]);
     }
   }
-  // add the 8 lanes' partial sums (in `partial` of lib/gemv_reduce.wgsl, here [64 columns][8 lanes]),
-  // one row at a time; thread lid finishes output column g0*8 + lid
-  for (var m = 0u; m < ROWS; m++) {
-    for (var j = 0u; j < 8u; j++) { partial[(c * 8u + j) * 8u + lane] = acc[m * 2u + j / 4u][j % 4u]; }
-    workgroupBarrier();
-    let col = g0 * 8u + lid;
-    if (col < p.K) {
-      var s = 0.0;
-      for (var t = 0u; t < 8u; t++) { s += partial[lid * 8u + t]; }
-      store(m * p.K + col, s);
-    }
-    workgroupBarrier();
-  }
+  gemv_bwd_reduce(&acc, lid, g0 * 8u);
 }
 
 const GV: u32 = 64u;

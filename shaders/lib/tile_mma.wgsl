@@ -1,5 +1,5 @@
 // tile_mma: the register-blocked 64x64 tile product shared by the tiled entry points of
-// lib/matmul_body.wgsl (`tiled`) and lib/nf4_body.wgsl (`tiled_fwd`, `tiled_bwd`), which differ
+// lib/matmul_body.wgsl (`tiled`) and lib/dequant_tiles.wgsl (`tiled_fwd`, `tiled_bwd`), which differ
 // only in how they fill the tiles. Include it from those two files only: a module that included it
 // twice would declare everything twice. The including file declares `fn store(i: u32, v: f32)`,
 // which writes output element i (row-major, i = row * cols + col).

@@ -7,67 +7,67 @@
 import { readdir, stat } from "node:fs/promises";
 import { basename, join } from "node:path";
 import process from "node:process";
-import { parseArgs } from "node:util";
-import { PeftError } from "../errors.ts";
 import { ADAPTER_ID_PATTERN } from "../infer/adapter_registry.ts";
-import { loadModel } from "../model/model.ts";
 import { createApp } from "../serve/app.ts";
 import { ModelEngine } from "../serve/engine.ts";
 import { onShutdownSignal, startServer } from "../serve/server.ts";
-import { computeDtypeFlag, numberFlag } from "./generate.ts";
+import { chatTemplateFlag, resolveChatTemplate } from "./chat_template_flag.ts";
+import { type Command, parseFlags, usageError } from "./flags.ts";
+import { CONTEXT_FLAG, describeModel, loadModelFromFlags, MODEL_FLAGS } from "./model_flags.ts";
 
-export const SERVE_HELP = `usage: serve --model <path.gguf|hf-dir> [--adapters <dir>] [--port 8080] [--host 127.0.0.1]
-             [--api-key KEY] (or env EDGE_PEFT_API_KEY) [--model-id NAME] [--max-queue 64]
-             [--adapter-budget-mb N] [--timeout-ms 120000] [--max-tokens 128] [--context-length N]
-             [--max-body-bytes 1048576] [--max-upload-bytes 268435456] [--compute-dtype f32|f16|auto]`;
+const http = "server", limits = "limits";
 
-function intFlag(v: string | undefined, name: string, fallback: number, min = 0): number {
-  const n = numberFlag(v, name, fallback);
-  if (!Number.isInteger(n) || n < min) throw new PeftError("BAD_FLAG", `--${name} must be an integer >= ${min}, got "${v}"`);
-  return n;
-}
+export const SERVE = {
+  name: "serve",
+  summary: "serve the model and its LoRA adapters over an OpenAI-compatible HTTP API (/v1/completions, /v1/chat/completions, /v1/models, /v1/adapters)",
+  usage: "--model <path.gguf|hf-dir> [--adapters <dir>] [flags]",
+  flags: {
+    ...MODEL_FLAGS,
+    ...CONTEXT_FLAG,
+    adapters: {
+      type: "string", value: "<dir>", defaultText: "none", group: "model", aliases: ["adapter", "lora"],
+      description: 'serve every subdirectory holding adapter_config.json as "<model>:<subdir>" (loaded on first use); uploads go here',
+    },
+    "chat-template": chatTemplateFlag("model", "for chat requests"),
+    port: { type: "int", default: 8080, min: 0, max: 65535, group: http, description: "TCP port; 0 = any free port" },
+    host: { type: "string", default: "127.0.0.1", value: "<address>", group: http, aliases: ["hostname", "bind"], description: "interface to listen on (0.0.0.0 = all)" },
+    "api-key": {
+      type: "string", defaultText: "env EDGE_PEFT_API_KEY, else none", value: "<key>", group: http,
+      description: "bearer token required on every route but /health (at least 8 characters)",
+    },
+    "model-id": { type: "string", defaultText: "the model file's name", value: "<name>", group: http, aliases: ["alias", "served-model-name"], description: "name the base model is served under" },
+    quiet: { type: "boolean", group: http, description: "no per-request log line on stderr (method, path, status, adapter, tokens, ms; prompts are never logged)" },
+    "max-queue": { type: "int", default: 64, min: 0, units: "requests", group: limits, description: "requests that may wait for the GPU; more get 429 with Retry-After" },
+    "timeout-ms": { type: "int", default: 120_000, min: 0, units: "ms", group: limits, description: "limit on queueing plus generation per request; 0 = none" },
+    "max-tokens": { type: "int", default: 128, min: 1, units: "tokens", group: limits, aliases: ["n-predict"], description: "max_tokens of requests that give none" },
+    "adapter-budget-mb": { type: "number", defaultText: "unlimited", min: 0, units: "MiB", group: limits, description: "GPU memory resident adapters may hold together (least recently used ones are unloaded)" },
+    "max-body-bytes": { type: "int", default: 1 << 20, min: 1, units: "bytes", group: limits, description: "largest JSON request body" },
+    "max-upload-bytes": { type: "int", default: 256 << 20, min: 1, units: "bytes", group: limits, description: "largest adapter upload" },
+  },
+  notes: [
+    "example:",
+    "  npx deno task serve --model ../shared/models/stories260K/stories260K.gguf --adapters ./adapters --port 8080",
+  ],
+} as const satisfies Command;
 
 export async function main(args: string[]): Promise<void> {
-  const { values: v } = parseArgs({
-    args,
-    options: {
-      model: { type: "string" },
-      adapters: { type: "string" },
-      "compute-dtype": { type: "string" },
-      port: { type: "string" },
-      host: { type: "string" },
-      "api-key": { type: "string" },
-      "model-id": { type: "string" },
-      "max-queue": { type: "string" },
-      "adapter-budget-mb": { type: "string" },
-      "timeout-ms": { type: "string" },
-      "max-tokens": { type: "string" },
-      "context-length": { type: "string" },
-      "max-body-bytes": { type: "string" },
-      "max-upload-bytes": { type: "string" },
-      help: { type: "boolean", short: "h" },
-    },
-    strict: true,
-  });
-  if (v.help) return void console.log(SERVE_HELP);
-  if (!v.model) throw new PeftError("BAD_FLAG", `--model is required\n${SERVE_HELP}`);
-  const port = intFlag(v.port, "port", 8080);
-  if (port > 65535) throw new PeftError("BAD_FLAG", `--port must be 0..65535, got ${port}`);
+  const f = parseFlags(SERVE, args);
+  if (!f) return;
+  const v = f.values;
   const apiKey = v["api-key"] ?? process.env.EDGE_PEFT_API_KEY ?? undefined;
-  if (apiKey !== undefined && apiKey.length < 8) throw new PeftError("BAD_FLAG", "the API key must be at least 8 characters");
+  if (apiKey !== undefined && apiKey.length < 8) throw usageError("the API key (--api-key or EDGE_PEFT_API_KEY) must be at least 8 characters");
   const modelId = v["model-id"] ?? basename(v.model).replace(/\.gguf$/i, "");
-  if (!/^[A-Za-z0-9_.-]{1,128}$/.test(modelId)) throw new PeftError("BAD_FLAG", `--model-id ${JSON.stringify(modelId)} must be 1-128 characters of A-Z a-z 0-9 _ . -`);
-  const budgetMb = v["adapter-budget-mb"] === undefined ? undefined : numberFlag(v["adapter-budget-mb"], "adapter-budget-mb", 0);
-  if (budgetMb !== undefined && !(budgetMb > 0)) throw new PeftError("BAD_FLAG", `--adapter-budget-mb must be > 0`);
+  if (!/^[A-Za-z0-9_.-]{1,128}$/.test(modelId)) throw usageError(`--model-id ${JSON.stringify(modelId)} must be 1-128 characters of A-Z a-z 0-9 _ . -`);
+  const budgetMb = v["adapter-budget-mb"];
+  if (budgetMb !== undefined && !(budgetMb > 0)) throw usageError("--adapter-budget-mb must be > 0");
+  const chatTemplate = await resolveChatTemplate(v["chat-template"]);
 
-  const model = await loadModel(v.model, {
-    computeDtype: computeDtypeFlag(v["compute-dtype"]),
-    ...(v["context-length"] ? { contextLength: intFlag(v["context-length"], "context-length", 0, 1) } : {}),
-  });
+  const model = await loadModelFromFlags(v);
   const engine = new ModelEngine(model, {
     modelId,
-    maxQueue: intFlag(v["max-queue"], "max-queue", 64),
+    maxQueue: v["max-queue"],
     adapterBudgetBytes: budgetMb === undefined ? undefined : budgetMb * 2 ** 20,
+    chatTemplate,
   });
   if (v.adapters) {
     let names: string[] = [];
@@ -91,15 +91,16 @@ export async function main(args: string[]): Promise<void> {
   const app = createApp(engine, {
     apiKey,
     adaptersDir: v.adapters,
-    requestTimeoutMs: intFlag(v["timeout-ms"], "timeout-ms", 120_000),
-    defaultMaxTokens: intFlag(v["max-tokens"], "max-tokens", 128, 1),
-    maxBodyBytes: intFlag(v["max-body-bytes"], "max-body-bytes", 1 << 20, 1),
-    maxUploadBytes: intFlag(v["max-upload-bytes"], "max-upload-bytes", 256 << 20, 1),
+    requestTimeoutMs: v["timeout-ms"],
+    defaultMaxTokens: v["max-tokens"],
+    maxBodyBytes: v["max-body-bytes"],
+    maxUploadBytes: v["max-upload-bytes"],
+    logRequest: v.quiet ? undefined : (line) => void process.stderr.write(`[serve] ${line}\n`),
   });
-  const server = await startServer(app, { port, hostname: v.host ?? "127.0.0.1", drain: () => engine.idle() });
+  const server = await startServer(app, { port: v.port, hostname: v.host, drain: () => engine.idle() });
   const adapters = engine.adapters().map((a) => a.id);
   process.stderr.write(
-    `[serve] ${modelId} on ${model.gpu.info.description} (${server.runtime}); adapters: ${adapters.join(", ") || "none"}` +
+    `[serve] ${modelId} ${describeModel(model)}; adapters: ${adapters.join(", ") || "none"}` +
       `${apiKey ? "; API key required" : ""}\n[serve] listening on ${server.url}\n`,
   );
   let unlisten = () => {};

@@ -2,34 +2,34 @@
  * `tokenize --vocab <gguf|tokenizer.json> [--no-special] [--no-parse-special] [--decode] "text"`:
  * prints the ids (and each token) of the text, or with --decode the text of space-separated ids.
  */
-import { parseArgs } from "node:util";
 import { PeftError } from "../errors.ts";
 import { Tokenizer } from "../tokenizer/mod.ts";
+import { type Command, parseFlags } from "./flags.ts";
+
+export const TOKENIZE = {
+  name: "tokenize",
+  summary: "print the token ids (and each token) of a text, or with --decode the text of ids",
+  usage: '--vocab <model.gguf|tokenizer.json> [flags] "text"',
+  positionals: 'text: what to encode (several arguments are joined with spaces); with --decode, ids like "1 2 3"',
+  flags: {
+    vocab: { type: "string", required: true, value: "<model.gguf|tokenizer.json>", aliases: ["model", "tokenizer"], description: "vocabulary: a GGUF file's tokenizer or a Hugging Face tokenizer.json" },
+    "no-special": { type: "boolean", description: "do not add BOS/EOS" },
+    "no-parse-special": { type: "boolean", description: "treat special-token text like </s> in the input as plain text" },
+    decode: { type: "boolean", description: "decode the ids given as text instead of encoding" },
+    json: { type: "boolean", description: "print the ids as one JSON array" },
+  },
+} as const satisfies Command;
 
 export async function main(args: string[]): Promise<void> {
-  const { values, positionals } = parseArgs({
-    args,
-    allowPositionals: true,
-    options: {
-      vocab: { type: "string" },
-      "no-special": { type: "boolean", default: false },
-      "no-parse-special": { type: "boolean", default: false },
-      decode: { type: "boolean", default: false },
-      json: { type: "boolean", default: false },
-      help: { type: "boolean", short: "h", default: false },
-    },
-  });
-  if (values.help) {
-    console.log('usage: tokenize --vocab <model.gguf|tokenizer.json> [--no-special] [--no-parse-special] [--json] "text"\n       tokenize --vocab <...> --decode "1 2 3"');
-    return;
-  }
-  if (!values.vocab) throw new PeftError("CLI_BAD_ARGS", "tokenize: --vocab <gguf|tokenizer.json> is required");
+  const f = parseFlags(TOKENIZE, args);
+  if (!f) return;
+  const { values, positionals } = f;
   const tok = await Tokenizer.fromFile(values.vocab);
   const text = positionals.join(" ");
   if (values.decode) {
     const ids = text.trim().split(/[\s,]+/).filter(Boolean).map((s) => {
       const n = Number(s);
-      if (!Number.isInteger(n)) throw new PeftError("CLI_BAD_ARGS", `tokenize --decode: ${JSON.stringify(s)} is not a token id`);
+      if (!Number.isInteger(n)) throw new PeftError("USAGE", `tokenize --decode: ${JSON.stringify(s)} is not a token id`);
       return n;
     });
     console.log(tok.decode(ids));

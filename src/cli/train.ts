@@ -1,109 +1,198 @@
 /**
- * `train --model <gguf|hf dir> --data <txt|jsonl> --out <dir> [flags]` — LoRA fine-tuning with a
- * progress bar; writes metrics.jsonl, loss.svg, checkpoints and the final adapter (HF PEFT format)
- * into --out. Flags mirror train()'s options and PEFT's LoraConfig.
+ * `train --model <gguf|hf dir> --data <txt|jsonl> --out <dir> [flags]`: fine-tuning with any PEFT
+ * method (--peft-type lora|dora|ia3|bitfit|ln_tuning|partial) and a progress bar; writes metrics.jsonl, loss.svg, checkpoints and the final adapter (HF PEFT format)
+ * into --out. Flags mirror train()'s options and PEFT's LoraConfig; the defaults below are what
+ * the CLI passes (the API's own defaults are transformers').
  */
-import { parseArgs } from "node:util";
-import { PeftError } from "../errors.ts";
-import { loadModel } from "../model/model.ts";
+import { basename } from "node:path";
+import { fourBitPayload } from "../quant/mod.ts";
 import { train } from "../train/trainer.ts";
-import type { LrSchedulerName } from "../train/schedule.ts";
+import { LR_SCHEDULERS, type LrSchedulerName } from "../train/schedule.ts";
 import { type OptimizerName, OPTIMIZERS } from "../train/paged_adamw.ts";
-import { computeDtypeFlag, numberFlag } from "./generate.ts";
+import type { Model } from "../api/model.ts";
+import { chatTemplateFlag, resolveChatTemplate } from "./chat_template_flag.ts";
+import { type Command, type FlagValues, parseFlags, usageError } from "./flags.ts";
+import { loadModelFromFlags, MODEL_FLAGS } from "./model_flags.ts";
 
-export const TRAIN_HELP = `usage: train --model <path.gguf|hf-dir> --data <file.txt|file.jsonl> --out <dir> [flags]
-  LoRA:   --r 8 --lora-alpha 16 --lora-dropout 0.05 --target-modules q_proj,v_proj|all-linear [--use-rslora]
-          [--init-adapter <peft-dir>] (continue from an existing adapter)
-  data:   --seq-len 256 --stride N --max-examples N --eval-fraction 0.05 [--packing]
-  optim:  --batch-size 8 --grad-accum 1 --lr 2e-4 --lr-scheduler linear|cosine|constant|constant_with_warmup
-          --warmup-ratio 0 --warmup-steps 0 --weight-decay 0 --max-grad-norm 1.0 --epochs 1 --max-steps N --seed 42
-  run:    --eval-steps N --save-steps N --resume [--gradient-checkpointing] [--sample "prompt"]
-  QLoRA:  --quantize nf4|fp4 [--double-quant] [--blocksize 64] (4-bit frozen base, dequantized on the fly)
-          --optimizer adamw|paged_adamw|adamw_8bit --gpu-memory-budget <bytes|512MiB|2GiB> (plans memory first, refuses when over)
-  f16:    --compute-dtype f32|f16|auto (f16: base matmuls on f16 operands, f16 base weights unless 4-bit,
-          LoRA kept f32, dynamic loss scaling; needs shader-f16, else f32)`;
+/** Evaluations on the CLI use at most this many batches unless --max-eval-batches says otherwise. */
+export const CLI_EVAL_BATCHES = 8;
 
-/** "123", "512MiB", "2GiB", "1.5GB" -> bytes. */
-export function parseBytes(s: string, flag: string): number {
-  const m = /^\s*(\d+(?:\.\d+)?)\s*(B|KB|KiB|MB|MiB|GB|GiB)?\s*$/i.exec(s);
-  if (!m) throw new PeftError("BAD_FLAG", `--${flag}: ${JSON.stringify(s)} is not a size (e.g. 536870912, 512MiB, 2GiB)`);
-  const unit = (m[2] ?? "B").toLowerCase();
-  const mult: Record<string, number> = { b: 1, kb: 1e3, kib: 1024, mb: 1e6, mib: 2 ** 20, gb: 1e9, gib: 2 ** 30 };
-  return Math.floor(Number(m[1]) * mult[unit]);
+const method = "method", lora = "LoRA / DoRA", data = "data", optim = "optimization", run = "run";
+
+export const PEFT_TYPES = ["lora", "dora", "ia3", "bitfit", "ln_tuning", "partial"] as const;
+
+export const TRAIN = {
+  name: "train",
+  summary: "fine-tune an adapter (LoRA, DoRA, (IA)³, BitFit, LN tuning, partial); writes metrics.jsonl, loss.svg, checkpoint-N/ and adapter/ into --out",
+  usage: "--model <path.gguf|hf-dir> --data <file.txt|file.jsonl> --out <dir> [flags]",
+  flags: {
+    ...MODEL_FLAGS,
+    data: {
+      type: "string", required: true, value: "<file.txt|file.jsonl>", group: data,
+      description: 'plain text, or JSONL of {"text"}, {"prompt","completion"} (loss on the completion) or {"messages"} (loss on assistant turns)',
+    },
+    out: { type: "string", required: true, value: "<dir>", group: data, aliases: ["output-dir", "adapter-path"], description: "output directory (created); --resume continues from its latest checkpoint" },
+    "seq-len": { type: "int", default: 256, min: 1, units: "tokens", group: data, aliases: ["max-seq-length", "max-length"], description: "tokens per training sequence" },
+    stride: { type: "int", min: 1, defaultText: "--seq-len", units: "tokens", group: data, description: "plain text: distance between window starts (less than --seq-len overlaps)" },
+    "max-examples": { type: "int", min: 1, defaultText: "all", group: data, description: "use at most this many sequences (text) or records (JSONL) from the start of the file" },
+    "eval-fraction": { type: "number", default: 0.05, min: 0, max: 0.99, group: data, description: "share of the data held out for evaluation (the end of a text file); 0 = no evaluation" },
+    "max-eval-batches": {
+      type: "int", default: CLI_EVAL_BATCHES, min: 0, units: "batches", group: data, aliases: ["val-batches", "max-eval-samples", "eval-batches"],
+      description: "each evaluation uses the first N batches of the held-out split; 0 = all of it (slow on a software GPU)",
+    },
+    packing: { type: "boolean", group: data, description: "JSONL: pack short records into full sequences" },
+    "chat-template": chatTemplateFlag(data, 'for {"messages"} records'),
+    "peft-type": {
+      type: "string", choices: PEFT_TYPES, default: "lora", group: method, aliases: ["method", "finetuning-type", "finetuning_type"],
+      description: "lora; dora (LoRA + magnitude); ia3 (learned scaling vectors); bitfit (bias terms); ln_tuning (norm weights); partial (whole modules)",
+    },
+    "target-modules": {
+      type: "string", defaultText: "per method: lora/dora q_proj,v_proj; ia3 k_proj,v_proj,down_proj; bitfit all-linear; ln_tuning every norm; partial all",
+      value: "<m1,m2,...|all-linear|all>", group: method, aliases: ["lora-layers", "targets", "lora-target"],
+      description: "modules to adapt: q_proj k_proj v_proj o_proj gate_proj up_proj down_proj, all-linear; norms input_layernorm post_attention_layernorm norm; partial also all",
+    },
+    "feedforward-modules": { type: "string", defaultText: "down_proj", value: "<m1,m2,...>", group: method, description: "ia3: modules scaled at their input (the others at their output)" },
+    layers: { type: "string", defaultText: "all", value: "<i,j,...>", group: method, aliases: ["layers-to-transform"], description: "adapt only these layer indices (PEFT's layers_to_transform)" },
+    "last-layers": { type: "int", min: 1, defaultText: "all", group: method, description: "adapt only the last N layers (partial: fine-tune the top of the model)" },
+    r: { type: "int", default: 8, min: 1, group: lora, aliases: ["rank", "lora-r", "lora-rank"], description: "LoRA rank: inner size of the low-rank update B·A" },
+    "lora-alpha": { type: "number", default: 16, min: 0, group: lora, aliases: ["alpha"], description: "LoRA scale numerator: updates are scaled by alpha/r (alpha/sqrt(r) with --use-rslora)" },
+    "lora-dropout": { type: "number", default: 0.05, min: 0, max: 0.99, group: lora, aliases: ["dropout"], description: "dropout on the LoRA input during training" },
+    "use-rslora": { type: "boolean", group: lora, description: "rank-stabilized scale alpha/sqrt(r)" },
+    "init-adapter": { type: "string", value: "<peft-dir>", group: method, description: "continue training an existing adapter of any method (its config replaces --peft-type, --r, ...)" },
+    "batch-size": { type: "int", default: 8, min: 1, units: "sequences", group: optim, aliases: ["batch", "per-device-train-batch-size"], description: "sequences per micro-batch" },
+    "grad-accum": { type: "int", default: 1, min: 1, units: "micro-batches", group: optim, aliases: ["gradient-accumulation-steps", "grad-accumulation"], description: "micro-batches summed per optimizer step" },
+    lr: { type: "number", default: 2e-4, min: 0, group: optim, aliases: ["learning-rate"], description: "peak learning rate" },
+    "lr-scheduler": { type: "string", choices: LR_SCHEDULERS, default: "linear", group: optim, aliases: ["lr-scheduler-type", "lr-schedule"], description: "learning-rate schedule after warmup" },
+    "warmup-ratio": { type: "number", default: 0, min: 0, max: 1, group: optim, description: "share of the steps spent warming up (overridden by --warmup-steps)" },
+    "warmup-steps": { type: "int", default: 0, min: 0, units: "steps", group: optim, description: "warmup steps" },
+    "weight-decay": { type: "number", default: 0, min: 0, group: optim, description: "AdamW's decoupled weight decay" },
+    "max-grad-norm": { type: "number", default: 1, min: 0, group: optim, aliases: ["grad-clip", "clip"], description: "clip the global gradient norm to this; 0 = no clipping" },
+    epochs: { type: "int", default: 1, min: 1, group: optim, aliases: ["num-train-epochs", "num-epochs"], description: "passes over the training data (unless --max-steps)" },
+    "max-steps": { type: "int", min: 1, defaultText: "epochs x batches", units: "steps", group: optim, aliases: ["iters", "steps", "num-steps"], description: "optimizer steps to run (the schedule spans them)" },
+    seed: { type: "int", default: 42, min: 0, group: optim, description: "seed of the adapter init, data order and dropout" },
+    optimizer: {
+      type: "string", choices: OPTIMIZERS, default: "adamw", group: optim, aliases: ["optim"],
+      description: "adamw (state on the GPU), paged_adamw (pages m and v to host memory only when --gpu-memory-budget needs it), adamw_8bit (8-bit blockwise state)",
+    },
+    "gpu-memory-budget": {
+      type: "bytes", defaultText: "none", value: "<bytes|512MiB|2GiB>", group: optim,
+      description: "GPU bytes training may hold; the planner refuses with a suggestion when the plan exceeds it",
+    },
+    "eval-steps": { type: "int", default: 0, min: 0, units: "steps", group: run, description: "evaluate every N steps (and always at the start and end)" },
+    "save-steps": { type: "int", default: 0, min: 0, units: "steps", group: run, description: "checkpoint every N steps (and always at the end and on Ctrl-C)" },
+    resume: { type: "boolean", group: run, description: "continue from the latest checkpoint in --out, with the losses of an uninterrupted run" },
+    "gradient-checkpointing": { type: "boolean", group: run, description: "recompute each block in the backward (less memory, more time)" },
+    sample: { type: "string", value: '"prompt"', group: run, description: "after training, print 64 sampled tokens of this prompt with the adapter" },
+  },
+  notes: [
+    "example:",
+    "  npx deno task train --model ../shared/models/stories260K/stories260K.gguf --data ../shared/data/tinyshakespeare.txt \\",
+    "      --out runs/shakespeare --seq-len 128 --lr 2e-3 --max-steps 100 --eval-steps 25",
+  ],
+} as const satisfies Command;
+
+/** What the 4-bit base costs, per parameter: its codes and scales (as `quantize` reports), then with shared tables and padding. */
+export function quantizedBaseLine(model: Model): string {
+  const p = model.parameterReport();
+  const q = p.quantization!;
+  let payload = 0;
+  for (const w of model.llama.quantized.values()) {
+    const b = fourBitPayload(w.shape[0] * w.shape[1], q);
+    payload += b.codes + b.scales;
+  }
+  return `[train] base linears in ${q.type}${q.doubleQuant ? " + double quant" : ""} (blocksize ${q.blocksize}): ${p.quantizedParams} params, ` +
+    `${((payload * 8) / p.quantizedParams).toFixed(3)} bits/param in codes and block scales; ${p.quantizedBitsPerParam.toFixed(3)} in GPU buffers ` +
+    `with the code maps (shared by all weights) and 16-byte buffer padding`;
+}
+
+const list = (s: string | undefined) => s === undefined ? undefined : s.split(",").map((t) => t.trim()).filter(Boolean);
+
+/** The PEFT config the flags describe (PEFT's keys; each method's own defaults where a flag is absent). */
+export function adapterConfig(v: FlagValues<typeof TRAIN>, nLayers: number): Record<string, unknown> {
+  const t = v["target-modules"];
+  const target_modules = t === "all-linear" || t === "all" ? t : list(t);
+  if (v.layers !== undefined && v["last-layers"] !== undefined) throw usageError("give --layers or --last-layers, not both");
+  let layers_to_transform: number[] | undefined;
+  if (v.layers !== undefined) {
+    layers_to_transform = list(v.layers)!.map((x) => {
+      if (!/^\d+$/.test(x)) throw usageError(`--layers: ${JSON.stringify(x)} is not a layer index`);
+      return Number(x);
+    });
+  } else if (v["last-layers"] !== undefined) {
+    const n = Math.min(v["last-layers"], nLayers);
+    layers_to_transform = Array.from({ length: n }, (_, i) => nLayers - n + i);
+  }
+  const type = v["peft-type"];
+  switch (type) {
+    case "lora":
+    case "dora":
+      return {
+        peft_type: "LORA", r: v.r, lora_alpha: v["lora-alpha"], lora_dropout: v["lora-dropout"], target_modules: target_modules ?? ["q_proj", "v_proj"],
+        use_rslora: v["use-rslora"], use_dora: type === "dora", layers_to_transform,
+      };
+    case "ia3":
+      return { peft_type: "IA3", target_modules, feedforward_modules: list(v["feedforward-modules"]), layers_to_transform };
+    case "bitfit":
+      return { peft_type: "BITFIT", target_modules, layers_to_transform };
+    case "ln_tuning":
+      if (layers_to_transform) throw usageError("--layers / --last-layers: ln_tuning picks norms with --target-modules (PEFT's LN tuning has no layers_to_transform)");
+      return { peft_type: "LN_TUNING", target_modules };
+    default:
+      return { peft_type: "PARTIAL", target_modules, layers_to_transform };
+  }
+}
+
+/** The adapter's name, from --out (it titles loss.svg): "runs/shakespeare" -> "shakespeare". */
+function adapterName(out: string): string {
+  const name = basename(out.replace(/[\\/]+$/, "")).replace(/[^A-Za-z0-9_.-]/g, "_").slice(0, 64);
+  return /^[A-Za-z0-9_]/.test(name) ? name : "adapter";
 }
 
 export async function main(args: string[]): Promise<void> {
-  const { values: v } = parseArgs({
-    args,
-    options: {
-      model: { type: "string" }, data: { type: "string" }, out: { type: "string" },
-      r: { type: "string" }, "lora-alpha": { type: "string" }, "lora-dropout": { type: "string" },
-      "target-modules": { type: "string" }, "use-rslora": { type: "boolean" }, "init-adapter": { type: "string" },
-      "seq-len": { type: "string" }, stride: { type: "string" }, "max-examples": { type: "string" },
-      "eval-fraction": { type: "string" }, packing: { type: "boolean" },
-      "batch-size": { type: "string" }, "grad-accum": { type: "string" }, lr: { type: "string" },
-      "lr-scheduler": { type: "string" }, "warmup-ratio": { type: "string" }, "warmup-steps": { type: "string" },
-      "weight-decay": { type: "string" }, "max-grad-norm": { type: "string" }, epochs: { type: "string" },
-      "max-steps": { type: "string" }, seed: { type: "string" }, "eval-steps": { type: "string" },
-      "save-steps": { type: "string" }, resume: { type: "boolean" }, "gradient-checkpointing": { type: "boolean" },
-      sample: { type: "string" }, help: { type: "boolean", short: "h" },
-      quantize: { type: "string" }, "double-quant": { type: "boolean" }, blocksize: { type: "string" },
-      optimizer: { type: "string" }, "gpu-memory-budget": { type: "string" }, "compute-dtype": { type: "string" },
-    },
-    strict: true,
-  });
-  if (v.help) return void console.log(TRAIN_HELP);
-  for (const k of ["model", "data", "out"] as const) {
-    if (!v[k]) throw new PeftError("BAD_FLAG", `--${k} is required\n${TRAIN_HELP}`);
+  const f = parseFlags(TRAIN, args);
+  if (!f) return;
+  const v = f.values;
+  const template = await resolveChatTemplate(v["chat-template"]);
+  const given = (re: RegExp) => args.some((a) => re.test(a));
+  if (v["init-adapter"] && given(/^--(peft-type|r|lora-alpha|lora-dropout|target-modules|feedforward-modules|layers|last-layers|use-rslora)(=|$)/)) {
+    throw usageError("--init-adapter takes the method's settings from the adapter's config: leave out --peft-type, --r, --lora-alpha, --lora-dropout, --target-modules, --layers and --use-rslora");
   }
-  const opt = (name: string) => (v as Record<string, string | undefined>)[name];
-  const num = (name: string) => opt(name) === undefined ? undefined : numberFlag(opt(name), name, 0);
-  const quantize = opt("quantize");
-  if (quantize !== undefined && quantize !== "nf4" && quantize !== "fp4") throw new PeftError("BAD_FLAG", `--quantize must be nf4 or fp4, got ${quantize}`);
-  if (quantize === undefined && (v["double-quant"] || opt("blocksize") !== undefined)) throw new PeftError("BAD_FLAG", "--double-quant and --blocksize need --quantize nf4|fp4");
-  const optimizer = opt("optimizer");
-  if (optimizer !== undefined && !(OPTIMIZERS as string[]).includes(optimizer)) throw new PeftError("BAD_FLAG", `--optimizer must be one of ${OPTIMIZERS.join(", ")}, got ${optimizer}`);
-  const budget = opt("gpu-memory-budget");
-  const model = await loadModel(v.model!, {
-    computeDtype: computeDtypeFlag(opt("compute-dtype")),
-    ...(quantize ? { quantize, doubleQuant: v["double-quant"] ?? false, blocksize: num("blocksize") } : {}),
-  });
-  if (quantize) {
-    const p = model.parameterReport();
-    console.log(`[train] base linears quantized to ${quantize}${v["double-quant"] ? " + double quant" : ""}: ${p.quantizedParams} params in ${p.quantizedBytes} GPU bytes (${p.quantizedBitsPerParam.toFixed(3)} bits/param)`);
+  if (!["lora", "dora"].includes(v["peft-type"]) && given(/^--(r|lora-alpha|lora-dropout|use-rslora)(=|$)/)) {
+    throw usageError(`--r, --lora-alpha, --lora-dropout and --use-rslora are LoRA settings; --peft-type is ${v["peft-type"]}`);
   }
-  const name = "adapter";
-  const targets = opt("target-modules");
-  if (v["init-adapter"]) await model.loadAdapter(name, v["init-adapter"]);
-  else {
-    model.addAdapter(name, {
-      r: num("r") ?? 8,
-      lora_alpha: num("lora-alpha") ?? 16,
-      lora_dropout: num("lora-dropout") ?? 0.05,
-      target_modules: targets === undefined ? ["q_proj", "v_proj"] : targets === "all-linear" ? "all-linear" : targets.split(","),
-      use_rslora: v["use-rslora"] ?? false,
-    }, num("seed") ?? 42);
+  if (v["peft-type"] !== "ia3" && v["feedforward-modules"] !== undefined) throw usageError("--feedforward-modules is an ia3 setting");
+  const model = await loadModelFromFlags(v);
+  try {
+    if (model.isQuantized) console.log(quantizedBaseLine(model));
+    const name = adapterName(v.out);
+    if (v["init-adapter"]) await model.loadAdapter(name, v["init-adapter"]);
+    else model.addAdapter(name, adapterConfig(v, model.config.nLayers), v.seed);
+    model.printTrainableParameters(name);
+    const res = await train(model, {
+      adapter: name, data: v.data, outputDir: v.out, chatTemplate: template,
+      seqLen: v["seq-len"], stride: v.stride, maxExamples: v["max-examples"], evalFraction: v["eval-fraction"],
+      maxEvalBatches: v["max-eval-batches"] || undefined, packing: v.packing,
+      batchSize: v["batch-size"], gradientAccumulationSteps: v["grad-accum"], learningRate: v.lr,
+      lrScheduler: v["lr-scheduler"] as LrSchedulerName, warmupRatio: v["warmup-ratio"], warmupSteps: v["warmup-steps"],
+      weightDecay: v["weight-decay"], maxGradNorm: v["max-grad-norm"], epochs: v.epochs, maxSteps: v["max-steps"],
+      seed: v.seed, evalSteps: v["eval-steps"], saveSteps: v["save-steps"], resume: v.resume,
+      gradientCheckpointing: v["gradient-checkpointing"], optimizer: v.optimizer as OptimizerName, gpuMemoryBudget: v["gpu-memory-budget"],
+    });
+    if (res.initialEvalLoss !== undefined && res.finalEvalLoss !== undefined) {
+      const drop = 100 * (1 - res.finalEvalLoss / res.initialEvalLoss);
+      console.log(
+        `[train] eval loss ${res.initialEvalLoss.toFixed(4)} -> ${res.finalEvalLoss.toFixed(4)} (${drop.toFixed(1)}% lower), ` +
+          `perplexity ${Math.exp(res.initialEvalLoss).toFixed(2)} -> ${Math.exp(res.finalEvalLoss).toFixed(2)}`,
+      );
+    }
+    if (!res.stoppedEarly) {
+      console.log(`[train] adapter saved to ${v.out}/adapter (use: generate --adapter ${v.out}/adapter, or merge it: merge --adapter ${v.out}/adapter); loss curve: ${v.out}/loss.svg`);
+    }
+    if (v.sample !== undefined && !res.stoppedEarly) {
+      const text = await model.complete(v.sample, { adapter: name, maxTokens: 64, temperature: 0.8, topP: 0.9, seed: 1 });
+      console.log(`[sample] ${v.sample}${text}`);
+    }
+  } finally {
+    model.close();
   }
-  model.printTrainableParameters(name);
-  const res = await train(model, {
-    adapter: name, data: v.data!, outputDir: v.out!,
-    seqLen: num("seq-len"), stride: num("stride"), maxExamples: num("max-examples"), evalFraction: num("eval-fraction") ?? 0.05,
-    packing: v.packing, batchSize: num("batch-size"), gradientAccumulationSteps: num("grad-accum"), learningRate: num("lr"),
-    lrScheduler: opt("lr-scheduler") as LrSchedulerName | undefined, warmupRatio: num("warmup-ratio"), warmupSteps: num("warmup-steps"),
-    weightDecay: num("weight-decay"), maxGradNorm: num("max-grad-norm"), epochs: num("epochs"), maxSteps: num("max-steps"),
-    seed: num("seed"), evalSteps: num("eval-steps"), saveSteps: num("save-steps"), resume: v.resume,
-    gradientCheckpointing: v["gradient-checkpointing"],
-    optimizer: optimizer as OptimizerName | undefined,
-    gpuMemoryBudget: budget === undefined ? undefined : parseBytes(budget, "gpu-memory-budget"),
-  });
-  if (res.initialEvalLoss !== undefined && res.finalEvalLoss !== undefined) {
-    const drop = 100 * (1 - res.finalEvalLoss / res.initialEvalLoss);
-    console.log(`[train] eval loss ${res.initialEvalLoss.toFixed(4)} -> ${res.finalEvalLoss.toFixed(4)} (${drop.toFixed(1)}% lower)`);
-  }
-  if (!res.stoppedEarly) console.log(`[train] adapter saved to ${v.out}/adapter (use: generate --adapter ${v.out}/adapter); loss curve: ${v.out}/loss.svg`);
-  if (v.sample !== undefined && !res.stoppedEarly) {
-    const text = await model.complete(v.sample, { adapter: name, maxTokens: 64, temperature: 0.8, topP: 0.9, seed: 1 });
-    console.log(`[sample] ${v.sample}${text}`);
-  }
-  model.close();
 }

@@ -8,8 +8,8 @@
  * so every request shares the base weights.
  */
 import { PeftError } from "../errors.ts";
-import type { Model } from "../model/model.ts";
-import type { LoraAdapter } from "../peft/lora.ts";
+import type { Adapter } from "../peft/adapter.ts";
+import type { PeftModel } from "../peft/peft_model.ts";
 
 /** Adapter ids: 1-64 characters of A-Z a-z 0-9 _ . -, not starting with "." or "-" (no "..", no paths). */
 export const ADAPTER_ID_PATTERN = /^[A-Za-z0-9_][A-Za-z0-9_.-]{0,63}$/;
@@ -29,6 +29,8 @@ export interface AdapterInfo {
   /** PEFT directory it loads from (absent for in-memory adapters). */
   dir?: string;
   resident: boolean;
+  /** PEFT method (LORA, IA3, LN_TUNING, BITFIT, PARTIAL). */
+  peft_type?: string;
   r?: number;
   lora_alpha?: number;
   target_modules?: string[];
@@ -46,8 +48,8 @@ interface Entry {
   lastUsed: number;
   /** Set by remove() while pinned: freed when the last lease ends. */
   deleted: boolean;
-  loading?: Promise<LoraAdapter>;
-  meta?: { r: number; lora_alpha: number; target_modules: string[]; bytes: number; trainableParameters: number };
+  loading?: Promise<Adapter>;
+  meta?: { peft_type: string; r?: number; lora_alpha?: number; target_modules?: string[]; bytes: number; trainableParameters: number };
 }
 
 export interface AdapterRegistryOptions {
@@ -60,12 +62,6 @@ export interface AdapterLease {
   release(): void;
 }
 
-function adapterBytes(a: LoraAdapter): number {
-  let n = 0;
-  for (const p of a.pairs.values()) n += (p.A.size + p.B.size) * 4;
-  return n;
-}
-
 export class AdapterRegistry {
   private readonly entries = new Map<string, Entry>();
   private clock = 0;
@@ -74,7 +70,7 @@ export class AdapterRegistry {
   loads = 0;
   evictions = 0;
 
-  constructor(readonly model: Model, o: AdapterRegistryOptions = {}) {
+  constructor(readonly model: PeftModel, o: AdapterRegistryOptions = {}) {
     this.budgetBytes = o.budgetBytes ?? Infinity;
     if (!(this.budgetBytes > 0)) throw new PeftError("BAD_PARAMETER", `adapter budget must be > 0 bytes, got ${o.budgetBytes}`);
     // Adapters already on the model (made in memory) are resident and cannot be reloaded from disk.
@@ -169,7 +165,7 @@ export class AdapterRegistry {
     };
   }
 
-  private async load(e: Entry): Promise<LoraAdapter> {
+  private async load(e: Entry): Promise<Adapter> {
     const a = await this.model.loadAdapter(e.id, e.dir!);
     this.loads++;
     this.describe(e, a);
@@ -177,13 +173,14 @@ export class AdapterRegistry {
     return a;
   }
 
-  private describe(e: Entry, a: LoraAdapter) {
-    const t = a.config.target_modules;
+  private describe(e: Entry, a: Adapter) {
+    const c = a.config, t = c.target_modules;
     e.meta = {
-      r: a.config.r,
-      lora_alpha: a.config.lora_alpha,
-      target_modules: Array.isArray(t) ? [...t] : [String(t)],
-      bytes: adapterBytes(a),
+      peft_type: a.peftType,
+      r: typeof c.r === "number" ? c.r : undefined,
+      lora_alpha: typeof c.lora_alpha === "number" ? c.lora_alpha : undefined,
+      target_modules: t === undefined ? undefined : Array.isArray(t) ? [...t] : [String(t)],
+      bytes: a.bytes,
       trainableParameters: a.trainableParameters,
     };
   }

@@ -5,7 +5,8 @@
  */
 import { PeftError } from "../errors.ts";
 import type { LlamaGpu } from "../model/llama.ts";
-import type { ActiveAdapter } from "../model/linear.ts";
+import type { Tensor } from "../gpu/gpu.ts";
+import type { Hooks } from "../model/sites.ts";
 import { sampleOnGpu } from "../kernels/sample.ts";
 import { Sampler, type SamplingOptions, validateSampling } from "./sampler.ts";
 
@@ -21,8 +22,10 @@ export interface GenerateOptions extends SamplingOptions {
   maxTokens?: number;
   /** Stop when the generated text contains one of these (it is not emitted). */
   stop?: string[];
-  /** Adapter name to apply (unmerged), or none for the base model. */
+  /** Adapter name to apply (unmerged), or none for the base model (or the model's active adapters). */
   adapter?: string;
+  /** Several adapters at once with weights (LoRA deltas scaled by weight), instead of `adapter`. */
+  adapters?: readonly { name: string; weight?: number }[];
   /** Add BOS before the prompt (default true, as llama.cpp does for llama vocabs). */
   addBos?: boolean;
   /** Parse special tokens like </s> in the prompt (default false: prompts are untrusted text). */
@@ -57,7 +60,7 @@ export async function* generateTokens(
   tok: GenerationTokenizer,
   promptIds: number[],
   o: GenerateOptions,
-  adapter?: ActiveAdapter,
+  hooks?: Hooks<Tensor>,
 ): AsyncGenerator<GeneratedPiece, GenerationResult> {
   const maxTokens = o.maxTokens ?? 128;
   if (!Number.isInteger(maxTokens) || maxTokens < 0) throw new PeftError("BAD_PARAMETER", `maxTokens must be an integer >= 0, got ${o.maxTokens}`);
@@ -74,8 +77,8 @@ export async function* generateTokens(
   const result: GenerationResult = { promptTokens: promptIds.length, completionTokens: 0, finishReason: "length", prefillMs: 0, decodeMs: 0 };
   const t0 = performance.now();
   const source = gpuSamplable(o)
-    ? gpuSampledIds(llama, promptIds, maxTokens, o, adapter)
-    : hostSampledIds(llama, promptIds, maxTokens, o, adapter);
+    ? gpuSampledIds(llama, promptIds, maxTokens, o, hooks)
+    : hostSampledIds(llama, promptIds, maxTokens, o, hooks);
   try {
     let ended = true; // the source ran out: context full (or maxTokens reached)
     for (let i = 0; i < maxTokens; i++) {
@@ -132,12 +135,12 @@ function gpuSamplable(o: GenerateOptions): boolean {
 const GPU_CHUNK = 8;
 
 /** Ids sampled on the host: one forward + readback per token. Ends when the context is full. */
-async function* hostSampledIds(llama: LlamaGpu, promptIds: number[], maxTokens: number, o: GenerateOptions, adapter?: ActiveAdapter): AsyncGenerator<number> {
+async function* hostSampledIds(llama: LlamaGpu, promptIds: number[], maxTokens: number, o: GenerateOptions, hooks?: Hooks<Tensor>): AsyncGenerator<number> {
   const sampler = new Sampler(o);
   const ctx = llama.config.contextLength;
   let pos = 0, input = promptIds;
   for (let i = 0; i < maxTokens && pos + input.length <= ctx; i++) {
-    const logitsT = llama.forward(input, pos, { adapter });
+    const logitsT = llama.forward(input, pos, { hooks });
     const logits = await llama.gpu.readF32(logitsT);
     logitsT.release();
     pos += input.length;
@@ -152,7 +155,7 @@ async function* hostSampledIds(llama: LlamaGpu, promptIds: number[], maxTokens: 
  * of GPU_CHUNK ids is read back at once, so the host round trip (milliseconds on some runtimes)
  * is paid once per chunk instead of once per token.
  */
-async function* gpuSampledIds(llama: LlamaGpu, promptIds: number[], maxTokens: number, o: GenerateOptions, adapter?: ActiveAdapter): AsyncGenerator<number> {
+async function* gpuSampledIds(llama: LlamaGpu, promptIds: number[], maxTokens: number, o: GenerateOptions, hooks?: Hooks<Tensor>): AsyncGenerator<number> {
   const { temperature, seed } = validateSampling(o);
   const gpu = llama.gpu, V = llama.config.vocabSize, ctx = llama.config.contextLength;
   const next = gpu.tensor([1], "u32"), out = gpu.tensor([GPU_CHUNK], "u32");
@@ -164,7 +167,7 @@ async function* gpuSampledIds(llama: LlamaGpu, promptIds: number[], maxTokens: n
       const n = Math.min(GPU_CHUNK, maxTokens - made, room);
       if (n <= 0) return;
       for (let j = 0; j < n; j++) {
-        const logits = made + j === 0 ? llama.forward(promptIds, 0, { adapter }) : llama.forwardIds(next, 1, pos, { adapter });
+        const logits = made + j === 0 ? llama.forward(promptIds, 0, { hooks }) : llama.forwardIds(next, 1, pos, { hooks });
         pos += made + j === 0 ? promptIds.length : 1;
         sampleOnGpu(gpu, logits, next, out, { V, slot: j, temperature, seed, step: made + j });
         logits.release();

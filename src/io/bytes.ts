@@ -94,14 +94,6 @@ export function eventLoopYielder(everyMs = 20): () => Promise<void> {
   };
 }
 
-/** Refuses NaN and ±Infinity in a tensor, naming the file, the tensor and the first bad index. */
-export function checkFinite(data: Float32Array, file: string, tensor: string, code: string): void {
-  for (let i = 0; i < data.length; i++) {
-    // v - v is 0 for every finite v and NaN for NaN and ±Infinity.
-    if (data[i] - data[i] !== 0) throw new PeftError(code, `${file}: tensor ${tensor} has a non-finite value (${data[i]}) at index ${i}`);
-  }
-}
-
 /** IEEE half -> float, for F16 tensors. */
 export function f16ToF32Array(src: Uint16Array, dst = new Float32Array(src.length)): Float32Array {
   for (let i = 0; i < src.length; i++) dst[i] = f16ToF32(src[i]);

@@ -9,6 +9,7 @@
  */
 import { PeftError } from "../errors.ts";
 import { type ByteSource, f16ToF32Array, fileSource, memorySource, writeFileAtomic } from "./bytes.ts";
+import { dequantizeGgml, ggmlTensorBytes } from "./ggml_quants.ts";
 
 export const GGUF_MAGIC = 0x46554747; // "GGUF" little-endian
 
@@ -17,7 +18,7 @@ export enum GgufType {
   STRING = 8, ARRAY = 9, UINT64 = 10, INT64 = 11, FLOAT64 = 12,
 }
 
-/** ggml tensor types (ggml.h `enum ggml_type`). Only F32 and F16 (and BF16) are decoded. */
+/** ggml tensor types (ggml.h `enum ggml_type`); sizes and decoders are in ggml_quants.ts. */
 export const GGML_TYPE_NAMES: Record<number, string> = {
   0: "F32", 1: "F16", 2: "Q4_0", 3: "Q4_1", 6: "Q5_0", 7: "Q5_1", 8: "Q8_0", 9: "Q8_1",
   10: "Q2_K", 11: "Q3_K", 12: "Q4_K", 13: "Q5_K", 14: "Q6_K", 15: "Q8_K", 16: "IQ2_XXS",
@@ -48,6 +49,11 @@ export interface GgufTensorInfo {
   byteLength: number;
 }
 
+/** A tensor's raw ggml bytes (block-quantized types as stored), with its info. */
+export interface GgufRawTensor extends GgufTensorInfo {
+  bytes: Uint8Array;
+}
+
 export interface GgufFile {
   source: ByteSource;
   version: number;
@@ -56,8 +62,10 @@ export interface GgufFile {
   tensors: Map<string, GgufTensorInfo>;
   /** Metadata value by key, or undefined. */
   get<T extends GgufValue = GgufValue>(key: string): T | undefined;
-  /** Tensor data as f32 (F32 read as-is, F16/BF16 widened). */
+  /** Tensor data as f32 (F32 read as-is, F16/BF16 widened, quantized types dequantized). */
   readF32(name: string): Promise<Float32Array>;
+  /** Tensor data as stored (e.g. Q4_K blocks), for kernels that read the format itself. */
+  readRaw(name: string): Promise<GgufRawTensor>;
   close(): Promise<void>;
 }
 
@@ -73,29 +81,6 @@ const SCALAR_BYTES: Partial<Record<GgufType, number>> = {
   [GgufType.UINT32]: 4, [GgufType.INT32]: 4, [GgufType.FLOAT32]: 4, [GgufType.UINT64]: 8, [GgufType.INT64]: 8,
   [GgufType.FLOAT64]: 8, [GgufType.STRING]: 8,
 };
-
-/** ggml block-quantized types: elements per block and bytes per block (ggml type traits). */
-const BLOCK_TYPES: Record<number, [number, number]> = {
-  2: [32, 18], 3: [32, 20], 6: [32, 22], 7: [32, 24], 8: [32, 34], 9: [32, 36],
-  10: [256, 84], 11: [256, 110], 12: [256, 144], 13: [256, 176], 14: [256, 210], 15: [256, 292],
-};
-
-/** Bytes per element (or per block) for types we can size. */
-function tensorByteLength(type: number, nElements: number, name: string, file: string): number {
-  switch (type) {
-    case 0: return nElements * 4;
-    case 1: case 30: return nElements * 2;
-    case 24: return nElements;
-    case 25: return nElements * 2;
-    case 26: return nElements * 4;
-    case 27: case 28: return nElements * 8;
-  }
-  const b = BLOCK_TYPES[type];
-  if (!b) {
-    throw new PeftError("GGUF_UNSUPPORTED_TYPE", `${file}: unsupported tensor type ${GGML_TYPE_NAMES[type] ?? type} in ${name}`);
-  }
-  return Math.ceil(nElements / b[0]) * b[1];
-}
 
 class Cursor {
   pos = 0;
@@ -223,14 +208,7 @@ function parseHeader(bytes: Uint8Array, file: string, fileSize: number) {
     if (dims.reduce((a, b) => a * b, 1) > Number.MAX_SAFE_INTEGER) {
       throw new PeftError("GGUF_BAD_TENSOR", `${file}: tensor ${name} dims [${dims}] have more elements than can be addressed`);
     }
-    const ggmlType = c.u32();
-    const block = BLOCK_TYPES[ggmlType];
-    if (block && dims[0] % block[0] !== 0) {
-      throw new PeftError(
-        "GGUF_BAD_TENSOR",
-        `${file}: tensor ${name} of type ${GGML_TYPE_NAMES[ggmlType]} has rows of ${dims[0]} elements, not a multiple of its block size ${block[0]}`,
-      );
-    }
+    const ggmlType = c.u32(); // sized (whole blocks per row) by ggmlTensorBytes below
     const offset = c.count(`data offset of ${name}`, Number.MAX_SAFE_INTEGER);
     infos.push({ name, shape: dims.reverse(), ggmlType, offset });
   }
@@ -271,8 +249,7 @@ async function parseSource(source: ByteSource): Promise<GgufFile> {
   let expectedOffset = 0;
   for (const t of header.infos) {
     if (tensors.has(t.name)) throw new PeftError("GGUF_BAD_TENSOR", `${file}: duplicate tensor name ${t.name}`);
-    const n = t.shape.reduce((a, b) => a * b, 1);
-    const byteLength = tensorByteLength(t.ggmlType, n, t.name, file);
+    const byteLength = ggmlTensorBytes(t.ggmlType, t.shape, `${file}: tensor ${t.name}`, GGML_TYPE_NAMES[t.ggmlType]);
     if (t.offset % header.alignment !== 0) {
       throw new PeftError("GGUF_BAD_TENSOR", `${file}: tensor ${t.name} offset ${t.offset} is not aligned to ${header.alignment}`);
     }
@@ -300,6 +277,11 @@ async function parseSource(source: ByteSource): Promise<GgufFile> {
     throw new PeftError("GGUF_TRAILING_DATA", `${file}: ${source.size - dataEnd} bytes after the last tensor's data belong to no tensor (file has ${source.size} bytes, tensor data ends at ${dataEnd})`);
   }
   const metadata = header.metadata;
+  async function readRaw(name: string): Promise<GgufRawTensor> {
+    const info = tensors.get(name);
+    if (!info) throw new PeftError("GGUF_MISSING_TENSOR", `${file}: no tensor named ${name}`);
+    return { ...info, bytes: await source.read(info.fileOffset, info.byteLength) };
+  }
   return {
     source,
     version: header.version,
@@ -309,22 +291,12 @@ async function parseSource(source: ByteSource): Promise<GgufFile> {
     get<T extends GgufValue>(key: string) {
       return metadata.get(key)?.value as T | undefined;
     },
+    readRaw,
     async readF32(name: string) {
-      const info = tensors.get(name);
-      if (!info) throw new PeftError("GGUF_MISSING_TENSOR", `${file}: no tensor named ${name}`);
-      const bytes = await source.read(info.fileOffset, info.byteLength);
-      if (info.ggmlType === GGML_F32) return new Float32Array(bytes.buffer, bytes.byteOffset, bytes.byteLength / 4);
-      if (info.ggmlType === GGML_F16) return f16ToF32Array(new Uint16Array(bytes.buffer, bytes.byteOffset, bytes.byteLength / 2));
-      if (info.ggmlType === GGML_BF16) {
-        const src = new Uint16Array(bytes.buffer, bytes.byteOffset, bytes.byteLength / 2);
-        const out = new Uint32Array(src.length);
-        for (let i = 0; i < src.length; i++) out[i] = src[i] << 16;
-        return new Float32Array(out.buffer);
-      }
-      throw new PeftError(
-        "GGUF_UNSUPPORTED_TYPE",
-        `${file}: unsupported tensor type ${GGML_TYPE_NAMES[info.ggmlType] ?? info.ggmlType} in ${name} (supported: F32, F16, BF16)`,
-      );
+      const { bytes, ggmlType, shape } = await readRaw(name);
+      if (ggmlType === GGML_F32) return new Float32Array(bytes.buffer, bytes.byteOffset, bytes.byteLength / 4);
+      if (ggmlType === GGML_F16) return f16ToF32Array(new Uint16Array(bytes.buffer, bytes.byteOffset, bytes.byteLength / 2));
+      return dequantizeGgml(ggmlType, bytes, shape.reduce((a, b) => a * b, 1), `${file}: tensor ${name}`);
     },
     close: () => source.close(),
   };
@@ -336,8 +308,10 @@ export interface GgufWriteTensor {
   name: string;
   /** PyTorch order (outermost first). */
   shape: number[];
-  /** F32 or F16 data; F16 as raw half bits. */
-  data: Float32Array | Uint16Array;
+  /** F32 or F16 data (F16 as raw half bits), or the bytes of `ggmlType` (e.g. Q8_0 blocks). */
+  data: Float32Array | Uint16Array | Uint8Array;
+  /** The ggml type of `data` when it is raw bytes (ggml_quants.ts GGML). */
+  ggmlType?: number;
 }
 
 export interface GgufWriteInput {
@@ -419,14 +393,18 @@ export function encodeGGUF(input: GgufWriteInput): Uint8Array[] {
   let offset = 0;
   const offsets: number[] = [];
   for (const t of input.tensors) {
-    const n = t.shape.reduce((a, b) => a * b, 1);
-    if (n !== t.data.length) {
-      throw new PeftError("GGUF_BAD_TENSOR", `tensor ${t.name}: shape [${t.shape}] has ${n} elements but data has ${t.data.length}`);
+    if (t.data instanceof Uint8Array && t.ggmlType === undefined) {
+      throw new PeftError("GGUF_BAD_TENSOR", `tensor ${t.name}: raw bytes need their ggmlType`);
+    }
+    const type = t.ggmlType ?? (t.data instanceof Float32Array ? GGML_F32 : GGML_F16);
+    const bytes = ggmlTensorBytes(type, t.shape, `tensor ${t.name}`, GGML_TYPE_NAMES[type]);
+    if (bytes !== t.data.byteLength) {
+      throw new PeftError("GGUF_BAD_TENSOR", `tensor ${t.name}: shape [${t.shape}] of ${GGML_TYPE_NAMES[type]} needs ${bytes} bytes but data has ${t.data.byteLength}`);
     }
     w.string(t.name);
     w.u32(t.shape.length);
     for (const d of [...t.shape].reverse()) w.u64(d);
-    w.u32(t.data instanceof Float32Array ? GGML_F32 : GGML_F16);
+    w.u32(type);
     w.u64(offset);
     offsets.push(offset);
     offset += Math.ceil(t.data.byteLength / alignment) * alignment;

@@ -6,17 +6,16 @@
  *   logits = head(norm(x))
  * Inference keeps a KV cache per layer; prefill runs the whole prompt in one pass and decode
  * one token per pass. Every dispatch of a pass goes into one command buffer (one submit).
- * Linear layers go through `linear`, which adds unmerged LoRA deltas when an adapter is active.
+ * The block itself is block.ts (shared with training and the CPU reference); adapters act
+ * through the hooks of the pass.
  */
 import { PeftError } from "../errors.ts";
 import type { Gpu, Tensor } from "../gpu/gpu.ts";
-import { attention } from "../kernels/attention.ts";
-import { embedding } from "../kernels/embedding.ts";
-import { rmsnorm } from "../kernels/rmsnorm.ts";
-import { rope } from "../kernels/rope.ts";
-import { swiglu } from "../kernels/swiglu.ts";
 import type { LlamaConfig } from "./config.ts";
-import { type ActiveAdapter, linear } from "./linear.ts";
+import { type BlockContext, blocks, embed, finalNorm, headSite, linear, type Positions } from "./block.ts";
+import { Graph, type V } from "./graph.ts";
+import { GpuBackend } from "./gpu_backend.ts";
+import { type Hooks, NO_HOOKS } from "./sites.ts";
 import { type QuantizedWeight, uploadQuantizedGroup } from "../kernels/nf4_matmul.ts";
 import { quantize4bit, type QuantState4bit } from "../quant/mod.ts";
 import { type ComputeDtype, isQuantized, type LinearWeight, type QuantizeSpec } from "./quantized.ts";
@@ -32,6 +31,12 @@ export interface LlamaLoadOptions {
    * (and so a tied head) and norms stay f32. Default "f32".
    */
   computeDtype?: ComputeDtype;
+}
+
+export interface ForwardOptions {
+  /** Adapter hooks active in this pass (unmerged adapters). */
+  hooks?: Hooks<Tensor>;
+  allLogits?: boolean;
 }
 
 export interface KvCache {
@@ -196,12 +201,17 @@ export class LlamaGpu {
     this.cache = null;
   }
 
+  /** The GPU backend of the block's ops over these weights. */
+  backend(): GpuBackend {
+    return new GpuBackend(this);
+  }
+
   /**
    * Runs `ids` at positions pos0.. through the model, writing their K/V into the cache, and
    * returns the logits of the last token [1, V] (or all tokens [T, V] when allLogits).
    * Caller releases the returned tensor.
    */
-  forward(ids: number[], pos0: number, opts: { adapter?: ActiveAdapter; allLogits?: boolean } = {}): Tensor {
+  forward(ids: number[], pos0: number, opts: ForwardOptions = {}): Tensor {
     const c = this.config;
     if (ids.length === 0) throw new PeftError("BAD_INPUT", "forward: no tokens");
     for (const id of ids) {
@@ -217,59 +227,21 @@ export class LlamaGpu {
    * `forward` for ids already on the GPU (u32 [T]), e.g. a token sampled on the GPU by the
    * previous step: decoding then needs no host round trip per token. Ids must be < vocabSize.
    */
-  forwardIds(idT: Tensor, T: number, pos0: number, opts: { adapter?: ActiveAdapter; allLogits?: boolean } = {}): Tensor {
-    const { gpu, config: c } = this;
+  forwardIds(idT: Tensor, T: number, pos0: number, opts: ForwardOptions = {}): Tensor {
     const cache = this.ensureCache(pos0 + T);
-    const D = c.headDim, kvDim = c.nKvHeads * D, qDim = c.nHeads * D;
-    let x = embedding(gpu, this.w("token_embd.weight"), idT);
-    // `into`: the projection is accumulated straight into the residual stream x (x += o(att)).
-    const lin = (inp: Tensor, name: string, out: number, inn: number, into?: Tensor) =>
-      linear(gpu, inp, this.lw(name), name, T, out, inn, opts.adapter, into, this.computeDtype);
-    for (let l = 0; l < c.nLayers; l++) {
-      const p = `blk.${l}.`;
-      const { y: xn } = rmsnorm(gpu, x, this.w(p + "attn_norm.weight"), { N: T, C: c.dim, eps: c.normEps });
-      const q = lin(xn, p + "attn_q.weight", qDim, c.dim);
-      const k = lin(xn, p + "attn_k.weight", kvDim, c.dim);
-      const v = lin(xn, p + "attn_v.weight", kvDim, c.dim);
-      xn.release();
-      const ropeOpts = { N: T, T, pos0, headDim: D, ropeDim: c.ropeDim, base: c.ropeBase };
-      rope(gpu, q, { ...ropeOpts, nHeads: c.nHeads, out: q });
-      rope(gpu, k, { ...ropeOpts, nHeads: c.nKvHeads, out: k });
-      gpu.copy(k, cache.k[l], T * kvDim * 4, 0, pos0 * kvDim * 4);
-      gpu.copy(v, cache.v[l], T * kvDim * 4, 0, pos0 * kvDim * 4);
-      k.release();
-      v.release();
-      const { out: att } = attention(gpu, q, cache.k[l], cache.v[l], {
-        B: 1, T, S: pos0 + T, kvStride: cache.capacity, pos0, nHeads: c.nHeads, nKvHeads: c.nKvHeads, headDim: D,
-      });
-      q.release();
-      lin(att, p + "attn_output.weight", c.dim, qDim, x);
-      att.release();
-      const { y: xn2 } = rmsnorm(gpu, x, this.w(p + "ffn_norm.weight"), { N: T, C: c.dim, eps: c.normEps });
-      const g = lin(xn2, p + "ffn_gate.weight", c.hiddenDim, c.dim);
-      const u = lin(xn2, p + "ffn_up.weight", c.hiddenDim, c.dim);
-      xn2.release();
-      const h = swiglu(gpu, g, u);
-      g.release();
-      u.release();
-      lin(h, p + "ffn_down.weight", c.dim, c.hiddenDim, x);
-      h.release();
-    }
+    const g = new Graph(this.backend(), { grad: false, training: false, seed: 0 });
+    const ctx: BlockContext<Tensor> = { g, config: this.config, hooks: opts.hooks ?? NO_HOOKS, positions: new CachedPositions(this, cache, T, pos0) };
+    let x = blocks(ctx, embed(ctx, idT));
     // Only the rows whose logits are wanted go through the final norm and the head.
-    const rows = opts.allLogits ? T : 1;
-    let last = x;
-    if (rows !== T) {
-      last = gpu.tensor([1, c.dim]);
-      gpu.copy(x, last, c.dim * 4, (T - 1) * c.dim * 4, 0);
-      x.release();
+    if (!opts.allLogits && T > 1) {
+      const last = g.sliceRows(x, T - 1, 1);
+      g.free(x);
+      x = last;
     }
-    const { y: xf } = rmsnorm(gpu, last, this.w("output_norm.weight"), { N: rows, C: c.dim, eps: c.normEps });
-    last.release();
-    const headName = c.tiedEmbeddings ? "token_embd.weight" : "output.weight";
-    const logits = linear(gpu, xf, this.lw(headName), "output.weight", rows, c.vocabSize, c.dim, opts.adapter, undefined, this.computeDtype);
-    xf.release();
-    x = logits;
-    return x;
+    const xf = finalNorm(ctx, x);
+    const logits = linear(ctx, xf, headSite(this.config));
+    g.free(xf);
+    return g.detach(logits);
   }
 
   destroy(): void {
@@ -278,5 +250,27 @@ export class LlamaGpu {
     for (const w of this.quantized.values()) w.release();
     this.weights.clear();
     this.quantized.clear();
+  }
+}
+
+/** Inference positions: T new tokens at pos0, keys and values appended to the KV cache. */
+class CachedPositions implements Positions<Tensor> {
+  constructor(readonly llama: LlamaGpu, readonly cache: KvCache, readonly T: number, readonly pos0: number) {}
+  rope(g: Graph<Tensor>, x: V<Tensor>, nHeads: number): V<Tensor> {
+    const c = this.llama.config;
+    return g.rope(x, { N: this.T, T: this.T, pos0: this.pos0, nHeads, headDim: c.headDim, ropeDim: c.ropeDim, base: c.ropeBase });
+  }
+  attention(g: Graph<Tensor>, l: number, q: V<Tensor>, k: V<Tensor>, v: V<Tensor>): V<Tensor> {
+    const c = this.llama.config, gpu = this.llama.gpu, { T, pos0, cache } = this;
+    const kvDim = c.nKvHeads * c.headDim;
+    gpu.copy(k.value, cache.k[l], T * kvDim * 4, 0, pos0 * kvDim * 4);
+    gpu.copy(v.value, cache.v[l], T * kvDim * 4, 0, pos0 * kvDim * 4);
+    g.free(k);
+    g.free(v);
+    const y = g.attention(q, g.constant(cache.k[l]), g.constant(cache.v[l]), {
+      B: 1, T, S: pos0 + T, kvStride: cache.capacity, pos0, nHeads: c.nHeads, nKvHeads: c.nKvHeads, headDim: c.headDim,
+    });
+    g.free(q);
+    return y;
   }
 }

@@ -1,125 +1,80 @@
 /**
- * The llama forward pass on the CPU in f64, written to read like the math (llama2.c style).
- * It is the reference the WGSL model is tested against, not a production path.
+ * The llama model on the CPU: the one block (block.ts) over the CPU backend, whose ops are the
+ * kernels' f64-accumulating references. It is what the WGSL model is tested against (and, with
+ * hooks, what each PEFT method's GPU path is tested against), not a production path.
  * Weights use GGUF names and GGUF's adjacent-pair RoPE layout.
  */
-import type { LlamaConfig } from "./config.ts";
+import { PeftError } from "../errors.ts";
+import { type BlockContext, blocks, embed, finalNorm, headSite, linear, SequencePositions } from "./block.ts";
+import { linearShape, type LlamaConfig } from "./config.ts";
+import { CpuBackend, host, type HostTensor } from "./cpu_backend.ts";
+import { Graph } from "./graph.ts";
+import { type Hooks, NO_HOOKS } from "./sites.ts";
+import { crossEntropyReference } from "../kernels/cross_entropy.ts";
 
 export type HostWeights = Map<string, Float32Array>;
 
-/** Optional LoRA deltas per linear: y += scale · B(A x). A: [r, in], B: [out, r]. */
-export interface ReferenceLora {
-  scale: number;
-  r: number;
-  /** Keyed by GGUF weight name, e.g. "blk.0.attn_q.weight". */
-  layers: Map<string, { A: Float32Array; B: Float32Array }>;
+/** Shape of a llama tensor from its GGUF name. */
+function shapeOf(c: LlamaConfig, name: string): number[] {
+  if (name === "token_embd.weight" || name === "output.weight") return [c.vocabSize, c.dim];
+  if (name.endsWith("_norm.weight")) return [c.dim];
+  const m = /^blk\.\d+\.(attn_q|attn_k|attn_v|attn_output|ffn_gate|ffn_up|ffn_down)\.weight$/.exec(name);
+  const hf: Record<string, string> = {
+    attn_q: "q_proj", attn_k: "k_proj", attn_v: "v_proj", attn_output: "o_proj", ffn_gate: "gate_proj", ffn_up: "up_proj", ffn_down: "down_proj",
+  };
+  if (m) return linearShape(c, hf[m[1]]);
+  throw new PeftError("MODEL_MISSING_TENSOR", `reference: unknown tensor ${name}`);
 }
 
-function linear(x: Float64Array, w: Float32Array, out: number, inn: number, name: string, lora?: ReferenceLora): Float64Array {
-  const y = new Float64Array(out);
-  for (let o = 0; o < out; o++) {
-    let s = 0;
-    const row = o * inn;
-    for (let i = 0; i < inn; i++) s += w[row + i] * x[i];
-    y[o] = s;
-  }
-  const l = lora?.layers.get(name);
-  if (l && lora) {
-    const r = lora.r;
-    const ax = new Float64Array(r);
-    for (let k = 0; k < r; k++) {
-      let s = 0;
-      for (let i = 0; i < inn; i++) s += l.A[k * inn + i] * x[i];
-      ax[k] = s;
-    }
-    for (let o = 0; o < out; o++) {
-      let s = 0;
-      for (let k = 0; k < r; k++) s += l.B[o * r + k] * ax[k];
-      y[o] += lora.scale * s;
-    }
-  }
-  return y;
+/** The CPU backend over host weights (GGUF names). */
+export function referenceBackend(c: LlamaConfig, w: HostWeights): CpuBackend {
+  const m = new Map<string, HostTensor>();
+  for (const [name, data] of w) m.set(name, host(shapeOf(c, name), data));
+  return new CpuBackend(m);
 }
 
-function rmsnorm(x: Float64Array, w: Float32Array, eps: number): Float64Array {
-  let ss = 0;
-  for (const v of x) ss += v * v;
-  const rstd = 1 / Math.sqrt(ss / x.length + eps);
-  return x.map((v, i) => v * rstd * w[i]);
+function context(c: LlamaConfig, g: Graph<HostTensor>, hooks: Hooks<HostTensor>, B: number, T: number): BlockContext<HostTensor> {
+  return { g, config: c, hooks, positions: new SequencePositions(B, T, c) };
 }
 
-/** Adjacent-pair RoPE (llama.cpp "normal" mode), theta computed like llama.cpp in f32. */
-function rope(x: Float64Array, nHeads: number, headDim: number, ropeDim: number, pos: number, base: number) {
-  for (let h = 0; h < nHeads; h++) {
-    for (let i = 0; i < ropeDim / 2; i++) {
-      const theta = Math.fround(pos * Math.fround(Math.pow(base, -(2 * i) / ropeDim)));
-      const c = Math.cos(theta), s = Math.sin(theta);
-      const a = h * headDim + 2 * i;
-      const x0 = x[a], x1 = x[a + 1];
-      x[a] = x0 * c - x1 * s;
-      x[a + 1] = x0 * s + x1 * c;
-    }
-  }
+/** Logits [T, V] for `tokens` (positions 0..T-1), exactly as causal attention defines them. */
+export function llamaReferenceLogits(c: LlamaConfig, w: HostWeights | CpuBackend, tokens: number[], hooks: Hooks<HostTensor> = NO_HOOKS): Float64Array[] {
+  const be = w instanceof CpuBackend ? w : referenceBackend(c, w);
+  const g = new Graph(be, { grad: false, training: false, seed: 0 });
+  const ctx = context(c, g, hooks, 1, tokens.length);
+  const xf = finalNorm(ctx, blocks(ctx, embed(ctx, be.ids(tokens))));
+  const logits = linear(ctx, xf, headSite(c)).value.data;
+  const V = c.vocabSize;
+  return tokens.map((_, t) => Float64Array.from(logits.subarray(t * V, (t + 1) * V)));
 }
 
 /**
- * Logits [T, V] for `tokens` (positions 0..T-1), computed token by token with a KV cache,
- * exactly as causal attention defines them.
+ * Mean cross-entropy over targets != -100 of B sequences of T tokens, and (with grad) the
+ * gradients of every trainable parameter the hooks register, accumulated into their buffers.
+ * `training` turns dropout on (same masks as the GPU for the same seed).
  */
-export function llamaReferenceLogits(c: LlamaConfig, w: HostWeights, tokens: number[], lora?: ReferenceLora): Float64Array[] {
-  const D = c.headDim, kvDim = c.nKvHeads * D, qDim = c.nHeads * D;
-  const group = c.nHeads / c.nKvHeads;
-  const get = (n: string) => {
-    const t = w.get(n);
-    if (!t) throw new Error(`reference: missing weight ${n}`);
-    return t;
-  };
-  const kCache: Float64Array[][] = Array.from({ length: c.nLayers }, () => []);
-  const vCache: Float64Array[][] = Array.from({ length: c.nLayers }, () => []);
-  const out: Float64Array[] = [];
-  const emb = get("token_embd.weight");
-  const head = c.tiedEmbeddings ? emb : get("output.weight");
-  for (let pos = 0; pos < tokens.length; pos++) {
-    let x = Float64Array.from(emb.subarray(tokens[pos] * c.dim, (tokens[pos] + 1) * c.dim));
-    for (let l = 0; l < c.nLayers; l++) {
-      const p = `blk.${l}.`;
-      const xn = rmsnorm(x, get(p + "attn_norm.weight"), c.normEps);
-      const q = linear(xn, get(p + "attn_q.weight"), qDim, c.dim, p + "attn_q.weight", lora);
-      const k = linear(xn, get(p + "attn_k.weight"), kvDim, c.dim, p + "attn_k.weight", lora);
-      const v = linear(xn, get(p + "attn_v.weight"), kvDim, c.dim, p + "attn_v.weight", lora);
-      rope(q, c.nHeads, D, c.ropeDim, pos, c.ropeBase);
-      rope(k, c.nKvHeads, D, c.ropeDim, pos, c.ropeBase);
-      kCache[l].push(k);
-      vCache[l].push(v);
-      const att = new Float64Array(qDim);
-      for (let h = 0; h < c.nHeads; h++) {
-        const kh = Math.floor(h / group);
-        const scores = new Float64Array(pos + 1);
-        let max = -Infinity;
-        for (let j = 0; j <= pos; j++) {
-          let s = 0;
-          for (let d = 0; d < D; d++) s += q[h * D + d] * kCache[l][j][kh * D + d];
-          scores[j] = s / Math.sqrt(D);
-          max = Math.max(max, scores[j]);
-        }
-        let sum = 0;
-        for (let j = 0; j <= pos; j++) sum += scores[j] = Math.exp(scores[j] - max);
-        for (let j = 0; j <= pos; j++) {
-          const a = scores[j] / sum;
-          for (let d = 0; d < D; d++) att[h * D + d] += a * vCache[l][j][kh * D + d];
-        }
-      }
-      const o = linear(att, get(p + "attn_output.weight"), c.dim, qDim, p + "attn_output.weight", lora);
-      x = x.map((v, i) => v + o[i]);
-      const xn2 = rmsnorm(x, get(p + "ffn_norm.weight"), c.normEps);
-      const g = linear(xn2, get(p + "ffn_gate.weight"), c.hiddenDim, c.dim, p + "ffn_gate.weight", lora);
-      const u = linear(xn2, get(p + "ffn_up.weight"), c.hiddenDim, c.dim, p + "ffn_up.weight", lora);
-      const hdn = g.map((gv, i) => (gv / (1 + Math.exp(-gv))) * u[i]);
-      const dn = linear(hdn, get(p + "ffn_down.weight"), c.dim, c.hiddenDim, p + "ffn_down.weight", lora);
-      x = x.map((v, i) => v + dn[i]);
-    }
-    const xf = rmsnorm(x, get("output_norm.weight"), c.normEps);
-    out.push(linear(xf, head, c.vocabSize, c.dim, "output.weight"));
+export function referenceLoss(
+  c: LlamaConfig,
+  be: CpuBackend,
+  hooks: Hooks<HostTensor>,
+  batch: { B: number; T: number; inputs: ArrayLike<number>; targets: ArrayLike<number> },
+  o: { grad?: boolean; training?: boolean; seed?: number } = {},
+): number {
+  const g = new Graph(be, { grad: !!o.grad, training: !!o.training, seed: o.seed ?? 0 });
+  const ctx = context(c, g, hooks, batch.B, batch.T);
+  const xf = finalNorm(ctx, blocks(ctx, embed(ctx, be.ids(batch.inputs))));
+  const rows = batch.B * batch.T, V = c.vocabSize;
+  const W = be.weight(c.tiedEmbeddings ? "token_embd.weight" : "output.weight");
+  const logits = be.matmul(xf.value, W, { M: rows, N: V, K: c.dim, transB: true });
+  const targets = Int32Array.from(batch.targets);
+  const count = targets.filter((t) => t >= 0).length;
+  const { loss, dlogits } = crossEntropyReference(logits.data, targets, { N: rows, V, gradScale: 1 / count });
+  let sum = 0;
+  for (const l of loss) sum += l;
+  if (o.grad) {
+    const dxf = be.matmul(host([rows, V], dlogits), W, { M: rows, N: c.dim, K: V });
+    g.backward(xf, dxf).releaseAll();
   }
-  return out;
+  g.dispose();
+  return sum / count;
 }

@@ -1,5 +1,5 @@
 /**
- * Which block linears get a LoRA adapter, decided exactly as HF PEFT decides
+ * Which block linears a method adapts (LoRA, (IA)³, BitFit, partial), decided exactly as HF PEFT decides
  * (tuners_utils.check_target_module_exists) over llama's module keys
  * `model.layers.{i}.self_attn.q_proj` ... `model.layers.{i}.mlp.down_proj`:
  *  - a list: a key matches when it equals a name or ends with "." + name;
@@ -9,7 +9,19 @@
  */
 import { PeftError } from "../errors.ts";
 import { HF_MODULE_PARENT, type LlamaConfig, LINEAR_MODULES, linearShape } from "../model/config.ts";
-import type { LoraConfig } from "./lora_config.ts";
+
+/** The target keys every linear-targeting method shares (PEFT's names). */
+export interface TargetSpec {
+  target_modules: string[] | string;
+  layers_to_transform: number[] | null;
+}
+
+/** Names the method in messages and error codes (LoRA -> LORA_UNKNOWN_TARGET). */
+export interface TargetLabel {
+  name: string;
+  code: string;
+}
+const LORA_LABEL: TargetLabel = { name: "LoRA", code: "LORA" };
 
 export interface LoraTarget {
   layer: number;
@@ -35,19 +47,16 @@ function available(): string {
 }
 
 /** Compiles a PEFT regex target with fullmatch semantics. */
-function fullmatch(pattern: string): RegExp {
+function fullmatch(pattern: string, label: TargetLabel): RegExp {
   try {
     return new RegExp(`^(?:${pattern})$`);
   } catch (e) {
-    throw new PeftError("LORA_CONFIG", `LoRA config: target_modules regex ${JSON.stringify(pattern)} is invalid: ${(e as Error).message}`);
+    throw new PeftError(`${label.code}_CONFIG`, `${label.name} config: target_modules regex ${JSON.stringify(pattern)} is invalid: ${(e as Error).message}`);
   }
 }
 
 /** The adapted linears in layer order, then in LINEAR_MODULES order within a layer. */
-export function resolveTargets(
-  cfg: Pick<LoraConfig, "target_modules" | "layers_to_transform">,
-  model: LlamaConfig,
-): LoraTarget[] {
+export function resolveTargets(cfg: TargetSpec, model: LlamaConfig, label: TargetLabel = LORA_LABEL): LoraTarget[] {
   const keys: { layer: number; module: string; key: string }[] = [];
   for (let layer = 0; layer < model.nLayers; layer++) {
     for (const module of LINEAR_MODULES) keys.push({ layer, module, key: moduleKey(layer, module) });
@@ -58,16 +67,16 @@ export function resolveTargets(
   if (tm === "all-linear") {
     matches = () => true;
   } else if (typeof tm === "string") {
-    const re = fullmatch(tm);
+    const re = fullmatch(tm, label);
     matches = (key) => re.test(key);
   } else {
     for (const name of tm) {
       const reason = UNSUPPORTED[name.split(".").pop()!];
-      if (reason) throw new PeftError("LORA_UNKNOWN_TARGET", `LoRA target_modules: '${name}': ${reason}`);
+      if (reason) throw new PeftError(`${label.code}_UNKNOWN_TARGET`, `${label.name} target_modules: '${name}': ${reason.replace("LoRA", label.name)}`);
       if (!keys.some(({ key }) => key === name || key.endsWith(`.${name}`))) {
         throw new PeftError(
-          "LORA_UNKNOWN_TARGET",
-          `LoRA target_modules: '${name}' matches no module of this model; available module names: ${available()}`,
+          `${label.code}_UNKNOWN_TARGET`,
+          `${label.name} target_modules: '${name}' matches no module of this model; available module names: ${available()}`,
         );
       }
     }
@@ -80,8 +89,8 @@ export function resolveTargets(
     const outOfRange = layers.filter((l) => l >= model.nLayers);
     if (outOfRange.length) {
       throw new PeftError(
-        "LORA_CONFIG",
-        `LoRA config: layers_to_transform ${JSON.stringify(outOfRange)} out of range: the model has layers 0..${model.nLayers - 1}`,
+        `${label.code}_CONFIG`,
+        `${label.name} config: layers_to_transform ${JSON.stringify(outOfRange)} out of range: the model has layers 0..${model.nLayers - 1}`,
       );
     }
   }
@@ -96,8 +105,8 @@ export function resolveTargets(
   }
   if (out.length === 0) {
     throw new PeftError(
-      "LORA_NO_TARGET",
-      `LoRA target_modules ${JSON.stringify(tm)} matched no module of this model (keys look like ${moduleKey(0, "q_proj")}); ` +
+      `${label.code}_NO_TARGET`,
+      `${label.name} target_modules ${JSON.stringify(tm)} matched no module of this model (keys look like ${moduleKey(0, "q_proj")}); ` +
         `available module names: ${available()}`,
     );
   }

@@ -3,6 +3,7 @@ export {
   blockAbsmax,
   checkBlocksize,
   dequantize4bit,
+  fourBitPayload,
   NESTED_BLOCKSIZE,
   type NestedAbsmax,
   quantize4bit,

@@ -63,6 +63,20 @@ export interface Quantize4bitOptions {
 
 export const NESTED_BLOCKSIZE = 256;
 
+/**
+ * Bytes of one 4-bit weight's own payload: the packed codes (4 bits a value) and its block scales
+ * (one f32 per block, or with double quant one 8-bit code per block plus one f32 per 256 blocks
+ * and the f32 offset). The shared code maps (16 and 256 f32) are not included: a file stores them
+ * beside every weight, the GPU once per model. `bits` = 8 * (codes + scales) / n; for large
+ * weights 4.5 at blocksize 64, and 4 + 8/64 + 32/(64*256) = 4.127 with double quant.
+ */
+export function fourBitPayload(n: number, o: { blocksize: number; doubleQuant: boolean }): { codes: number; scales: number; bits: number } {
+  const blocks = Math.ceil(n / o.blocksize);
+  const codes = Math.ceil(n / 2);
+  const scales = o.doubleQuant ? blocks + 4 * Math.ceil(blocks / NESTED_BLOCKSIZE) + 4 : 4 * blocks;
+  return { codes, scales, bits: (8 * (codes + scales)) / n };
+}
+
 export function checkBlocksize(blocksize: number, what: string): void {
   check(
     Number.isInteger(blocksize) && blocksize >= 32 && blocksize <= 4096 && (blocksize & (blocksize - 1)) === 0,

@@ -27,6 +27,7 @@ import { ADAPTER_ID_PATTERN } from "../infer/adapter_registry.ts";
 import type { AdapterInfo } from "../infer/adapter_registry.ts";
 import { type ChatMessage, type Engine, type EngineFinishReason, type EngineRequest, TimeoutError } from "./engine.ts";
 import { Metrics } from "./metrics.ts";
+import { noteGeneration, requestLog } from "./request_log.ts";
 import { AdapterPathRequest, ChatRequest, CompletionRequest, describeIssue } from "./schemas.ts";
 import { bodyTimeout, BodyTimeoutError } from "./body_timeout.ts";
 import { BodyTooLargeError, MultipartError, readLimited, receiveMultipart } from "./request_body.ts";
@@ -54,6 +55,8 @@ export interface AppOptions {
   metrics?: Metrics;
   /** Where unexpected errors are reported (default console.error). */
   logError?: (e: unknown) => void;
+  /** Gets one line per request (method, path, status, adapter, tokens, ms; never prompt text). Default: no log. */
+  logRequest?: (line: string) => void;
 }
 
 type ErrorType = "invalid_request_error" | "authentication_error" | "not_found_error" | "rate_limit_error" | "server_error";
@@ -149,6 +152,7 @@ export function createApp(engine: Engine, options: AppOptions = {}): Hono {
     return c.json(errorBody(h.message, h.type, h.code, h.param), h.status as ContentfulStatusCode);
   };
 
+  if (options.logRequest) app.use("*", requestLog(options.logRequest));
   // Metrics for every request (streams record themselves when they end).
   app.use("*", async (c, next) => {
     const t0 = performance.now();
@@ -219,7 +223,7 @@ export function createApp(engine: Engine, options: AppOptions = {}): Hono {
       parent: base,
       adapter: {
         id: a.id,
-        type: "LORA",
+        type: a.peft_type ?? "LORA",
         r: a.r ?? null,
         lora_alpha: a.lora_alpha ?? null,
         target_modules: a.target_modules ?? null,
@@ -252,16 +256,28 @@ export function createApp(engine: Engine, options: AppOptions = {}): Hono {
     stop?: string | string[] | null;
     stream?: boolean | null;
     stream_options?: { include_usage?: boolean } | null;
+    lora?: { id: string; scale: number }[] | null;
   }
 
   function engineRequest(c: Context, body: Common, ids: number[], maxTokens: number | null | undefined, adapter: string | undefined): EngineRequest & { clampedTo?: number } {
     const temperature = body.temperature ?? 1;
+    let adapters: EngineRequest["adapters"];
+    if (body.lora) {
+      if (adapter !== undefined) throw new HttpError(400, "lora: give either model \"base:adapter\" or lora, not both", "invalid_request_error", "invalid_value", "lora");
+      adapters = body.lora.map((l) => {
+        if (!ADAPTER_ID_PATTERN.test(l.id) || !engine.hasAdapter(l.id)) {
+          throw new HttpError(404, `lora: no adapter named ${JSON.stringify(l.id)} (GET /v1/adapters lists them)`, "not_found_error", "model_not_found", "lora");
+        }
+        return { id: l.id, weight: l.scale };
+      });
+    }
     // More tokens than the context has room for cannot be generated: ask for what fits and say so.
     const room = Math.max(1, engine.contextLength - ids.length);
     const wanted = maxTokens ?? defaultMaxTokens;
     return {
       ids,
       adapter,
+      adapters,
       maxTokens: Math.min(wanted, room),
       clampedTo: wanted > room ? room : undefined,
       temperature,
@@ -310,6 +326,7 @@ export function createApp(engine: Engine, options: AppOptions = {}): Hono {
         }
         const s = r.value;
         metrics.observeGeneration(modelName, s.promptTokens, s.completionTokens);
+        noteGeneration(c, req.adapter, s);
         if (s.finishReason === "abort") metrics.aborted++;
         return c.json({
           id,
@@ -343,6 +360,7 @@ export function createApp(engine: Engine, options: AppOptions = {}): Hono {
         if (r.done) {
           const s = r.value;
           metrics.observeGeneration(modelName, s.promptTokens, s.completionTokens);
+          noteGeneration(c, req.adapter, s);
           if (s.finishReason === "abort") metrics.aborted++;
           await chunk([shape.final(mapFinish(s.finishReason))]);
           if (body.stream_options?.include_usage) await chunk([], { usage: usage(s) });

@@ -8,7 +8,7 @@
 import { PeftError } from "../errors.ts";
 import type { FinishReason, GeneratedPiece, GenerationResult } from "../infer/generate.ts";
 import { type AdapterInfo, type AdapterLease, AdapterRegistry, checkAdapterId } from "../infer/adapter_registry.ts";
-import type { Model } from "../model/model.ts";
+import type { Model } from "../api/model.ts";
 
 export interface ChatMessage {
   role: "system" | "user" | "assistant";
@@ -21,6 +21,8 @@ export interface EngineRequest {
   ids: number[];
   /** Adapter id, or undefined for the base model. */
   adapter?: string;
+  /** Several adapters with weights (their LoRA deltas scaled), instead of `adapter`. */
+  adapters?: { id: string; weight: number }[];
   maxTokens: number;
   temperature: number;
   topK: number;
@@ -158,6 +160,8 @@ export interface ModelEngineOptions {
   maxQueue?: number;
   /** GPU bytes resident adapters may hold together (LRU eviction beyond it). Default unlimited. */
   adapterBudgetBytes?: number;
+  /** Jinja chat template for chat requests instead of the model's own (or of defaultChatPrompt when it has none). */
+  chatTemplate?: string;
 }
 
 export class TimeoutError extends Error {
@@ -173,9 +177,12 @@ export class ModelEngine implements Engine {
   readonly registry: AdapterRegistry;
   private readonly slots: Slots;
 
+  private readonly chatTemplate?: string;
+
   constructor(readonly model: Model, o: ModelEngineOptions) {
     this.modelId = o.modelId;
-    this.registry = new AdapterRegistry(model, { budgetBytes: o.adapterBudgetBytes });
+    this.chatTemplate = o.chatTemplate;
+    this.registry = new AdapterRegistry(model.peft, { budgetBytes: o.adapterBudgetBytes });
     // One generation at a time: the model has one KV cache.
     this.slots = new Slots(1, o.maxQueue ?? 64);
   }
@@ -199,7 +206,7 @@ export class ModelEngine implements Engine {
   encodeChat(messages: ChatMessage[]): number[] {
     const tok = this.model.tokenizer;
     try {
-      return tok.encodeChat(messages, { addGenerationPrompt: true });
+      return tok.encodeChat(messages, { addGenerationPrompt: true, template: this.chatTemplate });
     } catch (e) {
       if (!(e instanceof PeftError) || e.code !== "CHAT_TEMPLATE_MISSING") throw e;
     }
@@ -207,8 +214,9 @@ export class ModelEngine implements Engine {
   }
 
   async start(req: EngineRequest): Promise<Generation> {
-    if (req.adapter !== undefined && !this.registry.has(req.adapter)) {
-      throw new PeftError("UNKNOWN_ADAPTER", `no adapter named ${req.adapter}`);
+    const ids = req.adapters ? req.adapters.map((a) => a.id) : req.adapter !== undefined ? [req.adapter] : [];
+    for (const id of ids) {
+      if (!this.registry.has(id)) throw new PeftError("UNKNOWN_ADAPTER", `no adapter named ${id}`);
     }
     if (req.ids.length === 0) throw new PeftError("BAD_PARAMETER", "the prompt is empty (no tokens)");
     if (req.ids.length >= this.contextLength) {
@@ -237,10 +245,13 @@ export class ModelEngine implements Engine {
       cleanup();
       throw e;
     }
-    let lease: AdapterLease | undefined;
+    const leases: AdapterLease[] = [];
     try {
-      if (req.adapter !== undefined) lease = await this.registry.acquire(req.adapter);
+      for (const id of ids) leases.push(await this.registry.acquire(id));
+      // Refuse combinations a method cannot take (a weight on (IA)³, say) before anything is sent.
+      if (req.adapters) this.model.peft.hooksFor(req.adapters.map((a) => ({ name: a.id, weight: a.weight })));
     } catch (e) {
+      for (const l of leases) l.release();
       cleanup();
       this.slots.release();
       throw e;
@@ -251,14 +262,14 @@ export class ModelEngine implements Engine {
       if (released) return;
       released = true;
       cleanup();
-      lease?.release();
+      for (const l of leases) l.release();
       this.slots.release();
     };
     const model = this.model;
     async function* pieces(): AsyncGenerator<GeneratedPiece, EngineResult> {
       try {
         const r = yield* model.generateStream(req.ids, {
-          adapter: req.adapter,
+          ...(req.adapters ? { adapters: req.adapters.map((a) => ({ name: a.id, weight: a.weight })) } : { adapter: req.adapter }),
           maxTokens: req.maxTokens,
           temperature: req.temperature,
           topK: req.topK,

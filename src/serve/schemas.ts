@@ -22,6 +22,8 @@ const sampling = {
   frequency_penalty: nullish(z.literal(0, { error: "only frequency_penalty=0 is supported" })),
   logit_bias: nullish(z.object({}).strict()),
   user: nullish(z.string().max(256)),
+  /** Adapters combined for this request with scales (llama.cpp server's `lora` field; ids are adapter names). */
+  lora: nullish(z.array(z.object({ id: z.string().min(1).max(200), scale: z.number().min(-100).max(100) }).strict()).min(1).max(8)),
 };
 
 export const CompletionRequest = z.object({

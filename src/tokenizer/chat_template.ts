@@ -18,6 +18,16 @@ export interface ChatTemplateOptions {
   extra?: Record<string, unknown>;
 }
 
+/**
+ * Templates for models whose vocabulary has none, chosen by name (CLI: --chat-template <name>).
+ * "plain" is what the server falls back to (src/serve/engine.ts defaultChatPrompt): BOS, then
+ * "role: content\n" per message, then "assistant:"; "chatml" is ChatML (<|im_start|>role ...).
+ */
+export const NAMED_CHAT_TEMPLATES: Readonly<Record<string, string>> = {
+  plain: "{{ bos_token }}{% for m in messages %}{{ m.role }}: {{ m.content }}\n{% endfor %}{% if add_generation_prompt %}assistant:{% endif %}",
+  chatml: "{% for m in messages %}<|im_start|>{{ m.role }}\n{{ m.content }}<|im_end|>\n{% endfor %}{% if add_generation_prompt %}<|im_start|>assistant\n{% endif %}",
+};
+
 const compiled = new Map<string, Template>();
 
 export function renderChatTemplate(

@@ -4,3 +4,4 @@ export type { StreamDecoder } from "./decoder.ts";
 export type { AddedToken, PreTokenizer, VocabSpec } from "./vocab_spec.ts";
 export { TokenType } from "./vocab_spec.ts";
 export type { ChatMessage, ChatTemplateOptions } from "./chat_template.ts";
+export { NAMED_CHAT_TEMPLATES } from "./chat_template.ts";

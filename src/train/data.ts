@@ -21,14 +21,15 @@
 import { readFile } from "node:fs/promises";
 import { extname } from "node:path";
 import { PeftError } from "../errors.ts";
-import { deriveSeed, Rng } from "./rng.ts";
+import { NAMED_CHAT_TEMPLATES } from "../tokenizer/chat_template.ts";
+import { deriveSeed, Rng } from "../util/rng.ts";
 
 /** What the data pipeline needs from a tokenizer (src/tokenizer's Tokenizer satisfies it). */
 export interface TextTokenizer {
   encode(text: string, o?: { addSpecial?: boolean; parseSpecial?: boolean }): number[];
   bosId: number;
   eosId: number;
-  applyChatTemplate?(messages: ChatMessage[], o?: { addGenerationPrompt?: boolean }): string;
+  applyChatTemplate?(messages: ChatMessage[], o?: { addGenerationPrompt?: boolean; template?: string }): string;
 }
 
 export interface ChatMessage {
@@ -59,6 +60,8 @@ export interface DataOptions {
   format?: "auto" | "text" | "jsonl";
   /** Use at most this many sequences (text windows) or records (JSONL), counted from the start of the file, before the split. */
   maxExamples?: number;
+  /** Jinja chat template for {"messages"} records, instead of the tokenizer's own. */
+  chatTemplate?: string;
 }
 
 export interface SplitStats {
@@ -239,7 +242,7 @@ function jsonlDataset(path: string, text: string, tok: TextTokenizer, o: DataOpt
     } catch (e) {
       throw new PeftError("DATA_BAD_JSON", `${where}: invalid JSON: ${(e as Error).message}`);
     }
-    const t = tokenizeRecord(rec, tok, where);
+    const t = tokenizeRecord(rec, tok, where, o.chatTemplate);
     tokens += t.ids.length;
     if (t.ids.length > seqLen + 1) {
       t.ids.length = seqLen + 1;
@@ -290,13 +293,13 @@ function isString(v: unknown): v is string {
 }
 
 /** One JSONL record -> tokens with a loss flag per token. `where` is "file:line" for errors. */
-export function tokenizeRecord(rec: unknown, tok: TextTokenizer, where: string): Tokenized {
+export function tokenizeRecord(rec: unknown, tok: TextTokenizer, where: string, chatTemplate?: string): Tokenized {
   if (rec === null || typeof rec !== "object" || Array.isArray(rec)) {
     throw new PeftError("DATA_BAD_RECORD", `${where}: expected a JSON object, got ${JSON.stringify(rec)?.slice(0, 60)}`);
   }
   const r = rec as Record<string, unknown>;
   const eos = tok.eosId >= 0 ? [tok.eosId] : [];
-  if ("messages" in r) return tokenizeChat(r.messages, tok, where);
+  if ("messages" in r) return tokenizeChat(r.messages, tok, where, chatTemplate);
   if ("prompt" in r || "completion" in r) {
     if (!isString(r.prompt) || !isString(r.completion)) {
       throw new PeftError("DATA_BAD_RECORD", `${where}: "prompt" and "completion" must both be strings`);
@@ -325,7 +328,7 @@ export function tokenizeRecord(rec: unknown, tok: TextTokenizer, where: string):
  * [render(messages[:i], generation prompt), render(messages[:i+1])); both renders must be
  * prefixes of the full one (true of ordinary chat templates).
  */
-function tokenizeChat(messages: unknown, tok: TextTokenizer, where: string): Tokenized {
+function tokenizeChat(messages: unknown, tok: TextTokenizer, where: string, template?: string): Tokenized {
   if (!Array.isArray(messages) || messages.length === 0) {
     throw new PeftError("DATA_BAD_RECORD", `${where}: "messages" must be a non-empty list`);
   }
@@ -335,22 +338,21 @@ function tokenizeChat(messages: unknown, tok: TextTokenizer, where: string): Tok
     }
   });
   const msgs = messages as ChatMessage[];
-  const bound = tok.applyChatTemplate?.bind(tok);
-  if (!bound) throw new PeftError("DATA_NO_CHAT_TEMPLATE", `${where}: a {"messages"} record needs a tokenizer with a chat template`);
-  // The tokenizer's error names the model's file; this one adds the data file and line.
-  const apply: typeof bound = (m, o) => {
+  const render = tok.applyChatTemplate?.bind(tok);
+  // The tokenizer's CHAT_TEMPLATE_MISSING names the model's file; this error adds the data file and line.
+  const noTemplate = (cause?: PeftError) =>
+    new PeftError(
+      "DATA_NO_CHAT_TEMPLATE",
+      `${where}: a {"messages"} record needs a chat template and the model has none${cause ? ` (${cause.message})` : ""}; give one: ` +
+        `chatTemplate (Jinja source), on the command line --chat-template <file.jinja|${Object.keys(NAMED_CHAT_TEMPLATES).join("|")}>`,
+      { cause },
+    );
+  if (!render) throw noTemplate();
+  const apply = (m: ChatMessage[], o: { addGenerationPrompt: boolean }) => {
     try {
-      return bound(m, o);
+      return render(m, { ...o, template });
     } catch (e) {
-      if (e instanceof PeftError && e.code === "CHAT_TEMPLATE_MISSING") {
-        throw new PeftError(
-          e.code,
-          `${where}: a {"messages"} record needs a chat template, but the model has none (${e.message}); ` +
-            `use {"prompt","completion"} or {"text"} records, or a model whose tokenizer has a chat template`,
-          { cause: e },
-        );
-      }
-      throw e;
+      throw e instanceof PeftError && e.code === "CHAT_TEMPLATE_MISSING" ? noTemplate(e) : e;
     }
   };
   const enc = (s: string) => tok.encode(s, { addSpecial: false, parseSpecial: true });

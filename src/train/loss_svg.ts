@@ -31,12 +31,16 @@ function esc(s: string): string {
   return s.replace(/[&<>"']/g, (c) => ({ "&": "&amp;", "<": "&lt;", ">": "&gt;", '"': "&quot;", "'": "&#39;" })[c]!);
 }
 
-/** ~`count` round tick values (1, 2, 2.5, 5 × 10^k) covering [lo, hi]. */
+/**
+ * ~`count` round tick values (1, 2, 2.5, 5 × 10^k) covering [lo, hi]. `minStep` 1 is for integer
+ * axes (steps): the spacing is then a whole number too (2 or 5, never 2.5).
+ */
 export function niceTicks(lo: number, hi: number, count = 5, minStep = 0): number[] {
   if (!(hi > lo)) return [lo];
   const raw = Math.max((hi - lo) / count, minStep);
   const mag = 10 ** Math.floor(Math.log10(raw));
-  const step = [1, 2, 2.5, 5, 10].map((m) => m * mag).find((s) => s >= raw)!;
+  const integer = minStep >= 1;
+  const step = [1, 2, 2.5, 5, 10].map((m) => m * mag).find((s) => s >= raw && (!integer || Number.isInteger(s)))!;
   const out: number[] = [];
   for (let v = Math.floor(lo / step) * step; v <= hi + step * 1e-9; v += step) out.push(+v.toPrecision(12));
   if (out[out.length - 1] < hi - step * 1e-9) out.push(+(out[out.length - 1] + step).toPrecision(12));

@@ -2,6 +2,8 @@
  * Training progress for people and for files:
  *  - ProgressReporter: one self-rewriting line on a terminal (\r, progress bar), plain lines
  *    otherwise (CI logs, pipes): `step 12/150 | loss 2.3456 | lr 1.2e-4 | 1,234 tok/s | ETA 1m23s`;
+ *    tok/s counts training time only (evaluations excluded), and the ETA adds the evaluations
+ *    still to come at the measured cost of the earlier ones;
  *  - MetricsWriter: appends one JSON object a line to <outputDir>/metrics.jsonl.
  */
 import { appendFile, mkdir, open } from "node:fs/promises";
@@ -39,6 +41,15 @@ export interface StepInfo {
 
 export interface ProgressOptions {
   total: number;
+  /** Steps done before this run (a resumed run): rates and the ETA count this run's steps only. */
+  startStep?: number;
+  /**
+   * When evaluations happen, for the ETA: every `evalSteps` steps before the last (0: none
+   * between) and once at the end. Undefined: no evaluations.
+   */
+  evalSteps?: number;
+  /** Seconds an evaluation takes, until this run measures one (a resumed run: see meanEvalSeconds). */
+  evalSecondsEstimate?: number;
   /** Defaults to whether stdout is a terminal. */
   tty?: boolean;
   /** Defaults to writing to stdout. */
@@ -58,7 +69,12 @@ export class ProgressReporter {
   private readonly now: () => number;
   private readonly every: number;
   private readonly start: number;
+  private readonly startStep: number;
+  private readonly evalSteps: number | undefined;
+  private readonly evalEstimate: number;
   private tokens = 0;
+  private evalSeconds = 0;
+  private evalCount = 0;
   private lineOpen = false;
 
   constructor(o: ProgressOptions) {
@@ -68,13 +84,39 @@ export class ProgressReporter {
     this.now = o.now ?? (() => performance.now());
     this.every = Math.max(1, o.every ?? 1);
     this.start = this.now();
+    this.startStep = o.startStep ?? 0;
+    this.evalSteps = o.evalSteps;
+    this.evalEstimate = o.evalSecondsEstimate ?? 0;
+  }
+
+  /** Records an evaluation's wall time: left out of tok/s, and the cost per evaluation in the ETA. */
+  evaluated(seconds: number): void {
+    this.evalSeconds += seconds;
+    this.evalCount++;
+  }
+
+  /**
+   * Evaluations still to come once `step` is reported (the trainer evaluates after reporting): the
+   * periodic ones at steps >= `step` before the last, and the final one.
+   */
+  private evalsLeft(step: number): number {
+    if (this.evalSteps === undefined) return 0;
+    const periodic = this.evalSteps > 0 ? Math.floor((this.total - 1) / this.evalSteps) - Math.floor((step - 1) / this.evalSteps) : 0;
+    return Math.max(0, periodic) + 1;
+  }
+
+  /** Seconds to the end: this run's training seconds per step, plus the evaluations left at their mean cost. */
+  eta(step: number): number {
+    const done = step - this.startStep;
+    if (done <= 0) return NaN;
+    const perEval = this.evalCount ? this.evalSeconds / this.evalCount : this.evalEstimate;
+    return (this.trainSeconds() / done) * (this.total - step) + perEval * this.evalsLeft(step);
   }
 
   /** The status line for a step (after its tokens were counted), without bar or line ending. */
   private line(info: StepInfo): string {
-    const elapsed = this.elapsedSeconds();
     const tokPerS = this.tokensPerSecond();
-    const eta = info.step > 0 ? (elapsed / info.step) * (this.total - info.step) : NaN;
+    const eta = this.eta(info.step);
     return [
       `step ${info.step}/${this.total}`,
       `loss ${info.loss.toFixed(4)}`,
@@ -114,9 +156,15 @@ export class ProgressReporter {
     this.lineOpen = false;
   }
 
+  /** Training tokens per second of training time (evaluations excluded). */
   tokensPerSecond(): number {
-    const elapsed = (this.now() - this.start) / 1000;
-    return elapsed > 0 ? this.tokens / elapsed : 0;
+    const t = this.trainSeconds();
+    return t > 0 ? this.tokens / t : 0;
+  }
+
+  /** Wall seconds since the start less the time spent evaluating. */
+  trainSeconds(): number {
+    return this.elapsedSeconds() - this.evalSeconds;
   }
 
   elapsedSeconds(): number {
@@ -137,23 +185,25 @@ export interface MetricRecord {
   tokens_per_s?: number;
   eval_loss?: number;
   eval_ppl?: number;
-  /** Seconds since the writer was opened (the start of training). */
+  /** Seconds of training since the run first started (continued across resumes). */
   time?: number;
 }
 
 export class MetricsWriter {
   readonly path: string;
-  private readonly start = performance.now();
+  private readonly start: number;
 
-  private constructor(path: string) {
+  private constructor(path: string, startTime: number) {
     this.path = path;
+    this.start = performance.now() - startTime * 1000;
   }
 
   /**
    * Creates outputDir (and parents) and metrics.jsonl in it, truncating an old one unless
-   * `append` (resuming a run). Throws PeftError("OUTPUT_DIR_NOT_WRITABLE") naming the directory.
+   * `append` (resuming a run). `startTime`: the seconds already trained (a resumed run's last
+   * `time`), where `time` continues. Throws PeftError("OUTPUT_DIR_NOT_WRITABLE") naming the directory.
    */
-  static async open(outputDir: string, opts: { append?: boolean } = {}): Promise<MetricsWriter> {
+  static async open(outputDir: string, opts: { append?: boolean; startTime?: number } = {}): Promise<MetricsWriter> {
     const path = join(outputDir, "metrics.jsonl");
     try {
       await mkdir(outputDir, { recursive: true });
@@ -166,7 +216,7 @@ export class MetricsWriter {
         { cause: e },
       );
     }
-    return new MetricsWriter(path);
+    return new MetricsWriter(path, opts.startTime ?? 0);
   }
 
   /** Appends one record; fills `time` and eval_ppl = exp(eval_loss) when absent. */
@@ -181,6 +231,18 @@ export class MetricsWriter {
     }
     return r;
   }
+}
+
+/**
+ * Mean seconds of the evaluations recorded in metrics (an eval record's time less the record's
+ * before it), for a resumed run's ETA before it evaluates; undefined when there are none.
+ */
+export function meanEvalSeconds(records: readonly MetricRecord[]): number | undefined {
+  const d: number[] = [];
+  records.forEach((r, i) => {
+    if (r.eval_loss !== undefined && r.time !== undefined) d.push(r.time - (i > 0 ? records[i - 1].time ?? 0 : 0));
+  });
+  return d.length ? d.reduce((a, b) => a + b, 0) / d.length : undefined;
 }
 
 /** Reads metrics.jsonl back (for the loss curve or a resumed run); skips a torn last line. */

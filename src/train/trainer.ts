@@ -1,5 +1,5 @@
 /**
- * The LoRA training loop: data -> micro-batches -> forward/backward on the GPU -> global-norm
+ * The training loop, for any PEFT method (the adapter's hooks and parameters are all it sees): data -> micro-batches -> forward/backward on the GPU -> global-norm
  * clipping -> AdamW on the GPU, with an LR schedule, evaluation, metrics.jsonl + loss.svg,
  * checkpoints (every N steps and on Ctrl-C) and exact resume.
  *
@@ -14,17 +14,37 @@ import { PeftError } from "../errors.ts";
 import { readSafetensors, writeSafetensors } from "../io/safetensors.ts";
 import { sumOfSquares } from "../kernels/adamw.ts";
 import { LossScaler, type LossScaleState, type LossScalerOptions } from "./loss_scale.ts";
-import { checkTrainingPlan, formatPlan, type TrainingPlan } from "../model/memory_plan.ts";
+import { checkTrainingPlan, formatPlan, type TrainingPlan } from "./memory_plan.ts";
 import { createOptimizer, type Optimizer, type OptimizerName, OPTIMIZERS, type OptimizerSlot } from "./paged_adamw.ts";
-import { evalLoss, lossAndGrads, type TrainableLora } from "../model/llama_train.ts";
-import type { Model } from "../model/model.ts";
-import { LoraAdapter } from "../peft/lora.ts";
+import { evalLoss, lossAndGrads } from "../model/llama_train.ts";
+import type { Gpu, Tensor } from "../gpu/gpu.ts";
+import type { LlamaGpu } from "../model/llama.ts";
+import type { ParameterReport } from "../model/memory_report.ts";
+import type { Hooks } from "../model/sites.ts";
+import type { Tokenizer } from "../tokenizer/mod.ts";
+import { Adapter } from "../peft/adapter.ts";
+import type { PeftModel } from "../peft/peft_model.ts";
 import { type Batch, batches, batchesPerEpoch, evalBatches, type Example, loadDataset } from "./data.ts";
 import { lossCurveSvg } from "./loss_svg.ts";
 import { prepareOutputDir, writeDirAtomic, writeRunFile } from "./output_dir.ts";
-import { formatEval, type MetricRecord, MetricsWriter, parseMetrics, ProgressReporter } from "./progress.ts";
-import { deriveSeed } from "./rng.ts";
+import { formatEval, meanEvalSeconds, type MetricRecord, MetricsWriter, parseMetrics, ProgressReporter } from "./progress.ts";
+import { deriveSeed } from "../util/rng.ts";
 import { lrAt, type LrSchedulerName, validateSchedule } from "./schedule.ts";
+
+/** What training needs of a model (the api's Model satisfies it). */
+export interface TrainableModel {
+  readonly gpu: Gpu;
+  readonly llama: LlamaGpu;
+  readonly peft: PeftModel;
+  readonly tokenizer: Tokenizer;
+  readonly source: string;
+  readonly computeDtype: "f32" | "f16";
+  readonly isQuantized: boolean;
+  adapter(name: string): Adapter;
+  saveAdapter(name: string, dir: string): Promise<void>;
+  exclusive<T>(fn: () => Promise<T> | T): Promise<T>;
+  parameterReport(): ParameterReport;
+}
 
 export interface TrainOptions {
   /** Name of the adapter to train (model.addAdapter first). */
@@ -51,7 +71,7 @@ export interface TrainOptions {
   evalFraction?: number;
   /** Evaluate every N optimizer steps (and at the start and end); 0 = only start and end. */
   evalSteps?: number;
-  /** Cap on eval batches per evaluation (default all). */
+  /** Cap on eval batches per evaluation (default all): the first N batches of the held-out split. */
   maxEvalBatches?: number;
   /** Checkpoint every N optimizer steps; 0 = only at the end and on Ctrl-C. */
   saveSteps?: number;
@@ -66,6 +86,8 @@ export interface TrainOptions {
   format?: "auto" | "text" | "jsonl";
   /** Use at most this many sequences (text) or records (JSONL). */
   maxExamples?: number;
+  /** Jinja chat template for {"messages"} records when the model has none (or to replace its own). */
+  chatTemplate?: string;
   /** Print progress (default true). */
   progress?: boolean;
   /** Called after every optimizer step. */
@@ -116,7 +138,8 @@ export interface TrainResult {
   lossScale?: number;
 }
 
-interface Resolved extends Required<Omit<TrainOptions, "maxSteps" | "outputDir" | "onStep" | "signal" | "maxEvalBatches" | "stride" | "maxExamples" | "gpuMemoryBudget" | "pageElements" | "lossScaling">> {
+interface Resolved extends Required<Omit<TrainOptions, "maxSteps" | "outputDir" | "onStep" | "signal" | "maxEvalBatches" | "stride" | "maxExamples" | "gpuMemoryBudget" | "pageElements" | "lossScaling" | "chatTemplate">> {
+  chatTemplate?: string;
   lossScaling?: LossScalerOptions;
   gpuMemoryBudget?: number;
   pageElements?: number;
@@ -147,6 +170,7 @@ function resolve(o: TrainOptions): Resolved {
   posInt("evalSteps", 0);
   posInt("saveSteps", 0);
   if (r.maxSteps !== undefined) posInt("maxSteps");
+  if (r.maxEvalBatches !== undefined) posInt("maxEvalBatches");
   for (const k of ["learningRate", "weightDecay", "adamEpsilon", "maxGradNorm"] as const) {
     if (!Number.isFinite(r[k]) || r[k] < 0) throw new PeftError("BAD_TRAIN_OPTION", `${k} must be a number >= 0, got ${r[k]}`);
   }
@@ -165,21 +189,11 @@ function resolve(o: TrainOptions): Resolved {
   return r;
 }
 
-/** The LoRA tensors the optimizer updates, keyed as in checkpoints. */
-function optimizerSlots(lora: TrainableLora): OptimizerSlot[] {
-  const out: OptimizerSlot[] = [];
-  for (const [name, l] of lora.layers) {
-    out.push({ key: `${name}.lora_A`, param: l.A, grad: l.dA });
-    out.push({ key: `${name}.lora_B`, param: l.B, grad: l.dB });
-  }
-  return out;
-}
-
-async function evaluate(model: Model, lora: TrainableLora | undefined, examples: Example[], r: Resolved): Promise<number> {
+async function evaluate(model: TrainableModel, hooks: Hooks<Tensor>, examples: Example[], r: Resolved): Promise<number> {
   let sum = 0, count = 0;
   const list = evalBatches(examples, r.batchSize).slice(0, r.maxEvalBatches ?? Infinity);
   for (const b of list) {
-    const t = evalLoss(model.llama, lora, { B: b.rows, T: b.seqLen, inputs: b.input, targets: b.target });
+    const t = evalLoss(model.llama, hooks, { B: b.rows, T: b.seqLen, inputs: b.input, targets: b.target });
     const losses = await model.gpu.readF32(t);
     t.release();
     for (const v of losses) sum += v;
@@ -190,7 +204,7 @@ async function evaluate(model: Model, lora: TrainableLora | undefined, examples:
 
 // ------------------------------------------------------------------ checkpoints
 
-async function writeCheckpoint(model: Model, name: string, opt: Optimizer, dir: string, state: Record<string, unknown>): Promise<void> {
+async function writeCheckpoint(model: TrainableModel, name: string, opt: Optimizer, dir: string, state: Record<string, unknown>): Promise<void> {
   // Written to a temporary directory, then renamed: a crash never leaves half a checkpoint.
   await writeDirAtomic(dir, async (tmp) => {
     await model.saveAdapter(name, tmp);
@@ -216,22 +230,18 @@ async function latestCheckpoint(outputDir: string): Promise<string | null> {
   return steps.length ? join(outputDir, `checkpoint-${Math.max(...steps)}`) : null;
 }
 
-async function restoreCheckpoint(model: Model, name: string, opt: Optimizer, dir: string): Promise<Record<string, unknown>> {
+async function restoreCheckpoint(model: TrainableModel, name: string, opt: Optimizer, dir: string): Promise<Record<string, unknown>> {
   let state: Record<string, unknown>;
   try {
     state = JSON.parse(await readFile(join(dir, "trainer_state.json"), "utf8"));
   } catch (e) {
     throw new PeftError("CHECKPOINT_INVALID", `${dir}: cannot read trainer_state.json: ${(e as Error).message}`);
   }
-  const saved = await LoraAdapter.load(model.gpu, model.config, `${name}@resume`, dir);
+  const saved = await Adapter.load(model.gpu, model.llama.config, `${name}@resume`, dir);
   try {
-    for (const [w, p] of model.adapter(name).pairs) {
-      const s = saved.pairs.get(w);
-      if (!s) throw new PeftError("CHECKPOINT_INVALID", `${dir}: checkpoint has no LoRA weights for ${w}`);
-      model.gpu.copy(s.A, p.A);
-      model.gpu.copy(s.B, p.B);
-    }
+    model.adapter(name).copyFrom(saved);
   } finally {
+    model.gpu.flush();
     saved.release();
   }
   const file = await readSafetensors(join(dir, "optimizer.safetensors"));
@@ -252,7 +262,7 @@ async function restoreCheckpoint(model: Model, name: string, opt: Optimizer, dir
 
 // ------------------------------------------------------------------ the loop
 
-export async function train(model: Model, options: TrainOptions): Promise<TrainResult> {
+export async function train(model: TrainableModel, options: TrainOptions): Promise<TrainResult> {
   const r = resolve(options);
   // Every output path is checked (and a killed run's temporaries removed) before any work.
   const stale = r.outputDir ? await prepareOutputDir(r.outputDir) : [];
@@ -260,6 +270,7 @@ export async function train(model: Model, options: TrainOptions): Promise<TrainR
   const adapter = model.adapter(r.adapter);
   const ds = await loadDataset(r.data, model.tokenizer, {
     seqLen: r.seqLen, stride: r.stride, evalFraction: r.evalFraction, seed: r.seed, packing: r.packing, format: r.format, maxExamples: r.maxExamples,
+    chatTemplate: r.chatTemplate,
   });
   if (ds.train.length === 0) throw new PeftError("DATA_TOO_SHORT", `${r.data}: no training sequences after the eval split`);
   const microPerEpoch = batchesPerEpoch(ds.train.length, r.batchSize);
@@ -278,14 +289,16 @@ export async function train(model: Model, options: TrainOptions): Promise<TrainR
     });
     const scaler = model.computeDtype === "f16" ? new LossScaler(r.lossScaling) : null;
     const f16Base = model.parameterReport().f16Params > 0;
+    say(`[train] ${adapter.method.describe(adapter.config)}; ${adapter.trainableParameters} trainable parameters`);
     say(`[train] base weights ${model.isQuantized ? `4-bit ${model.llama.quantSpec!.type}${model.llama.quantSpec!.doubleQuant ? " (double quant)" : ""}` : f16Base ? "f16" : "f32"}; ` +
-      `compute dtype ${model.computeDtype} (shader-f16 ${model.gpu.info.features.f16 ? "available" : "not available"}); LoRA weights, gradients${r.optimizer === "adamw_8bit" ? " f32, optimizer state 8-bit" : " and optimizer state f32"}` +
+      `compute dtype ${model.computeDtype} (shader-f16 ${model.gpu.info.features.f16 ? "available" : "not available"}); adapter weights, gradients${r.optimizer === "adamw_8bit" ? " f32, optimizer state 8-bit" : " and optimizer state f32"}` +
       (scaler ? `; dynamic loss scaling from ${scaler.scale}` : ""));
     say(formatPlan(plan));
     model.gpu.resetPeak();
-    const lora = adapter.trainable();
+    const slots = adapter.trainable();
+    const hooks = adapter.hooks();
     const optimizerGpuBytes = r.gpuMemoryBudget === undefined ? undefined : r.gpuMemoryBudget - (plan.total - plan.optimizer.gpuBytes);
-    const opt = createOptimizer(model.gpu, r.optimizer, optimizerSlots(lora), { gpuBytes: optimizerGpuBytes, pageElements: r.pageElements ?? plan.optimizer.pageElements });
+    const opt = createOptimizer(model.gpu, r.optimizer, slots, { gpuBytes: optimizerGpuBytes, pageElements: r.pageElements ?? plan.optimizer.pageElements });
     let startStep = 0;
     let skippedBefore = 0;
     let metrics: MetricsWriter | undefined;
@@ -296,6 +309,10 @@ export async function train(model: Model, options: TrainOptions): Promise<TrainR
       if (from) {
         const state = await restoreCheckpoint(model, r.adapter, opt, from);
         startStep = Number(state.step);
+        if (state.totalSteps !== undefined && Number(state.totalSteps) !== totalSteps) {
+          console.warn(`[train] warning: ${from} comes from a run of ${state.totalSteps} steps and this run has ${totalSteps}: ` +
+            `the learning-rate schedule (warmup, decay) now follows ${totalSteps} steps, so the result differs from the original run's`);
+        }
         if (scaler && state.lossScale) scaler.restore(state.lossScale as LossScaleState);
         skippedBefore = Number(state.skippedSteps ?? 0);
         say(`[train] resumed from ${from} at step ${startStep}`);
@@ -306,10 +323,13 @@ export async function train(model: Model, options: TrainOptions): Promise<TrainR
         } catch { /* no metrics yet */ }
         records.push(...old.filter((m) => m.step <= startStep));
       }
-      metrics = await MetricsWriter.open(r.outputDir);
+      // `time` continues from the checkpoint's last record, so it counts training time across resumes.
+      metrics = await MetricsWriter.open(r.outputDir, { startTime: Math.max(0, ...records.map((m) => m.time ?? 0)) });
       for (const m of records) await metrics.write(m);
     }
-    say(`[train] ${ds.train.length} train / ${ds.eval.length} eval sequences of ${r.seqLen} tokens; ` +
+    const evalBatchCount = evalBatches(ds.eval, r.batchSize).length;
+    const evalCap = r.maxEvalBatches !== undefined && r.maxEvalBatches < evalBatchCount ? ` (each eval uses the first ${r.maxEvalBatches} of ${evalBatchCount} batches)` : "";
+    say(`[train] ${ds.train.length} train / ${ds.eval.length} eval sequences of ${r.seqLen} tokens${evalCap}; ` +
       `${totalSteps} steps of ${r.batchSize}x${r.gradientAccumulationSteps} sequences; ${model.gpu.info.description}`);
 
     const result: TrainResult = { steps: startStep, totalSteps, losses: [], evals: [], stoppedEarly: false, outputDir: r.outputDir, plan, peakGpuBytes: 0, skippedSteps: skippedBefore };
@@ -319,7 +339,9 @@ export async function train(model: Model, options: TrainOptions): Promise<TrainR
     };
     const runEval = async (step: number) => {
       if (!ds.eval.length) return undefined;
-      const loss = await evaluate(model, lora, ds.eval, r);
+      const t0 = performance.now();
+      const loss = await evaluate(model, hooks, ds.eval, r);
+      progress.evaluated((performance.now() - t0) / 1000);
       result.evals.push({ step, loss });
       await record({ step, eval_loss: loss });
       if (r.progress) progress.log(formatEval(step, loss));
@@ -331,7 +353,10 @@ export async function train(model: Model, options: TrainOptions): Promise<TrainR
       interrupted = true;
     };
     process.on("SIGINT", onSigint);
-    const progress = new ProgressReporter({ total: totalSteps, write: r.progress ? undefined : () => {} });
+    const progress = new ProgressReporter({
+      total: totalSteps, startStep, evalSteps: ds.eval.length ? r.evalSteps : undefined, evalSecondsEstimate: meanEvalSeconds(records),
+      write: r.progress ? undefined : () => {},
+    });
     const epochCache = new Map<number, Batch[]>();
     const microBatch = (i: number): Batch => {
       const epoch = Math.floor(i / microPerEpoch);
@@ -358,7 +383,7 @@ export async function train(model: Model, options: TrainOptions): Promise<TrainR
         const lossTokens = micro.reduce((s, b) => s + b.lossTokens, 0);
         let lossSum = 0;
         for (const [k, b] of micro.entries()) {
-          const t = lossAndGrads(model.llama, lora, { B: b.rows, T: b.seqLen, inputs: b.input, targets: b.target }, {
+          const t = lossAndGrads(model.llama, hooks, { B: b.rows, T: b.seqLen, inputs: b.input, targets: b.target }, {
             seed: deriveSeed(r.seed, step, k),
             gradScale: (scaler?.scale ?? 1) / Math.max(1, lossTokens),
             checkpointing: r.gradientCheckpointing,
@@ -425,7 +450,7 @@ export async function train(model: Model, options: TrainOptions): Promise<TrainR
       if (r.outputDir) {
         await writeRunFile(join(r.outputDir, "loss.svg"), lossCurveSvg(
           records.map((m) => ({ step: m.step, loss: m.loss, evalLoss: m.eval_loss })),
-          { title: `LoRA fine-tune of ${model.source.split("/").pop()} (${r.adapter})` },
+          { title: `${adapter.method.label(adapter.config)} fine-tune of ${model.source.split("/").pop()} (${r.adapter})` },
         ), failure);
       }
     }

@@ -9,7 +9,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { PeftError } from "../../src/errors.ts";
 import { GgufType } from "../../src/io/gguf.ts";
-import { loadModel } from "../../src/model/model.ts";
+import { loadModel } from "../../src/api/model.ts";
 import { testGpu } from "../helpers.ts";
 import { f32, patched, reencoded, STORIES_BYTES, STORIES_LAYOUT } from "./gguf_layout.ts";
 

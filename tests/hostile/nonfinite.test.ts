@@ -10,7 +10,7 @@ import { PeftError } from "../../src/errors.ts";
 import { readSafetensors, type SafetensorsWriteTensor, writeSafetensors } from "../../src/io/safetensors.ts";
 import { ggufWeights } from "../../src/model/weights.ts";
 import { writeHfDirectory } from "../../src/model/hf_weights.ts";
-import { loadModel } from "../../src/model/model.ts";
+import { loadModel } from "../../src/api/model.ts";
 import { STORIES, testGpu } from "../helpers.ts";
 import { reencoded } from "./gguf_layout.ts";
 import { storiesTokenizerJson } from "./tokenizer_files.ts";

@@ -1,5 +1,5 @@
 import assert from "node:assert/strict";
-import { loadModel } from "../../src/model/model.ts";
+import { loadModel } from "../../src/api/model.ts";
 import { STORIES, testGpu } from "../helpers.ts";
 
 const CARD_TEXT = "Once upon a time, there was a little girl named Lily. She loved to play outside in the park.";

@@ -4,7 +4,10 @@
  */
 import assert from "node:assert/strict";
 import { LlamaGpu } from "../../src/model/llama.ts";
-import { evalLoss, lossAndGrads, type TrainableLora } from "../../src/model/llama_train.ts";
+import { evalLoss, lossAndGrads } from "../../src/model/llama_train.ts";
+import { Adapter } from "../../src/peft/adapter.ts";
+import { loraKeys } from "../../src/peft/lora/method.ts";
+import { GGUF_TO_HF_MODULE } from "../../src/model/config.ts";
 import { ggufWeights } from "../../src/model/weights.ts";
 import { STORIES, testGpu } from "../helpers.ts";
 import { loadLoraGradFixture } from "./fixtures.ts";
@@ -22,20 +25,16 @@ async function setup() {
   const llama = await LlamaGpu.load(gpu, src);
   await src.close();
   const fx = await loadLoraGradFixture();
-  const lora: TrainableLora = { scale: fx.lora_alpha / fx.r, dropout: 0, layers: new Map() };
+  const lora = Adapter.create(llama.backend(), llama.config, "grads", { r: fx.r, lora_alpha: fx.lora_alpha, target_modules: "all-linear" });
   for (let l = 0; l < llama.config.nLayers; l++) {
     MODULE_ORDER.forEach((mod, m) => {
-      const name = `blk.${l}.${mod}.weight`;
-      const [out, inn] = llama.w(name).shape;
-      lora.layers.set(name, {
-        r: fx.r,
-        A: gpu.upload(formula(fx.r * inn, l, m, "A"), [fx.r, inn], "f32", "lora"),
-        B: gpu.upload(formula(out * fx.r, l, m, "B"), [out, fx.r], "f32", "lora"),
-        dA: gpu.zeros([fx.r, inn], "f32", "gradients"),
-        dB: gpu.zeros([out, fx.r], "f32", "gradients"),
-      });
+      const [out, inn] = llama.w(`blk.${l}.${mod}.weight`).shape;
+      const k = loraKeys({ layer: l, module: GGUF_TO_HF_MODULE[mod] });
+      gpu.write(lora.params.get(k.A)!.value, formula(fx.r * inn, l, m, "A"));
+      gpu.write(lora.params.get(k.B)!.value, formula(out * fx.r, l, m, "B"));
     });
   }
+  lora.trainable();
   const B = fx.inputs.length, T = fx.inputs[0].length;
   const batch = { B, T, inputs: fx.inputs.flat(), targets: fx.targets.flat() };
   const count = batch.targets.filter((t) => t >= 0).length;
@@ -45,15 +44,15 @@ async function setup() {
 for (const checkpointing of [false, true]) {
   Deno.test(`LoRA gradients of the whole model match PyTorch autograd (checkpointing ${checkpointing})`, async () => {
     const { gpu, llama, lora, fx, batch, count } = await setup();
-    const lossT = lossAndGrads(llama, lora, batch, { seed: 1, gradScale: 1 / count, checkpointing });
+    const lossT = lossAndGrads(llama, lora.hooks(), batch, { seed: 1, gradScale: 1 / count, checkpointing });
     const losses = await gpu.readF32(lossT);
     lossT.release();
     const loss = losses.reduce((a, b) => a + b, 0) / count;
     assert.ok(Math.abs(loss - fx.loss) < 1e-4 * fx.loss, `loss ${loss} vs PyTorch ${fx.loss}`);
     let worst = 0;
     for (const g of fx.grads) {
-      const l = lora.layers.get(`blk.${g.layer}.${g.module}.weight`)!;
-      const got = await gpu.readF32(g.part === "A" ? l.dA : l.dB);
+      const k = loraKeys({ layer: g.layer, module: GGUF_TO_HF_MODULE[g.module] });
+      const got = await gpu.readF32(lora.params.get(g.part === "A" ? k.A : k.B)!.grad!);
       let err = 0, norm = 0;
       for (let i = 0; i < got.length; i++) {
         err += (got[i] - g.data[i]) ** 2;
@@ -65,11 +64,11 @@ for (const checkpointing of [false, true]) {
       worst = Math.max(worst, rel);
     }
     console.log(`  worst relative gradient error ${worst.toExponential(2)} over ${fx.grads.length} tensors`);
-    const evalT = evalLoss(llama, lora, batch);
+    const evalT = evalLoss(llama, lora.hooks(), batch);
     const evalLosses = await gpu.readF32(evalT);
     evalT.release();
     assert.ok(Math.abs(evalLosses.reduce((a, b) => a + b, 0) / count - loss) < 1e-5, "eval forward gives the training loss");
-    for (const l of lora.layers.values()) for (const t of [l.A, l.B, l.dA, l.dB]) t.release();
+    lora.release();
     llama.destroy();
   });
 }

@@ -1,5 +1,5 @@
 import assert from "node:assert/strict";
-import { initLoraAdapter, initLoraWeights, kaimingUniformBound } from "../../src/peft/init.ts";
+import { initLoraAdapter, initLoraWeights, kaimingUniformBound } from "../../src/peft/lora/init.ts";
 import type { LoraTarget } from "../../src/peft/targets.ts";
 
 const q: LoraTarget = { layer: 0, module: "q_proj", inFeatures: 64, outFeatures: 64 };

@@ -1,5 +1,5 @@
 import assert from "node:assert/strict";
-import { LLAMA_DEFAULT_TARGETS, loraScale, normalizeLoraConfig } from "../../src/peft/lora_config.ts";
+import { LLAMA_DEFAULT_TARGETS, loraScale, normalizeLoraConfig } from "../../src/peft/lora/config.ts";
 import { PeftError } from "../../src/errors.ts";
 
 function throwsNaming(fn: () => unknown, re: RegExp) {
@@ -71,7 +71,7 @@ Deno.test("normalizeLoraConfig rejects bad values naming the parameter", () => {
   throwsNaming(() => normalizeLoraConfig({ lora_dropout: -0.1 }), /lora_dropout/);
   throwsNaming(() => normalizeLoraConfig({ bias: "all" }), /bias 'all' is not supported/);
   throwsNaming(() => normalizeLoraConfig({ bias: "lora_only" }), /bias 'lora_only' is not supported/);
-  throwsNaming(() => normalizeLoraConfig({ peft_type: "IA3" }), /peft_type 'IA3' is not supported/);
+  throwsNaming(() => normalizeLoraConfig({ peft_type: "IA3" }), /peft_type 'IA3' is not LORA/);
   throwsNaming(() => normalizeLoraConfig({ init_lora_weights: "pissa" }), /init_lora_weights "pissa" is not supported/);
   throwsNaming(() => normalizeLoraConfig({ target_modules: [] }), /target_modules must not be an empty list/);
   throwsNaming(() => normalizeLoraConfig({ target_modules: [3] }), /target_modules must be a list/);

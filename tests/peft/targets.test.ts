@@ -1,6 +1,6 @@
 import assert from "node:assert/strict";
 import { countTrainable, formatTrainableParameters, moduleKey, resolveTargets } from "../../src/peft/targets.ts";
-import { normalizeLoraConfig } from "../../src/peft/lora_config.ts";
+import { normalizeLoraConfig } from "../../src/peft/lora/config.ts";
 import { configFromGGUF } from "../../src/model/weights.ts";
 import { readGGUF } from "../../src/io/gguf.ts";
 import { PeftError } from "../../src/errors.ts";

@@ -7,7 +7,7 @@ import assert from "node:assert/strict";
 import { mkdtemp } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { loadModel, type Model } from "../../src/model/model.ts";
+import { loadModel, type Model } from "../../src/api/model.ts";
 import { train, type TrainOptions } from "../../src/train/trainer.ts";
 import { SHARED, STORIES, testGpu } from "../helpers.ts";
 

@@ -8,10 +8,10 @@ import assert from "node:assert/strict";
 import { mkdtemp, rm } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { loadModel, type Model } from "../../src/model/model.ts";
+import { loadModel, type Model } from "../../src/api/model.ts";
 import { lossAndGrads } from "../../src/model/llama_train.ts";
 import { train, type TrainOptions } from "../../src/train/trainer.ts";
-import { SHARED, STORIES, testGpu } from "../helpers.ts";
+import { loraBs, SHARED, STORIES, testGpu } from "../helpers.ts";
 
 const DATA = `${SHARED}data/tinyshakespeare.txt`;
 const LORA = { r: 8, lora_alpha: 16, target_modules: "all-linear", lora_dropout: 0 };
@@ -71,17 +71,14 @@ Deno.test("f16 compute: LoRA gradients match f32's; loss scaling keeps small gra
     m.addAdapter("g", { ...LORA, init_lora_weights: "gaussian" }, 3);
     // B = 0 at init gives dA = 0: make B random too so every gradient is non-trivial
     const a = m.adapter("g");
-    for (const p of a.pairs.values()) m.gpu.write(p.B, Float32Array.from({ length: p.B.size }, (_, i) => Math.sin(i * 12.9898 + p.B.size) * 0.02));
-    const lora = a.trainable();
+    for (const B of loraBs(a)) m.gpu.write(B, Float32Array.from({ length: B.size }, (_, i) => Math.sin(i * 12.9898 + B.size) * 0.02));
+    const slots = a.trainable();
     const rows = 2 * 32;
     const inputs = m.encodePrompt("ROMEO: But, soft! what light through yonder window breaks? It is the east, and Juliet is the sun. Arise, fair sun").slice(0, rows + 1);
     const batch = { B: 2, T: 32, inputs: inputs.slice(0, rows), targets: inputs.slice(1, rows + 1) };
-    lossAndGrads(m.llama, lora, batch, { seed: 1, gradScale }).release();
+    lossAndGrads(m.llama, a.hooks(), batch, { seed: 1, gradScale }).release();
     const out = new Map<string, Float32Array>();
-    for (const [n, l] of lora.layers) {
-      out.set(`${n}.A`, (await m.gpu.readF32(l.dA)).map((v) => v / gradScale));
-      out.set(`${n}.B`, (await m.gpu.readF32(l.dB)).map((v) => v / gradScale));
-    }
+    for (const s of slots) out.set(s.key, (await m.gpu.readF32(s.grad)).map((v) => v / gradScale));
     return out;
   };
   const relErr = (a: Map<string, Float32Array>, ref: Map<string, Float32Array>) => {
@@ -167,7 +164,7 @@ Deno.test("f16 compute: merge adds the adapter into f16 weights, unmerge restore
   try {
     m.addAdapter("a", { ...LORA, init_lora_weights: "gaussian" }, 7);
     const a = m.adapter("a");
-    for (const p of a.pairs.values()) m.gpu.write(p.B, Float32Array.from({ length: p.B.size }, (_, i) => Math.cos(i * 7.1 + p.B.size) * 0.05));
+    for (const B of loraBs(a)) m.gpu.write(B, Float32Array.from({ length: B.size }, (_, i) => Math.cos(i * 7.1 + B.size) * 0.05));
     const ids = m.encodePrompt("Once upon a time");
     const base = await m.logits(ids);
     const withAdapter = await m.logits(ids, { adapter: "a" });

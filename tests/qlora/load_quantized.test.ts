@@ -7,7 +7,8 @@
 import assert from "node:assert/strict";
 import { readFile, rm } from "node:fs/promises";
 import { evalLoss } from "../../src/model/llama_train.ts";
-import { loadModel, type Model } from "../../src/model/model.ts";
+import { NO_HOOKS } from "../../src/model/sites.ts";
+import { loadModel, type Model } from "../../src/api/model.ts";
 import { isQuantized } from "../../src/model/quantized.ts";
 import { SHARED, STORIES, testGpu } from "../helpers.ts";
 import { randomLlamaGguf } from "./helpers.ts";
@@ -24,7 +25,7 @@ async function perplexity(m: Model, ids: number[], T = 128, B = 64): Promise<num
       inputs.push(...ids.slice(s, s + T));
       targets.push(...ids.slice(s + 1, s + T + 1));
     }
-    const t = evalLoss(m.llama, undefined, { B: b, T, inputs, targets });
+    const t = evalLoss(m.llama, NO_HOOKS, { B: b, T, inputs, targets });
     for (const v of await m.gpu.readF32(t)) sum += v;
     t.release();
     count += b * T;

@@ -12,8 +12,12 @@ import assert from "node:assert/strict";
 import { readFile } from "node:fs/promises";
 import type { Gpu } from "../../src/gpu/gpu.ts";
 import { LlamaGpu } from "../../src/model/llama.ts";
-import { evalLoss, lossAndGrads, type TrainableLora } from "../../src/model/llama_train.ts";
-import { dequantizeWeight, isQuantized, type QuantizeSpec } from "../../src/model/quantized.ts";
+import { evalLoss, lossAndGrads } from "../../src/model/llama_train.ts";
+import { dequantizeWeight, type QuantizeSpec } from "../../src/model/quantized.ts";
+import { NO_HOOKS } from "../../src/model/sites.ts";
+import { Adapter } from "../../src/peft/adapter.ts";
+import { loraKeys } from "../../src/peft/lora/method.ts";
+import { GGUF_TO_HF_MODULE } from "../../src/model/config.ts";
 import { ggufWeights, type WeightSource } from "../../src/model/weights.ts";
 import { Tokenizer } from "../../src/tokenizer/mod.ts";
 import { SHARED, STORIES, testGpu } from "../helpers.ts";
@@ -31,29 +35,19 @@ function dequantizedSource(gpu: Gpu, q: LlamaGpu, base: WeightSource): WeightSou
   };
 }
 
-function makeLora(gpu: Gpu, llama: LlamaGpu, r: number, dropout: number): TrainableLora {
-  const lora: TrainableLora = { scale: 2, dropout, layers: new Map() };
+/** LoRA r on every linear (alpha 2r: scale 2), A and B from closed formulas so no gradient is trivially zero. */
+function makeLora(gpu: Gpu, llama: LlamaGpu, r: number, dropout: number): Adapter {
+  const a = Adapter.create(llama.backend(), llama.config, "g", { r, lora_alpha: 2 * r, lora_dropout: dropout, target_modules: "all-linear" });
   for (let l = 0; l < llama.config.nLayers; l++) {
     MODULES.forEach((mod, m) => {
-      const name = `blk.${l}.${mod}.weight`;
-      const w = llama.lw(name);
-      const [out, inn] = isQuantized(w) ? w.shape : w.shape;
-      const A = Float32Array.from({ length: r * inn }, (_, i) => 0.05 * Math.sin(0.7 * i + 1.3 * l + 0.31 * m));
-      const B = Float32Array.from({ length: out * r }, (_, i) => 0.05 * Math.cos(0.5 * i + 0.9 * l + 0.17 * m));
-      lora.layers.set(name, {
-        r,
-        A: gpu.upload(A, [r, inn], "f32", "lora"),
-        B: gpu.upload(B, [out, r], "f32", "lora"),
-        dA: gpu.zeros([r, inn], "f32", "gradients"),
-        dB: gpu.zeros([out, r], "f32", "gradients"),
-      });
+      const k = loraKeys({ layer: l, module: GGUF_TO_HF_MODULE[mod] });
+      const A = a.params.get(k.A)!.value, B = a.params.get(k.B)!.value;
+      gpu.write(A, Float32Array.from({ length: A.size }, (_, i) => 0.05 * Math.sin(0.7 * i + 1.3 * l + 0.31 * m)));
+      gpu.write(B, Float32Array.from({ length: B.size }, (_, i) => 0.05 * Math.cos(0.5 * i + 0.9 * l + 0.17 * m)));
     });
   }
-  return lora;
-}
-
-function releaseLora(l: TrainableLora) {
-  for (const x of l.layers.values()) for (const t of [x.A, x.B, x.dA, x.dB]) t.release();
+  a.trainable();
+  return a;
 }
 
 async function batch(B: number, T: number) {
@@ -93,15 +87,16 @@ for (const c of CASES) {
         t.release();
         return v;
       };
-      const lossQ = await sum(lossAndGrads(q, lq, b, o));
-      const lossR = await sum(lossAndGrads(ref, lr, b, o));
+      const lossQ = await sum(lossAndGrads(q, lq.hooks(), b, o));
+      const lossR = await sum(lossAndGrads(ref, lr.hooks(), b, o));
       console.log(`  loss: qlora ${lossQ.toFixed(6)}, reference ${lossR.toFixed(6)}`);
       assert.ok(Math.abs(lossQ - lossR) <= 1e-5 * lossR, `loss ${lossQ} vs ${lossR}`);
       let worst = 0;
-      for (const [name, x] of lq.layers) {
-        const y = lr.layers.get(name)!;
-        for (const part of ["dA", "dB"] as const) {
-          const got = await gpu.readF32(x[part]), want = await gpu.readF32(y[part]);
+      for (const [name, x] of lq.params) {
+        const y = lr.params.get(name)!;
+        {
+          const part = "grad";
+          const got = await gpu.readF32(x.grad!), want = await gpu.readF32(y.grad!);
           let err = 0, norm = 0;
           for (let i = 0; i < got.length; i++) {
             err += (got[i] - want[i]) ** 2;
@@ -113,13 +108,13 @@ for (const c of CASES) {
           worst = Math.max(worst, rel);
         }
       }
-      console.log(`  worst relative gradient error ${worst.toExponential(2)} over ${lq.layers.size * 2} tensors`);
-      const e = await sum(evalLoss(q, c.dropout ? undefined : lq, b));
+      console.log(`  worst relative gradient error ${worst.toExponential(2)} over ${lq.params.size} tensors`);
+      const e = await sum(evalLoss(q, c.dropout ? NO_HOOKS : lq.hooks(), b));
       if (!c.dropout) assert.ok(Math.abs(e - lossQ) < 1e-5, "eval forward gives the training loss");
       // The base never moves and no f32 copy of a quantized weight exists on the GPU.
       for (const name of q.quantized.keys()) assert.ok(!q.weights.has(name));
-      releaseLora(lq);
-      releaseLora(lr);
+      lq.release();
+      lr.release();
     } finally {
       q.destroy();
       ref.destroy();

@@ -7,9 +7,9 @@ import assert from "node:assert/strict";
 import { mkdtemp, rm } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { loadModel, type Model } from "../../src/model/model.ts";
+import { loadModel, type Model } from "../../src/api/model.ts";
 import { isQuantized } from "../../src/model/quantized.ts";
-import { randn, STORIES, testGpu } from "../helpers.ts";
+import { loraBs, randn, STORIES, testGpu } from "../helpers.ts";
 
 function diff(a: Float32Array[], b: Float32Array[]) {
   let max = 0, sum = 0, n = 0;
@@ -28,7 +28,7 @@ async function withAdapter(gpu: Awaited<ReturnType<typeof testGpu>>): Promise<Mo
   const m = await loadModel(STORIES, { gpu, quantize: "nf4", doubleQuant: true });
   const a = m.addAdapter("a", { r: 4, lora_alpha: 8, target_modules: ["q_proj", "v_proj", "down_proj"] }, 3);
   let k = 0;
-  for (const p of a.pairs.values()) m.gpu.write(p.B, randn(p.B.size, 100 + k++, 0.05)); // as if trained
+  for (const B of loraBs(a)) m.gpu.write(B, randn(B.size, 100 + k++, 0.05)); // as if trained
   return m;
 }
 

@@ -5,8 +5,8 @@
  * under a budget that forces paging; over-budget runs are refused with a suggestion.
  */
 import assert from "node:assert/strict";
-import { loadModel, type Model } from "../../src/model/model.ts";
-import { planTraining } from "../../src/model/memory_plan.ts";
+import { loadModel, type Model } from "../../src/api/model.ts";
+import { planTraining } from "../../src/train/memory_plan.ts";
 import { train, type TrainOptions } from "../../src/train/trainer.ts";
 import { PagedAdamW, ResidentAdamW } from "../../src/train/paged_adamw.ts";
 import { SHARED, STORIES, testGpu } from "../helpers.ts";

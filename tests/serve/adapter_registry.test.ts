@@ -8,7 +8,7 @@ import { mkdtemp } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { AdapterRegistry, checkAdapterId } from "../../src/infer/adapter_registry.ts";
-import { loadModel } from "../../src/model/model.ts";
+import { loadModel } from "../../src/api/model.ts";
 import { STORIES, testGpu } from "../helpers.ts";
 
 Deno.test("adapter registry: load on first use, LRU within a byte budget, pins, deferred delete", async () => {
@@ -21,7 +21,7 @@ Deno.test("adapter registry: load on first use, LRU within a byte budget, pins, 
     model.deleteAdapter(id);
   }
   const one = 5 * ((4 * 64 + 64 * 4) + (4 * 64 + 32 * 4)) * 4; // bytes of one adapter
-  const reg = new AdapterRegistry(model, { budgetBytes: one * 2 });
+  const reg = new AdapterRegistry(model.peft, { budgetBytes: one * 2 });
   for (const id of ids) reg.register(id, join(dir, id));
   assert.equal(reg.residentCount(), 0, "nothing loaded before first use");
   const expectedA = await (async () => {

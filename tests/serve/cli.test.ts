@@ -6,7 +6,7 @@
  */
 import assert from "node:assert/strict";
 import { execFileSync } from "node:child_process";
-import { copyFile, mkdtemp } from "node:fs/promises";
+import { mkdtemp, rm } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import process from "node:process";
@@ -108,13 +108,16 @@ Deno.test("serve from source under Deno: greedy answers, auth, graceful SIGTERM"
 
 Deno.test("single Bun binary (Dawn embedded) run from an empty directory serves the same answers", opts, async () => {
   const f = await fixture();
-  execFileSync("node", ["scripts/compile.mjs", "bun"], { cwd: root, stdio: "inherit" });
+  // Built straight into a temporary directory (and removed), so tests leave no 130 MB dist/edge-peft.
   const dir = await mkdtemp(join(tmpdir(), "serve-bin-"));
-  const bin = join(dir, "edge-peft");
-  await copyFile(join(root, "dist/edge-peft"), bin);
-  await Deno.chmod(bin, 0o755);
-  const p = await startServe(bin, ["serve", "--model", STORIES, "--adapters", f.adaptersDir, "--port", "0"], dir);
-  await exercise(p);
-  await assertTrainingLearns("bun-binary", bin, [], dir);
-  (await fixture()).model.close();
+  try {
+    const bin = join(dir, "edge-peft");
+    execFileSync("node", ["scripts/compile.mjs", "bun", "--out", bin], { cwd: root, stdio: "inherit" });
+    const p = await startServe(bin, ["serve", "--model", STORIES, "--adapters", f.adaptersDir, "--port", "0"], dir);
+    await exercise(p);
+    await assertTrainingLearns("bun-binary", bin, [], dir);
+  } finally {
+    await rm(dir, { recursive: true, force: true });
+    (await fixture()).model.close();
+  }
 });

@@ -7,7 +7,7 @@
 import { mkdtemp, readFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { loadModel, type Model } from "../../src/model/model.ts";
+import { loadModel, type Model } from "../../src/api/model.ts";
 import { testGpu, STORIES } from "../helpers.ts";
 
 export const PROMPTS = ["Once upon a time", "The cat", "Lily and Tom went", "One day, a big dog", "She was happy"];

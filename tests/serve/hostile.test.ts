@@ -13,7 +13,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import * as esbuild from "esbuild";
 import { encodeSafetensors } from "../../src/io/safetensors.ts";
-import { loadModel } from "../../src/model/model.ts";
+import { loadModel } from "../../src/api/model.ts";
 import { type AppOptions, createApp } from "../../src/serve/app.ts";
 import { ModelEngine } from "../../src/serve/engine.ts";
 import { startServer } from "../../src/serve/server.ts";
@@ -44,7 +44,7 @@ Deno.test("finding 5: a stream that fails mid-way ends with an OpenAI-style erro
   // NaN in an adapter made in memory (files with NaN are refused at load): greedy sampling then
   // yields an id outside the vocabulary, which fails the generation after the first chunk.
   const a = model.addAdapter("nan", { r: 4, lora_alpha: 8, target_modules: ["q_proj"], init_lora_weights: false }, 1);
-  for (const p of a.pairs.values()) model.gpu.write(p.B, new Float32Array(p.B.size).fill(NaN));
+  for (const [key, p] of a.params) if (key.includes("lora_B")) model.gpu.write(p.value, new Float32Array(p.value.size).fill(NaN));
   try {
     await withServer({}, async (url) => {
       for (const path of ["/v1/chat/completions", "/v1/completions"]) {

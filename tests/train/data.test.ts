@@ -16,8 +16,9 @@ import {
 } from "../../src/train/data.ts";
 import { PeftError } from "../../src/errors.ts";
 import { readGGUF } from "../../src/io/gguf.ts";
-import { Tokenizer } from "../../src/tokenizer/mod.ts";
 import { SHARED, STORIES } from "../helpers.ts";
+import { NAMED_CHAT_TEMPLATES, Tokenizer } from "../../src/tokenizer/mod.ts";
+import { defaultChatPrompt } from "../../src/serve/engine.ts";
 
 const SHAKESPEARE = `${SHARED}data/tinyshakespeare.txt`;
 
@@ -180,7 +181,7 @@ Deno.test("JSONL: chat records without a chat template name the data file and th
   const tok = Tokenizer.fromGGUF(g);
   await g.close();
   const p = await file("chat-none.jsonl", JSON.stringify({ messages: [{ role: "user", content: "Hi" }, { role: "assistant", content: "Hello" }] }) + "\n");
-  await throwsCode(loadDataset(p, tok, { seqLen: 32, evalFraction: 0, seed: 1 }), "CHAT_TEMPLATE_MISSING", new RegExp(`chat-none\\.jsonl:1: .*${STORIES.replace(/[.*+?^${}()|[\]\\]/g, "\\$&")}`));
+  await throwsCode(loadDataset(p, tok, { seqLen: 32, evalFraction: 0, seed: 1 }), "DATA_NO_CHAT_TEMPLATE", new RegExp(`chat-none\\.jsonl:1: .*${STORIES.replace(/[.*+?^${}()|[\]\\]/g, "\\$&")}`));
 });
 
 Deno.test("JSONL: text and prompt/completion records mask exactly the non-loss tokens", async () => {
@@ -219,6 +220,26 @@ Deno.test("JSONL: chat records train only on assistant turns (incremental ChatML
   assert.equal(bytes.decode(targets(e)), "Hello!<|im_end|>\nSee you.<|im_end|>\n");
   const noTemplate = { ...bytes, applyChatTemplate: undefined };
   await throwsCode(loadDataset(p, noTemplate, { seqLen: 128, evalFraction: 0, seed: 1 }), "DATA_NO_CHAT_TEMPLATE", /chat\.jsonl:1: .*chat template/);
+});
+
+Deno.test("JSONL: chat records on a model without a chat template: a named or given template (chatTemplate)", async () => {
+  const tok = await Tokenizer.fromFile(STORIES); // stories260K's GGUF has no chat template
+  const messages = [{ role: "user" as const, content: "Hi there" }, { role: "assistant" as const, content: "Hello!" }];
+  const p = await file("chat-plain.jsonl", JSON.stringify({ messages }) + "\n");
+  const o = { seqLen: 64, evalFraction: 0, seed: 1 };
+  await throwsCode(loadDataset(p, tok, o), "DATA_NO_CHAT_TEMPLATE", /chat-plain\.jsonl:1: .*--chat-template <file\.jinja\|plain\|chatml>/);
+  const ds = await loadDataset(p, tok, { ...o, chatTemplate: NAMED_CHAT_TEMPLATES.plain });
+  const e = ds.train[0];
+  // "plain" is the server's fallback prompt: BOS, "role: content" lines, "assistant:"
+  assert.equal(e.input[0], tok.bosId);
+  assert.equal(tok.decode([...e.input], { skipSpecial: true }).trimStart(), defaultChatPrompt(messages, false).slice(0, -1));
+  assert.deepEqual(
+    tok.encode(tok.applyChatTemplate(messages.slice(0, 1), { template: NAMED_CHAT_TEMPLATES.plain }), { addSpecial: false, parseSpecial: true }),
+    tok.encode(defaultChatPrompt(messages.slice(0, 1)), { addSpecial: true, parseSpecial: false }),
+  );
+  assert.equal(tok.decode(targets(e)).trim(), "Hello!");
+  const own = await loadDataset(p, tok, { ...o, chatTemplate: "{% for m in messages %}<{{ m.role }}>{{ m.content }}{% endfor %}" });
+  assert.equal(tok.decode(targets(own.train[0])).trim(), "<assistant>Hello!"); // no generation prompt: the turn is all assistant
 });
 
 Deno.test("JSONL: packing concatenates records, keeps every loss token, never predicts across records", async () => {

@@ -34,6 +34,19 @@ Deno.test("niceTicks: round values covering the range", () => {
   assert.deepEqual(niceTicks(1.63, 6.42, 5), [1, 2, 3, 4, 5, 6, 7]);
   assert.deepEqual(niceTicks(0.0151, 0.0342, 5), [0.015, 0.02, 0.025, 0.03, 0.035]);
   assert.deepEqual(niceTicks(1, 3, 6, 1), [1, 2, 3]);
+  // an integer axis never steps by 2.5 (ticks at 2.5, 7.5 steps); a real-valued one may
+  assert.deepEqual(niceTicks(0, 14, 6), [0, 2.5, 5, 7.5, 10, 12.5, 15]);
+  assert.deepEqual(niceTicks(0, 14, 6, 1), [0, 5, 10, 15]);
+  assert.deepEqual(niceTicks(0, 140, 6, 1), [0, 25, 50, 75, 100, 125, 150]);
+});
+
+Deno.test("lossCurveSvg: step ticks are whole numbers on short runs", () => {
+  for (const last of [3, 7, 10, 14, 23]) {
+    const svg = lossCurveSvg(Array.from({ length: last }, (_, i) => ({ step: i + 1, loss: 3 - i * 0.01 })));
+    const xLabels = [...svg.matchAll(/<text x="[\d.]+" y="414" text-anchor="middle">([^<]+)<\/text>/g)].map((m) => m[1]);
+    assert.ok(xLabels.length >= 2, `run of ${last}: ${xLabels}`);
+    for (const l of xLabels) assert.match(l, /^\d+$/, `run of ${last}: tick ${l}`);
+  }
 });
 
 Deno.test("lossCurveSvg: axes, legend, smoothed train line and eval markers inside the plot", () => {

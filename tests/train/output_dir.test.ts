@@ -10,7 +10,7 @@ import { mkdir, mkdtemp, readdir, readFile, rm, writeFile } from "node:fs/promis
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { PeftError } from "../../src/errors.ts";
-import { loadModel } from "../../src/model/model.ts";
+import { loadModel } from "../../src/api/model.ts";
 import { prepareOutputDir, writeDirAtomic } from "../../src/train/output_dir.ts";
 import { train } from "../../src/train/trainer.ts";
 import { SHARED, STORIES, testGpu } from "../helpers.ts";

@@ -1,5 +1,5 @@
 import assert from "node:assert/strict";
-import { deriveSeed, Rng } from "../../src/train/rng.ts";
+import { deriveSeed, Rng } from "../../src/util/rng.ts";
 
 Deno.test("Rng: same seed same stream, different seeds differ", () => {
   const a = new Rng(1), b = new Rng(1), c = new Rng(2);

@@ -2,7 +2,7 @@ import assert from "node:assert/strict";
 import { mkdtemp, readdir, readFile, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { loadModel } from "../../src/model/model.ts";
+import { loadModel } from "../../src/api/model.ts";
 import { train } from "../../src/train/trainer.ts";
 import { STORIES, testGpu } from "../helpers.ts";
 import { SHAKESPEARE, TEST_LORA, trainedAdapter } from "../shared_adapter.ts";

@@ -11,7 +11,7 @@ import { tmpdir } from "node:os";
 import { dirname, join } from "node:path";
 import { PeftError } from "../../../src/errors.ts";
 import { Gpu } from "../../../src/gpu/gpu.ts";
-import { loadModel, type Model } from "../../../src/model/model.ts";
+import { loadModel, type Model } from "../../../src/api/model.ts";
 import { Tokenizer } from "../../../src/tokenizer/mod.ts";
 import { STORIES } from "../../helpers.ts";
 import { adapterBaseFiles, type Files, hfBaseFiles, type Kind, variants } from "./variants.ts";

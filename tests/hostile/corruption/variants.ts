@@ -13,7 +13,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { GgufType } from "../../../src/io/gguf.ts";
 import { writeHfDirectory } from "../../../src/model/hf_weights.ts";
-import { loadModel } from "../../../src/model/model.ts";
+import { loadModel } from "../../../src/api/model.ts";
 import { ggufWeights } from "../../../src/model/weights.ts";
 import { STORIES } from "../../helpers.ts";
 import { f32, patched, reencoded, STORIES_BYTES, STORIES_LAYOUT, u32 } from "../gguf_layout.ts";

@@ -14,9 +14,11 @@
 import { PeftError } from "../errors.ts";
 import { type DType, type Gpu, type MemoryCategory, Tensor } from "../gpu/gpu.ts";
 import { sumOfSquares } from "../kernels/adamw.ts";
-import { createOptimizer, MIN_PAGE_ELEMENTS, type OptimizerName, type OptimizerSlot, poolSize } from "../train/paged_adamw.ts";
-import { evalLoss, lossAndGrads, type TrainableLora } from "./llama_train.ts";
-import type { ClassBytes, Model } from "./model.ts";
+import { createOptimizer, MIN_PAGE_ELEMENTS, type OptimizerName, type OptimizerSlot, poolSize } from "./paged_adamw.ts";
+import { evalLoss, lossAndGrads } from "../model/llama_train.ts";
+import type { Param } from "../model/graph.ts";
+import type { ClassBytes } from "../model/memory_report.ts";
+import type { TrainableModel } from "./trainer.ts";
 
 const DTYPE_BYTES: Record<DType, number> = { f32: 4, u32: 4, i32: 4, f16: 2, u8: 1 };
 
@@ -110,32 +112,23 @@ export interface TrainingPlan {
   fits: boolean;
 }
 
-function slotsOf(lora: TrainableLora): OptimizerSlot[] {
-  const out: OptimizerSlot[] = [];
-  for (const [name, l] of lora.layers) {
-    out.push({ key: `${name}.lora_A`, param: l.A, grad: l.dA });
-    out.push({ key: `${name}.lora_B`, param: l.B, grad: l.dB });
-  }
-  return out;
-}
-
 /** One simulated run: grads, optimizer, eval pass, training step (with grad norm), eval again. */
-function simulate(model: Model, o: TrainingPlanOptions, optimizerGpuBytes: number | undefined | "none") {
+function simulate(model: TrainableModel, o: TrainingPlanOptions, optimizerGpuBytes: number | undefined | "none") {
   const cg = new CountingGpu(model.gpu.info);
   const gpu = cg as unknown as Gpu;
   const llama = model.llama.withGpu(gpu);
   const a = model.adapter(o.adapter);
-  const lora: TrainableLora = { scale: a.scale, dropout: a.config.lora_dropout, layers: new Map() };
-  for (const [n, p] of a.pairs) {
-    lora.layers.set(n, {
-      A: p.A,
-      B: p.B,
-      dA: p.dA ?? cg.zeros(p.A.shape, "f32", "gradients"),
-      dB: p.dB ?? cg.zeros(p.B.shape, "f32", "gradients"),
-      r: a.config.r,
-    });
+  // The adapter's own parameters (already on the GPU) with gradient buffers counted here when
+  // training has not allocated them yet.
+  const params = new Map<string, Param<Tensor>>();
+  const slots: OptimizerSlot[] = [];
+  for (const l of a.layout) {
+    const p = a.params.get(l.key)!;
+    const grad = p.grad ?? cg.zeros(l.shape, "f32", "gradients");
+    params.set(l.key, { value: p.value, grad });
+    slots.push({ key: l.key, param: p.value, grad });
   }
-  const slots = slotsOf(lora);
+  const lora = a.method.hooks(a.config, a.model, { get: (k) => params.get(k)! }, 1);
   const opt = optimizerGpuBytes === "none" ? undefined : createOptimizer(gpu, o.optimizer ?? "adamw", slots, {
     gpuBytes: optimizerGpuBytes,
     pageElements: o.pageElements,
@@ -151,7 +144,7 @@ function simulate(model: Model, o: TrainingPlanOptions, optimizerGpuBytes: numbe
 }
 
 /** Predicts the training run's GPU bytes per class; `fits` says whether it is within the budget. */
-export function planTraining(model: Model, o: TrainingPlanOptions): TrainingPlan {
+export function planTraining(model: TrainableModel, o: TrainingPlanOptions): TrainingPlan {
   const gpu = model.gpu;
   const heldBefore = gpu.bytesHeld();
   const p = model.parameterReport();
@@ -201,7 +194,7 @@ export function formatPlan(plan: TrainingPlan): string {
  * Plans and refuses (GPU_BUDGET_EXCEEDED) with the figures and what would fit: a smaller batch,
  * gradient checkpointing, a paged optimizer.
  */
-export function checkTrainingPlan(model: Model, o: TrainingPlanOptions): TrainingPlan {
+export function checkTrainingPlan(model: TrainableModel, o: TrainingPlanOptions): TrainingPlan {
   const plan = planTraining(model, o);
   if (plan.fits) return plan;
   const tries: [string, TrainingPlanOptions][] = [];

@@ -9,10 +9,10 @@
  * Each module draws from its own stream deriveSeed(seed, layer, moduleIndex), so adding or
  * removing targets does not change the others' weights.
  */
-import { LINEAR_MODULES } from "../model/config.ts";
-import type { InitLoraWeights } from "./lora_config.ts";
-import type { LoraTarget } from "./targets.ts";
-import { deriveSeed, Rng } from "../train/rng.ts";
+import { LINEAR_MODULES } from "../../model/config.ts";
+import type { InitLoraWeights } from "./config.ts";
+import type { LoraTarget } from "../targets.ts";
+import { deriveSeed, Rng } from "../../util/rng.ts";
 
 export interface LoraWeights {
   target: LoraTarget;

@@ -1,0 +1,89 @@
+/**
+ * Where a loaded model's GPU memory goes: base weights by class (4-bit, f16, f32) and the
+ * allocator's other categories. All figures are bytes our allocator holds in GPU buffers.
+ */
+import type { Tensor } from "../gpu/gpu.ts";
+import type { LlamaGpu } from "./llama.ts";
+
+/** GPU bytes of the classes both the memory report and the training planner count. */
+export interface ClassBytes {
+  base_4bit: number;
+  base_f16: number;
+  base_f32: number;
+  lora: number;
+  gradients: number;
+  optimizer: number;
+  activations: number;
+}
+
+/**
+ * GPU bytes by parameter class: base_4bit = quantized linear weights (codes + block scales +
+ * shared tables), base_f16 = f16 linear weights (computeDtype "f16"), base_f32 = every other base
+ * weight, lora = adapter parameters (any method), then the trainer/inference categories.
+ */
+export interface MemoryReport extends ClassBytes, Record<string, number> {
+  kv_cache: number;
+  other: number;
+}
+
+/** Parameter counts and bits per parameter of the base weights. */
+export interface ParameterReport {
+  quantizedParams: number;
+  quantizedBytes: number;
+  /** Including the shared tables (code maps, nested absmax) of the quantized weights. */
+  quantizedBitsPerParam: number;
+  f32Params: number;
+  f32Bytes: number;
+  /** Linear weights stored as f16 (computeDtype "f16"). */
+  f16Params: number;
+  f16Bytes: number;
+  quantization?: { type: string; blocksize: number; doubleQuant: boolean };
+}
+
+/** Bytes the allocator holds for a "weights" tensor (sized exactly, to 16 bytes). */
+function weightAllocation(t: Tensor): number {
+  return Math.max(16, Math.ceil(t.byteLength / 16) * 16);
+}
+
+export function parameterReport(llama: LlamaGpu): ParameterReport {
+  let quantizedParams = 0, quantizedBytes = 0, f32Params = 0, f32Bytes = 0, f16Params = 0, f16Bytes = 0;
+  const tables = new Set<Tensor>();
+  for (const q of llama.quantized.values()) {
+    quantizedParams += q.shape[0] * q.shape[1];
+    quantizedBytes += weightAllocation(q.codes) + weightAllocation(q.absmax);
+    tables.add(q.tables);
+  }
+  for (const t of tables) quantizedBytes += weightAllocation(t);
+  for (const t of llama.weights.values()) {
+    if (t.dtype === "f16") {
+      f16Params += t.size;
+      f16Bytes += weightAllocation(t);
+    } else {
+      f32Params += t.size;
+      f32Bytes += weightAllocation(t);
+    }
+  }
+  const spec = llama.quantSpec;
+  return {
+    quantizedParams, quantizedBytes, quantizedBitsPerParam: quantizedParams ? (quantizedBytes * 8) / quantizedParams : 0, f32Params, f32Bytes,
+    f16Params, f16Bytes,
+    quantization: spec ? { type: spec.type, blocksize: spec.blocksize, doubleQuant: spec.doubleQuant } : undefined,
+  };
+}
+
+/** GPU bytes by class; weights of other models on the same GPU count as "other". */
+export function memoryReport(llama: LlamaGpu): MemoryReport {
+  const cat = llama.gpu.memoryByCategory();
+  const p = parameterReport(llama);
+  return {
+    base_4bit: p.quantizedBytes,
+    base_f16: p.f16Bytes,
+    base_f32: p.f32Bytes,
+    lora: cat.lora ?? 0,
+    gradients: cat.gradients ?? 0,
+    optimizer: cat.optimizer ?? 0,
+    activations: cat.activations ?? 0,
+    kv_cache: cat.kv_cache ?? 0,
+    other: (cat.other ?? 0) + Math.max(0, (cat.weights ?? 0) - p.quantizedBytes - p.f16Bytes - p.f32Bytes),
+  };
+}
