@@ -116,7 +116,7 @@ export class Model {
    * "IA3", "LN_TUNING", "BITFIT" or "PARTIAL", and the method's keys (r, lora_alpha, target_modules, ...).
    */
   addAdapter(name: string, config: Record<string, unknown>, seed = 0): Adapter {
-    return this.peft.addAdapter(name, config, seed);
+    return this.peft.addAdapter(name, config, seed, { tokenize: (text) => this.tokenizer.encode(text, { addSpecial: true, parseSpecial: false }) });
   }
 
   /** Loads an HF PEFT adapter directory (adapter_config.json + adapter_model.safetensors), any supported method. */

@@ -207,7 +207,7 @@ async function evaluate(model: TrainableModel, hooks: Hooks<Tensor>, examples: E
 async function writeCheckpoint(model: TrainableModel, name: string, opt: Optimizer, dir: string, state: Record<string, unknown>): Promise<void> {
   // Written to a temporary directory, then renamed: a crash never leaves half a checkpoint.
   await writeDirAtomic(dir, async (tmp) => {
-    await model.saveAdapter(name, tmp);
+    await model.adapter(name).save(tmp, model.source, { training: true });
     const tensors = [];
     for (const s of opt.slots) {
       const { m, v } = await opt.readState(s.key);
@@ -237,7 +237,7 @@ async function restoreCheckpoint(model: TrainableModel, name: string, opt: Optim
   } catch (e) {
     throw new PeftError("CHECKPOINT_INVALID", `${dir}: cannot read trainer_state.json: ${(e as Error).message}`);
   }
-  const saved = await Adapter.load(model.gpu, model.llama.config, `${name}@resume`, dir);
+  const saved = await Adapter.load(model.llama.backend(), model.llama.config, `${name}@resume`, dir);
   try {
     model.adapter(name).copyFrom(saved);
   } finally {

@@ -161,7 +161,7 @@ Deno.test("methods: unknown peft_type, bad combinations, other methods' files an
   const m = await open();
   try {
     assert.throws(() => m.addAdapter("x", { peft_type: "FOO" }), isErr("ADAPTER_BAD_CONFIG", "unknown peft_type", "FOO", "LORA, IA3"));
-    assert.throws(() => m.addAdapter("x", { peft_type: "PROMPT_TUNING" }), isErr("ADAPTER_UNSUPPORTED", "PROMPT_TUNING"));
+    assert.throws(() => m.addAdapter("x", { peft_type: "LOHA" }), isErr("ADAPTER_UNSUPPORTED", "LOHA"));
     assert.throws(() => m.addAdapter("x", { peft_type: "IA3", feedforward_modules: ["gate_proj"] }), isErr("IA3_CONFIG", "feedforward_modules", "subset"));
     assert.throws(() => m.addAdapter("x", { peft_type: "IA3", target_modules: ["lm_head"], feedforward_modules: [] }), isErr("IA3_UNKNOWN_TARGET", "lm_head"));
     assert.throws(() => m.addAdapter("x", { peft_type: "LN_TUNING", target_modules: ["q_proj"] }), isErr("LN_TUNING_NO_TARGET", "q_proj"));
