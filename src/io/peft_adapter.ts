@@ -6,8 +6,8 @@
 import { mkdir, readFile, stat } from "node:fs/promises";
 import { join } from "node:path";
 import { PeftError } from "../errors.ts";
-import { writeFileAtomic } from "./bytes.ts";
-import { encodeSafetensors, readSafetensors, type SafetensorsWriteTensor } from "./safetensors.ts";
+import { eventLoopYielder, writeFileAtomic } from "./bytes.ts";
+import { ADAPTER_SAFETENSORS_LIMITS, encodeSafetensors, readSafetensors, type SafetensorsWriteTensor } from "./safetensors.ts";
 
 export interface PeftAdapterConfig {
   peft_type: string;
@@ -145,14 +145,16 @@ export async function loadAdapterDir(dir: string): Promise<PeftAdapter> {
     }
     throw new PeftError("ADAPTER_NOT_FOUND", `${weightsPath} is missing (an adapter directory needs ${ADAPTER_WEIGHTS_FILE})`);
   }
-  const st = await readSafetensors(weightsPath);
+  const st = await readSafetensors(weightsPath, undefined, ADAPTER_SAFETENSORS_LIMITS);
   const tensors = new Map<string, AdapterTensor>();
+  const pause = eventLoopYielder(); // a server validating a big upload keeps answering meanwhile
   try {
     for (const [key, t] of st.tensors) {
       if (!["F32", "F16", "BF16", "F64"].includes(t.dtype)) {
         throw new PeftError("ADAPTER_BAD_TENSOR", `${weightsPath}: tensor ${key} has dtype ${t.dtype}; adapter tensors must be floats`);
       }
       tensors.set(key, { shape: [...t.shape], data: await st.readF32(key) });
+      await pause();
     }
   } finally {
     await st.close();

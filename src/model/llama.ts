@@ -20,7 +20,7 @@ import { type QuantizedWeight, uploadQuantizedGroup } from "../kernels/nf4_matmu
 import { quantize4bit, type QuantState4bit } from "../quant/mod.ts";
 import { type ComputeDtype, isQuantized, type LinearWeight, type QuantizeSpec } from "./quantized.ts";
 import { f32ToF16Array } from "../io/bytes.ts";
-import type { WeightSource } from "./weights.ts";
+import { tensorLabel, type WeightSource } from "./weights.ts";
 
 export interface LlamaLoadOptions {
   /** Quantize the block linear weights (and the untied head when spec.head) to 4 bits while loading. */
@@ -99,7 +99,7 @@ export class LlamaGpu {
         const shape = source.shape(n);
         const data = await source.readF32(n);
         for (let i = 0; i < data.length; i++) {
-          if (!Number.isFinite(data[i])) throw new PeftError("MODEL_BAD_WEIGHT", `${source.name}: tensor ${n} has a non-finite value at ${i}`);
+          if (!Number.isFinite(data[i])) throw new PeftError("MODEL_BAD_WEIGHT", `${tensorLabel(source, n)} has a non-finite value (${data[i]}) at index ${i}`);
         }
         if (q && toQuantize(n)) {
           const key = n.split(".").slice(0, 2).join(".");
