@@ -53,7 +53,7 @@ const METHODS: Row[] = [
   { key: "bitfit", name: "BitFit all-linear", cfg: { peft_type: "BITFIT" }, lr: 1e-2 },
   { key: "ln_tuning", name: "LN tuning", cfg: { peft_type: "LN_TUNING" }, lr: 1e-2 },
   { key: "partial", name: "partial: last layer", cfg: { peft_type: "PARTIAL", target_modules: "all", layers_to_transform: [4] }, lr: 1e-3 },
-  { key: "prompt_tuning", name: "prompt tuning, 20 tokens (TEXT init)", cfg: { peft_type: "PROMPT_TUNING", num_virtual_tokens: 20, prompt_tuning_init: "TEXT", prompt_tuning_init_text: "Write a play like Shakespeare, with ROMEO and JULIET speaking:" }, lr: 3e-2 },
+  { key: "prompt_tuning", name: "prompt tuning, 20 tokens (TEXT init)", cfg: { peft_type: "PROMPT_TUNING", num_virtual_tokens: 20, prompt_tuning_init: "TEXT", prompt_tuning_init_text: "ROMEO:" }, lr: 3e-2 },
   { key: "p_tuning", name: "P-tuning, 20 tokens (MLP encoder)", cfg: { peft_type: "P_TUNING", num_virtual_tokens: 20, encoder_reparameterization_type: "MLP", encoder_hidden_size: 64 }, lr: 3e-3 },
   { key: "prefix_tuning", name: "prefix tuning, 16 tokens (projection 128)", cfg: { peft_type: "PREFIX_TUNING", num_virtual_tokens: 16, prefix_projection: true, encoder_hidden_size: 128 }, lr: 3e-3 },
   { key: "pfeiffer", name: "bottleneck seq_bn (Pfeiffer), rf 16", cfg: { peft_type: "BOTTLENECK", config: "seq_bn", reduction_factor: 16 }, lr: 3e-3 },
@@ -107,6 +107,8 @@ try {
     if (only && row.key !== "frozen" && !only.includes(row.key)) continue;
     gpu.trim();
     const model = await loadModel(STORIES260K, { gpu, contextLength: 512, quantize: row.quantize });
+    // The base model's decode measured beside each row (the same process state), the 1.00x.
+    const baseDec = await decodeTokS(model);
     const a = model.addAdapter("m", row.cfg, seed);
     const stamps: number[] = [];
     const t0 = performance.now();
@@ -120,14 +122,14 @@ try {
     let merged = "no merge";
     if (a.method.merge) {
       await model.merge("m");
-      merged = `${(await decodeTokS(model) / baseDecode).toFixed(2)}x`;
+      merged = `${(await decodeTokS(model) / baseDec).toFixed(2)}x`;
       await model.unmerge("m");
     }
     const pct = 100 * a.trainableParameters / (model.baseParameters() + a.trainableParameters);
     const ev = res.finalEvalLoss!;
     console.log(
       `| ${row.name} | ${row.lr} | ${a.trainableParameters.toLocaleString("en-US")} | ${pct.toFixed(3)} | ${(bytes / 1024).toFixed(1)} KiB | ` +
-        `${(batch * seq / (stepMs / 1000)).toFixed(0)} | ${(stepMs / frozenMs).toFixed(2)}x | ${MiB(res.peakGpuBytes)} | ${(dec / baseDecode).toFixed(2)}x | ${merged} | ` +
+        `${(batch * seq / (stepMs / 1000)).toFixed(0)} | ${(stepMs / frozenMs).toFixed(2)}x | ${MiB(res.peakGpuBytes)} | ${(dec / baseDec).toFixed(2)}x | ${merged} | ` +
         `${ev.toFixed(3)} (${Math.exp(ev).toFixed(1)})${ev < baseEval ? "" : " NOT below base"} |`,
     );
     model.close();

@@ -188,7 +188,9 @@ export const BOTTLENECK: PeftMethod<BottleneckConfig> = {
         // z: what the module reads; r: what its output is added to.
         const z = f.is_parallel ? g.keep(x) : f.original_ln_before ? g.add(x, h) : g.keep(h);
         const r = f.is_parallel || f.residual_before_ln ? h : g.keep(z);
-        const a = g.act(affine(g, z, p("adapter_down.0.weight"), p("adapter_down.0.bias")), act);
+        const pre = affine(g, z, p("adapter_down.0.weight"), p("adapter_down.0.bias"));
+        const a = g.act(pre, act);
+        g.free(pre);
         let u = affine(g, a, p("adapter_up.weight"), p("adapter_up.bias"));
         if (f.dropout > 0) {
           const d = g.dropout(u, f.dropout, (g.seed ^ 0x0b0771e) + 2 * layer + (branch === "ffn" ? 1 : 0));
