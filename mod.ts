@@ -9,6 +9,7 @@ export * from "./browser.ts";
 export { writeGGUF } from "./src/io/gguf.ts";
 export { writeSafetensors } from "./src/io/safetensors.ts";
 export { loadAdapterDir, saveAdapterDir } from "./src/io/peft_adapter.ts";
+export { type LoraGguf, writeLoraGguf } from "./src/io/gguf_lora.ts";
 export { hfWeights, writeHfDirectory } from "./src/model/hf_weights.ts";
 
 // serving

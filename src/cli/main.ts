@@ -19,6 +19,7 @@ const COMMANDS: Record<string, { summary: string; load: () => Promise<CommandMod
   generate: { summary: "continue a prompt (optionally with a LoRA adapter)", load: () => import("./generate.ts") },
   train: { summary: "fine-tune a LoRA adapter (QLoRA with --quantize)", load: () => import("./train.ts") },
   merge: { summary: "merge an adapter into its base and save a GGUF", load: () => import("./merge.ts") },
+  export: { summary: "adapter as llama.cpp LoRA GGUF; (merged) model as GGUF f32/f16/q8_0/q4_k or HF directory", load: () => import("./export.ts") },
   serve: { summary: "OpenAI-compatible server for the model and its adapters", load: () => import("./serve.ts") },
   tokenize: { summary: "token ids of a text, or the text of ids", load: () => import("./tokenize.ts") },
   quantize: { summary: "write a GGUF's linears as bitsandbytes NF4/FP4 safetensors", load: () => import("./quantize.ts") },

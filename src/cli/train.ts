@@ -19,7 +19,7 @@ export const CLI_EVAL_BATCHES = 8;
 
 const method = "method", lora = "LoRA / DoRA", data = "data", optim = "optimization", run = "run";
 
-export const PEFT_TYPES = ["lora", "dora", "ia3", "bitfit", "ln_tuning", "partial"] as const;
+export const PEFT_TYPES = ["lora", "dora", "ia3", "bitfit", "ln_tuning", "partial", "prompt_tuning", "p_tuning", "prefix_tuning", "bottleneck", "mam"] as const;
 
 export const TRAIN = {
   name: "train",
@@ -44,8 +44,23 @@ export const TRAIN = {
     "chat-template": chatTemplateFlag(data, 'for {"messages"} records'),
     "peft-type": {
       type: "string", choices: PEFT_TYPES, default: "lora", group: method, aliases: ["method", "finetuning-type", "finetuning_type"],
-      description: "lora; dora (LoRA + magnitude); ia3 (learned scaling vectors); bitfit (bias terms); ln_tuning (norm weights); partial (whole modules)",
+      description: "lora; dora (LoRA + magnitude); ia3 (scaling vectors); bitfit (biases); ln_tuning (norm weights); partial (whole modules); " +
+        "prompt_tuning / p_tuning (virtual tokens); prefix_tuning (key/value prefixes); bottleneck (adapter modules); mam (prefix + parallel adapter)",
     },
+    "num-virtual-tokens": { type: "int", default: 20, min: 1, units: "tokens", group: method, description: "prompt_tuning, p_tuning, prefix_tuning, mam: virtual tokens (they use context)" },
+    "prompt-init": {
+      type: "string", choices: ["random", "sample_vocab", "text"], default: "random", group: method,
+      description: "prompt_tuning: initial embeddings (text: those of --prompt-init-text, repeated)",
+    },
+    "prompt-init-text": { type: "string", value: '"text"', group: method, description: "prompt_tuning with --prompt-init text" },
+    "encoder-type": { type: "string", choices: ["mlp", "lstm"], default: "mlp", group: method, description: "p_tuning: the prompt encoder" },
+    "encoder-hidden-size": { type: "int", min: 1, defaultText: "the token width", group: method, description: "p_tuning, prefix_tuning (with --prefix-projection): encoder width" },
+    "prefix-projection": { type: "boolean", group: method, description: "prefix_tuning: learn the prefix through PEFT's Linear·Tanh·Linear projection" },
+    bottleneck: {
+      type: "string", choices: ["seq_bn", "double_seq_bn", "par_bn"], default: "seq_bn", group: method,
+      description: "bottleneck: Pfeiffer (after the FFN), Houlsby (after attention and FFN) or parallel (beside the FFN)",
+    },
+    "reduction-factor": { type: "number", min: 1, defaultText: "16 (par_bn: 2)", group: method, description: "bottleneck, mam: hidden size / bottleneck size" },
     "target-modules": {
       type: "string", defaultText: "per method: lora/dora q_proj,v_proj; ia3 k_proj,v_proj,down_proj; bitfit all-linear; ln_tuning every norm; partial all",
       value: "<m1,m2,...|all-linear|all>", group: method, aliases: ["lora-layers", "targets", "lora-target"],
@@ -123,6 +138,9 @@ export function adapterConfig(v: FlagValues<typeof TRAIN>, nLayers: number): Rec
     layers_to_transform = Array.from({ length: n }, (_, i) => nLayers - n + i);
   }
   const type = v["peft-type"];
+  if (["prompt_tuning", "p_tuning", "prefix_tuning", "bottleneck", "mam"].includes(type) && (target_modules || layers_to_transform || v["feedforward-modules"])) {
+    throw usageError(`--target-modules, --layers and --last-layers do not apply to --peft-type ${type} (it adapts every layer)`);
+  }
   switch (type) {
     case "lora":
     case "dora":
@@ -137,6 +155,28 @@ export function adapterConfig(v: FlagValues<typeof TRAIN>, nLayers: number): Rec
     case "ln_tuning":
       if (layers_to_transform) throw usageError("--layers / --last-layers: ln_tuning picks norms with --target-modules (PEFT's LN tuning has no layers_to_transform)");
       return { peft_type: "LN_TUNING", target_modules };
+    case "prompt_tuning": {
+      const init = v["prompt-init"].toUpperCase();
+      if (init === "TEXT" && !v["prompt-init-text"]) throw usageError("--prompt-init text needs --prompt-init-text");
+      return { peft_type: "PROMPT_TUNING", num_virtual_tokens: v["num-virtual-tokens"], prompt_tuning_init: init, prompt_tuning_init_text: v["prompt-init-text"] ?? null };
+    }
+    case "p_tuning":
+      return {
+        peft_type: "P_TUNING", num_virtual_tokens: v["num-virtual-tokens"], encoder_reparameterization_type: v["encoder-type"].toUpperCase(),
+        encoder_hidden_size: v["encoder-hidden-size"],
+      };
+    case "prefix_tuning":
+      return { peft_type: "PREFIX_TUNING", num_virtual_tokens: v["num-virtual-tokens"], prefix_projection: v["prefix-projection"], encoder_hidden_size: v["encoder-hidden-size"] };
+    case "bottleneck":
+      return { peft_type: "BOTTLENECK", config: v.bottleneck, reduction_factor: v["reduction-factor"] };
+    case "mam":
+      return {
+        peft_type: "HYBRID",
+        components: {
+          prefix: { peft_type: "PREFIX_TUNING", num_virtual_tokens: v["num-virtual-tokens"], prefix_projection: v["prefix-projection"], encoder_hidden_size: v["encoder-hidden-size"] },
+          adapter: { peft_type: "BOTTLENECK", config: "par_bn", reduction_factor: v["reduction-factor"] },
+        },
+      };
     default:
       return { peft_type: "PARTIAL", target_modules, layers_to_transform };
   }

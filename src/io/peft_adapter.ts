@@ -7,8 +7,8 @@
  */
 import { join, mkdir, readFile, stat } from "../util/host.ts";
 import { PeftError } from "../errors.ts";
-import { type ByteInput, inputName, writeFileAtomic } from "./bytes.ts";
-import { encodeSafetensors, readSafetensors, type SafetensorsWriteTensor } from "./safetensors.ts";
+import { type ByteInput, eventLoopYielder, inputName, writeFileAtomic } from "./bytes.ts";
+import { ADAPTER_SAFETENSORS_LIMITS, encodeSafetensors, readSafetensors, type SafetensorsWriteTensor } from "./safetensors.ts";
 
 export interface PeftAdapterConfig {
   peft_type: string;
@@ -37,10 +37,16 @@ export interface AdapterTensor {
 export interface PeftAdapter {
   config: PeftAdapterConfig;
   tensors: Map<string, AdapterTensor>;
-  /** Where the config and the weights came from (paths or file names), for messages. */
+  /**
+   * Where the config and the weights came from (paths or file names), for messages. A directory's
+   * weights file is adapter_model.safetensors, or AdapterHub's adapter.safetensors.
+   */
   configName: string;
   weightsName: string;
 }
+
+/** AdapterHub's (`adapters` library) file names: bottleneck adapters are saved its way. */
+export const ADAPTERHUB_WEIGHTS_FILE = "adapter.safetensors";
 
 export const ADAPTER_CONFIG_FILE = "adapter_config.json";
 export const ADAPTER_WEIGHTS_FILE = "adapter_model.safetensors";
@@ -48,16 +54,25 @@ export const ADAPTER_WEIGHTS_FILE = "adapter_model.safetensors";
 /** A file's contents without a path: bytes, or a Blob / File. */
 export type FileContents = Exclude<ByteInput, string>;
 
-/** An adapter's two files as contents, under their PEFT file names (e.g. files a page's user picked). */
+/**
+ * An adapter's two files as contents, under their file names (e.g. files a page's user picked):
+ * the config and the weights, adapter_model.safetensors (PEFT) or adapter.safetensors (AdapterHub's
+ * bottleneck adapters; used only without adapter_model.safetensors, as in a directory).
+ */
 export interface AdapterFiles {
   "adapter_config.json": FileContents;
-  "adapter_model.safetensors": FileContents;
+  "adapter_model.safetensors"?: FileContents;
+  "adapter.safetensors"?: FileContents;
 }
 
-/** The two files' bytes, as saving without a directory returns them (ready to download, zip or load back). */
+/**
+ * The two files' bytes, as saving without a directory returns them (ready to download, zip or load
+ * back), under the names a directory save gives them: adapter_config.json and the method's weights
+ * file (adapter_model.safetensors; adapter.safetensors for AdapterHub's bottleneck adapters).
+ */
 export interface AdapterFileBytes {
   "adapter_config.json": Uint8Array<ArrayBuffer>;
-  "adapter_model.safetensors": Uint8Array<ArrayBuffer>;
+  [weightsFile: string]: Uint8Array<ArrayBuffer>;
 }
 
 function badConfig(file: string, msg: string): PeftError {
@@ -73,7 +88,10 @@ export function validateAdapterConfig(cfg: unknown, file: string): PeftAdapterCo
   if (cfg === null || typeof cfg !== "object" || Array.isArray(cfg)) {
     throw badConfig(file, `adapter config must be a JSON object, got ${Array.isArray(cfg) ? "array" : cfg === null ? "null" : typeof cfg}`);
   }
-  const c = cfg as Record<string, unknown>;
+  let c = cfg as Record<string, unknown>;
+  // AdapterHub writes no peft_type: its bottleneck adapters say so in config.architecture.
+  const hub = c.config as Record<string, unknown> | undefined;
+  if (c.peft_type === undefined && hub && typeof hub === "object" && hub.architecture === "bottleneck") c = { ...c, peft_type: "BOTTLENECK" };
   if (typeof c.peft_type !== "string") throw badConfig(file, `peft_type must be a string (e.g. "LORA"), got ${JSON.stringify(c.peft_type)}`);
   if (c.task_type !== undefined && c.task_type !== null && typeof c.task_type !== "string") {
     throw badConfig(file, `task_type must be a string, got ${JSON.stringify(c.task_type)}`);
@@ -87,10 +105,15 @@ export function validateAdapterConfig(cfg: unknown, file: string): PeftAdapterCo
   return c as PeftAdapterConfig;
 }
 
-/** The two files' bytes for a config and tensors (keys must already be PEFT names); `where` labels messages. */
-export function encodeAdapterFiles(config: PeftAdapterConfig, tensors: Map<string, AdapterTensor>, where = ADAPTER_CONFIG_FILE): AdapterFileBytes {
+/**
+ * The two files' bytes for a config and tensors (keys must already be PEFT names), under their
+ * file names: adapter_config.json and `weightsFile`. `where` labels messages.
+ */
+export function encodeAdapterFiles(
+  config: PeftAdapterConfig, tensors: Map<string, AdapterTensor>, where = ADAPTER_CONFIG_FILE, weightsFile = ADAPTER_WEIGHTS_FILE,
+): AdapterFileBytes {
   const parts = encodeParts(config, tensors, where);
-  return { [ADAPTER_CONFIG_FILE]: parts.config, [ADAPTER_WEIGHTS_FILE]: concat(parts.weights) };
+  return { [ADAPTER_CONFIG_FILE]: parts.config, [weightsFile]: concat(parts.weights) };
 }
 
 /** The config's bytes and the safetensors file as chunks (a directory save writes them without joining). */
@@ -119,7 +142,7 @@ function concat(chunks: Uint8Array[]): Uint8Array<ArrayBuffer> {
 }
 
 /** Writes an adapter directory (mkdir -p; each file atomic). Tensor keys must already be PEFT names. */
-export async function saveAdapterDir(dir: string, config: PeftAdapterConfig, tensors: Map<string, AdapterTensor>): Promise<void> {
+export async function saveAdapterDir(dir: string, config: PeftAdapterConfig, tensors: Map<string, AdapterTensor>, weightsFile = ADAPTER_WEIGHTS_FILE): Promise<void> {
   const parts = encodeParts(config, tensors, join(dir, ADAPTER_CONFIG_FILE));
   try {
     await mkdir(dir, { recursive: true });
@@ -127,7 +150,7 @@ export async function saveAdapterDir(dir: string, config: PeftAdapterConfig, ten
     throw new PeftError("WRITE_FAILED", `cannot create adapter directory ${dir}: ${(e as Error).message}`, { cause: e });
   }
   // Weights first, config last: a directory with a config always has its weights.
-  await writeFileAtomic(join(dir, ADAPTER_WEIGHTS_FILE), parts.weights);
+  await writeFileAtomic(join(dir, weightsFile), parts.weights);
   await writeFileAtomic(join(dir, ADAPTER_CONFIG_FILE), parts.config);
 }
 
@@ -158,7 +181,9 @@ export async function loadAdapterDir(dir: string): Promise<PeftAdapter> {
   }
   const config = parseAdapterConfig(text, configPath);
 
-  const weightsPath = join(dir, ADAPTER_WEIGHTS_FILE);
+  let weightsFile = ADAPTER_WEIGHTS_FILE;
+  if (!(await exists(join(dir, weightsFile))) && (await exists(join(dir, ADAPTERHUB_WEIGHTS_FILE)))) weightsFile = ADAPTERHUB_WEIGHTS_FILE;
+  const weightsPath = join(dir, weightsFile);
   if (!(await exists(weightsPath))) {
     const bin = join(dir, "adapter_model.bin");
     if (await exists(bin)) {
@@ -181,17 +206,18 @@ export async function readAdapterFiles(files: AdapterFiles): Promise<PeftAdapter
   if (files === null || typeof files !== "object") {
     throw new PeftError("ADAPTER_NOT_FOUND", `an adapter is a directory path or {"${ADAPTER_CONFIG_FILE}", "${ADAPTER_WEIGHTS_FILE}"} file contents, got ${String(files)}`);
   }
-  for (const key of [ADAPTER_CONFIG_FILE, ADAPTER_WEIGHTS_FILE] as const) {
+  const weightsKey = files[ADAPTER_WEIGHTS_FILE] === undefined && files[ADAPTERHUB_WEIGHTS_FILE] !== undefined ? ADAPTERHUB_WEIGHTS_FILE : ADAPTER_WEIGHTS_FILE;
+  for (const key of [ADAPTER_CONFIG_FILE, weightsKey] as const) {
     const v = files[key] as unknown;
     if (!(v instanceof Uint8Array || v instanceof ArrayBuffer || (typeof Blob !== "undefined" && v instanceof Blob))) {
       throw new PeftError(
         "ADAPTER_NOT_FOUND",
-        `${key} is ${v === undefined ? "missing" : `not bytes, a Blob or a File (${Object.prototype.toString.call(v)})`}: an adapter needs both ${ADAPTER_CONFIG_FILE} and ${ADAPTER_WEIGHTS_FILE}`,
+        `${key} is ${v === undefined ? "missing" : `not bytes, a Blob or a File (${Object.prototype.toString.call(v)})`}: an adapter needs both ${ADAPTER_CONFIG_FILE} and ${ADAPTER_WEIGHTS_FILE} (or AdapterHub's ${ADAPTERHUB_WEIGHTS_FILE})`,
       );
     }
   }
-  const configFile = files[ADAPTER_CONFIG_FILE], weightsFile = files[ADAPTER_WEIGHTS_FILE];
-  const configName = inputName(configFile, ADAPTER_CONFIG_FILE), weightsName = inputName(weightsFile, ADAPTER_WEIGHTS_FILE);
+  const configFile = files[ADAPTER_CONFIG_FILE], weightsFile = files[weightsKey]!;
+  const configName = inputName(configFile, ADAPTER_CONFIG_FILE), weightsName = inputName(weightsFile, weightsKey);
   const configBytes = configFile instanceof Uint8Array ? configFile : configFile instanceof ArrayBuffer ? new Uint8Array(configFile) : new Uint8Array(await configFile.arrayBuffer());
   let text: string;
   try {
@@ -215,15 +241,17 @@ function parseAdapterConfig(text: string, configName: string): PeftAdapterConfig
 
 /** Every tensor of an adapter's safetensors as f32, under its file key (float dtypes only). */
 async function readAdapterTensors(input: ByteInput, name?: string): Promise<Map<string, AdapterTensor>> {
-  const st = await readSafetensors(input, name);
+  const st = await readSafetensors(input, name, ADAPTER_SAFETENSORS_LIMITS);
   const weightsPath = st.name;
   const tensors = new Map<string, AdapterTensor>();
+  const pause = eventLoopYielder(); // a server validating a big upload keeps answering meanwhile
   try {
     for (const [key, t] of st.tensors) {
       if (!["F32", "F16", "BF16", "F64"].includes(t.dtype)) {
         throw new PeftError("ADAPTER_BAD_TENSOR", `${weightsPath}: tensor ${key} has dtype ${t.dtype}; adapter tensors must be floats`);
       }
       tensors.set(key, { shape: [...t.shape], data: await st.readF32(key) });
+      await pause();
     }
   } finally {
     await st.close();

@@ -9,11 +9,11 @@ import { PeftError } from "../errors.ts";
 import type { Gpu, Tensor } from "../gpu/gpu.ts";
 import { crossEntropy } from "../kernels/cross_entropy.ts";
 import { matmul } from "../kernels/matmul.ts";
-import { type BlockContext, blocks, embed, finalNorm, SequencePositions } from "./block.ts";
+import { type BlockContext, blocks, dropVirtualRows, embed, finalNorm, sequencePositions } from "./block.ts";
 import { Graph } from "./graph.ts";
 import type { LlamaGpu } from "./llama.ts";
 import { isQuantized, linearMatmul, linearMatmulBackward } from "./quantized.ts";
-import type { Hooks } from "./sites.ts";
+import { type Hooks, virtualTokens } from "./sites.ts";
 
 export interface TrainBatch {
   B: number;
@@ -120,8 +120,9 @@ function pass(llama: LlamaGpu, hooks: Hooks<Tensor>, batch: TrainBatch, o: PassO
   const ids = uploadInputs(llama, batch);
   const g = new Graph(llama.backend(), { grad: o.grad, training: o.training, seed: o.seed });
   try {
-    const c: BlockContext<Tensor> = { g, config: llama.config, hooks, positions: new SequencePositions(batch.B, batch.T, llama.config) };
-    const xf = finalNorm(c, blocks(c, embed(c, ids), o.grad && o.checkpointing));
+    const c: BlockContext<Tensor> = { g, config: llama.config, hooks, positions: sequencePositions(hooks, batch.B, batch.T, llama.config) };
+    const x = blocks(c, embed(c, ids, batch.B), o.grad && o.checkpointing);
+    const xf = finalNorm(c, dropVirtualRows(g, x, hooks.embedPrefix ? virtualTokens(hooks) : 0, batch.B));
     const { loss, dxf } = new Head(llama, batch, o.gradScale).lossOf(xf.value, o.grad);
     g.free(xf); // the backward needs xf's node, not its values
     if (dxf) g.backward(xf, dxf).releaseAll();

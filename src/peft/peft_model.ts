@@ -15,6 +15,7 @@ import { dequantizeWeight, isQuantized, type LinearWeight } from "../model/quant
 import { type Hooks, NO_HOOKS, stackHooks } from "../model/sites.ts";
 import { quantize4bit } from "../quant/mod.ts";
 import { Adapter } from "./adapter.ts";
+import type { InitContext } from "./method.ts";
 import { formatTrainableParameters } from "./targets.ts";
 
 /** Which adapters a pass uses: none, one by name, or several with weights. */
@@ -64,9 +65,9 @@ export class PeftModel {
   }
 
   /** A fresh adapter of any method (config.peft_type, default "LORA"), initialised from `seed`. */
-  addAdapter(name: string, config: Record<string, unknown>, seed = 0): Adapter {
+  addAdapter(name: string, config: Record<string, unknown>, seed = 0, ctx: InitContext = {}): Adapter {
     this.checkNewName(name);
-    const a = Adapter.create(this.llama.backend(), this.config, name, config, seed);
+    const a = Adapter.create(this.llama.backend(), this.config, name, config, seed, ctx);
     this.adapters.set(name, a);
     return a;
   }
@@ -74,7 +75,7 @@ export class PeftModel {
   /** Loads a PEFT adapter (any supported method) from a directory or its two files' contents. */
   async loadAdapter(name: string, source: string | AdapterFiles): Promise<Adapter> {
     this.checkNewName(name);
-    const a = await Adapter.load(this.gpu, this.config, name, source);
+    const a = await Adapter.load(this.llama.backend(), this.config, name, source);
     this.adapters.set(name, a);
     return a;
   }

@@ -7,7 +7,7 @@
  * (seed, step, micro-batch, layer, module), so a resumed run needs only the step, the adapter
  * and the optimizer state to continue with the same losses as an uninterrupted one.
  */
-import { join, mkdir, onInterrupt, readdir, readFile, rename, rm, writeFile } from "../util/host.ts";
+import { join, onInterrupt, readdir, readFile } from "../util/host.ts";
 import { PeftError } from "../errors.ts";
 import { readSafetensors, writeSafetensors } from "../io/safetensors.ts";
 import { sumOfSquares } from "../kernels/adamw.ts";
@@ -24,6 +24,7 @@ import { Adapter } from "../peft/adapter.ts";
 import type { PeftModel } from "../peft/peft_model.ts";
 import { type Batch, batches, batchesPerEpoch, dataName, evalBatches, type Example, loadDataset, type TrainingText } from "./data.ts";
 import { lossCurveSvg } from "./loss_svg.ts";
+import { prepareOutputDir, writeDirAtomic, writeRunFile } from "./output_dir.ts";
 import { formatEval, meanEvalSeconds, type MetricRecord, MetricsWriter, parseMetrics, ProgressReporter } from "./progress.ts";
 import { deriveSeed } from "../util/rng.ts";
 import { lrAt, type LrSchedulerName, validateSchedule } from "./schedule.ts";
@@ -211,19 +212,17 @@ async function evaluate(model: TrainableModel, hooks: Hooks<Tensor>, examples: E
 
 async function writeCheckpoint(model: TrainableModel, name: string, opt: Optimizer, dir: string, state: Record<string, unknown>): Promise<void> {
   // Written to a temporary directory, then renamed: a crash never leaves half a checkpoint.
-  const tmp = `${dir}.tmp-${Date.now().toString(36)}`;
-  await rm(tmp, { recursive: true, force: true });
-  await model.saveAdapter(name, tmp);
-  const tensors = [];
-  for (const s of opt.slots) {
-    const { m, v } = await opt.readState(s.key);
-    tensors.push({ name: `${s.key}.exp_avg`, dtype: "F32" as const, shape: s.param.shape, data: m });
-    tensors.push({ name: `${s.key}.exp_avg_sq`, dtype: "F32" as const, shape: s.param.shape, data: v });
-  }
-  await writeSafetensors(join(tmp, "optimizer.safetensors"), tensors);
-  await writeFile(join(tmp, "trainer_state.json"), JSON.stringify(state, null, 2));
-  await rm(dir, { recursive: true, force: true });
-  await rename(tmp, dir);
+  await writeDirAtomic(dir, async (tmp) => {
+    await model.adapter(name).save(tmp, model.source, { training: true });
+    const tensors = [];
+    for (const s of opt.slots) {
+      const { m, v } = await opt.readState(s.key);
+      tensors.push({ name: `${s.key}.exp_avg`, dtype: "F32" as const, shape: s.param.shape, data: m });
+      tensors.push({ name: `${s.key}.exp_avg_sq`, dtype: "F32" as const, shape: s.param.shape, data: v });
+    }
+    await writeSafetensors(join(tmp, "optimizer.safetensors"), tensors);
+    await writeRunFile(join(tmp, "trainer_state.json"), JSON.stringify(state, null, 2));
+  });
 }
 
 async function latestCheckpoint(outputDir: string): Promise<string | null> {
@@ -244,7 +243,7 @@ async function restoreCheckpoint(model: TrainableModel, name: string, opt: Optim
   } catch (e) {
     throw new PeftError("CHECKPOINT_INVALID", `${dir}: cannot read trainer_state.json: ${(e as Error).message}`);
   }
-  const saved = await Adapter.load(model.gpu, model.llama.config, `${name}@resume`, dir);
+  const saved = await Adapter.load(model.llama.backend(), model.llama.config, `${name}@resume`, dir);
   try {
     model.adapter(name).copyFrom(saved);
   } finally {
@@ -271,6 +270,9 @@ async function restoreCheckpoint(model: TrainableModel, name: string, opt: Optim
 
 export async function train(model: TrainableModel, options: TrainOptions): Promise<TrainResult> {
   const r = resolve(options);
+  // Every output path is checked (and a killed run's temporaries removed) before any work.
+  const stale = r.outputDir ? await prepareOutputDir(r.outputDir) : [];
+  if (stale.length && r.progress) console.log(`[train] removed temporaries of an interrupted run: ${stale.join(", ")}`);
   const adapter = model.adapter(r.adapter);
   const ds = await loadDataset(r.data, model.tokenizer, {
     seqLen: r.seqLen, stride: r.stride, evalFraction: r.evalFraction, seed: r.seed, packing: r.packing, format: r.format, maxExamples: r.maxExamples,
@@ -380,6 +382,7 @@ export async function train(model: TrainableModel, options: TrainOptions): Promi
       progress.log(`[train] checkpoint ${dir}`);
     };
 
+    let failure: unknown;
     try {
       if (startStep === 0) result.initialEvalLoss = await runEval(0);
       for (let step = startStep; step < totalSteps; step++) {
@@ -444,17 +447,19 @@ export async function train(model: TrainableModel, options: TrainOptions): Promi
           await model.saveAdapter(r.adapter, join(r.outputDir, "adapter"));
         }
       }
+    } catch (e) {
+      failure = e;
+      throw e;
     } finally {
       stopListening();
       result.peakGpuBytes = model.gpu.peakBytesHeld();
       result.lossScale = scaler?.scale;
       opt.release();
       if (r.outputDir) {
-        await mkdir(r.outputDir, { recursive: true });
-        await writeFile(join(r.outputDir, "loss.svg"), lossCurveSvg(
+        await writeRunFile(join(r.outputDir, "loss.svg"), lossCurveSvg(
           records.map((m) => ({ step: m.step, loss: m.loss, evalLoss: m.eval_loss })),
           { title: `${adapter.method.label(adapter.config)} fine-tune of ${model.source.split("/").pop()} (${r.adapter})` },
-        ));
+        ), failure);
       }
     }
     return result;

@@ -17,6 +17,7 @@ import process from "node:process";
 import { fileURLToPath } from "node:url";
 import type { Command } from "../../src/cli/flags.ts";
 import { DEMO } from "../../src/cli/demo.ts";
+import { EXPORT } from "../../src/cli/export.ts";
 import { GENERATE } from "../../src/cli/generate.ts";
 import { MERGE } from "../../src/cli/merge.ts";
 import { QUANTIZE } from "../../src/cli/quantize.ts";
@@ -25,7 +26,7 @@ import { TOKENIZE } from "../../src/cli/tokenize.ts";
 import { TRAIN } from "../../src/cli/train.ts";
 
 const root = fileURLToPath(new URL("../../", import.meta.url));
-const COMMANDS: Record<string, Command> = Object.fromEntries([DEMO, GENERATE, TRAIN, MERGE, SERVE, TOKENIZE, QUANTIZE].map((c) => [c.name, c]));
+const COMMANDS: Record<string, Command> = Object.fromEntries([DEMO, GENERATE, TRAIN, MERGE, EXPORT, SERVE, TOKENIZE, QUANTIZE].map((c) => [c.name, c]));
 const readme = await readFile(join(root, "README.md"), "utf8");
 const tasks = JSON.parse(await readFile(join(root, "deno.json"), "utf8")).tasks as Record<string, string>;
 

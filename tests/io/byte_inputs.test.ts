@@ -98,6 +98,49 @@ Deno.test("byte inputs: a model from a File generates what the path does; its ad
   }
 });
 
+Deno.test("byte inputs: P-tuning (saved as its computed prompt) and a bottleneck adapter (AdapterHub's adapter.safetensors) save to the bytes a directory save writes and load back", async () => {
+  const gpu = await testGpu();
+  const trainer = await loadModel(STORIES, { gpu });
+  const loader = await loadModel(storiesFile(), { gpu });
+  const text = (await Deno.readTextFile(`${SHARED}data/tinyshakespeare.txt`)).slice(0, 3000);
+  const ids = trainer.encodePrompt("Once upon a time");
+  const cases: [string, Record<string, unknown>, string][] = [
+    ["pt", { peft_type: "P_TUNING", num_virtual_tokens: 4 }, "adapter_model.safetensors"],
+    ["bn", { peft_type: "BOTTLENECK", config: "seq_bn" }, "adapter.safetensors"],
+  ];
+  try {
+    for (const [name, config, weightsFile] of cases) {
+      trainer.addAdapter(name, config, 3);
+      await train(trainer, { adapter: name, data: { text }, seqLen: 16, batchSize: 2, maxSteps: 2, learningRate: 0.05, progress: false });
+      const files = await trainer.saveAdapter(name);
+      assert.deepEqual(Object.keys(files).sort(), [weightsFile, "adapter_config.json"].sort(), name);
+      const dir = await Deno.makeTempDir({ prefix: "byte-methods-" });
+      try {
+        await trainer.saveAdapter(name, dir);
+        assert.deepEqual([...Deno.readDirSync(dir)].map((e) => e.name).sort(), Object.keys(files).sort(), name);
+        for (const [file, bytes] of Object.entries(files)) assert.deepEqual(await Deno.readFile(`${dir}/${file}`), bytes, `${name}: ${file}`);
+      } finally {
+        await Deno.remove(dir, { recursive: true });
+      }
+      await loader.loadAdapter(name, { "adapter_config.json": files["adapter_config.json"], [weightsFile]: new File([files[weightsFile]], weightsFile) });
+      const want = await trainer.logits(ids, { adapter: name }), got = await loader.logits(ids, { adapter: name });
+      const base = await trainer.logits(ids, { adapters: [] });
+      let diff = 0, change = 0;
+      for (let t = 0; t < want.length; t++) {
+        for (let v = 0; v < want[t].length; v++) {
+          diff = Math.max(diff, Math.abs(got[t][v] - want[t][v]));
+          change = Math.max(change, Math.abs(want[t][v] - base[t][v]));
+        }
+      }
+      assert.ok(change > 1e-3, `${name}: the trained adapter changes nothing (${change})`);
+      assert.ok(diff < 1e-4, `${name}: loaded from bytes, logits differ by ${diff}`);
+    }
+  } finally {
+    trainer.close();
+    loader.close();
+  }
+});
+
 Deno.test("byte inputs: bad adapter files give one clear error naming the file", async () => {
   const weights = new Uint8Array(16);
   await assert.rejects(
@@ -139,6 +182,8 @@ Deno.test("byte inputs: training text gives the examples its file gives; a .json
     assert.equal(j.stats.format, "jsonl");
     assert.deepEqual(j.train, (await loadDataset(`${dir}/d.jsonl`, tok, { ...o, evalFraction: 0 })).train);
     await assert.rejects(loadDataset({ text: "  \n" }, tok, o), isErr("DATA_EMPTY", "<training text> is empty"));
+    const binary = String.fromCharCode(...Array.from({ length: 200 }, (_, i) => i % 32));
+    await assert.rejects(loadDataset({ text: binary, name: "model.bin" }, tok, o), isErr("DATA_NOT_TEXT", "model.bin looks binary"));
     await assert.rejects(loadDataset({ text: "Hi.", name: "tiny" }, tok, o), isErr("DATA_TOO_SHORT", "tiny is too short for seqLen 16"));
   } finally {
     await Deno.remove(dir, { recursive: true });

@@ -175,10 +175,13 @@ Deno.test("hf weights: bad directories give clear errors", async () => {
     // Config disagrees with the tensors: shape error names the tensor and both shapes.
     await writeFile(cfgPath, JSON.stringify({ ...cfg, intermediate_size: 100 }));
     await assert.rejects(hfWeights(dir), isErr("HF_BAD_TENSOR", "mlp.gate_proj.weight", "[172,64]", "[100,64]"));
+    // A layer count that disagrees with the layers present is refused before anything is sized by it.
     await writeFile(cfgPath, JSON.stringify({ ...cfg, num_hidden_layers: 6 }));
-    await assert.rejects(hfWeights(dir), isErr("HF_MISSING_TENSOR", "model.layers.5."));
+    await assert.rejects(hfWeights(dir), isErr("HF_BAD_CONFIG", cfgPath, "num_hidden_layers is 6", "5 layers"));
     await writeFile(cfgPath, JSON.stringify({ ...cfg, num_hidden_layers: 4 }));
-    await assert.rejects(hfWeights(dir), isErr("HF_UNKNOWN_TENSOR", "model.layers.4."));
+    await assert.rejects(hfWeights(dir), isErr("HF_BAD_CONFIG", cfgPath, "num_hidden_layers is 4", "5 layers"));
+    await writeFile(cfgPath, JSON.stringify({ ...cfg, num_hidden_layers: 2 ** 31 }));
+    await assert.rejects(hfWeights(dir), isErr("HF_BAD_CONFIG", cfgPath, "num_hidden_layers is 2147483648"));
     await writeFile(cfgPath, cfgText);
 
     // A tensor a llama does not have (e.g. a bias) is refused rather than silently ignored.

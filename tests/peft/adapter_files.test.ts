@@ -132,7 +132,7 @@ Deno.test("adapter files: every bad config field, shape, missing or unexpected t
       [{ modules_to_save: ["lm_head"] }, "ADAPTER_BAD_CONFIG", "modules_to_save"],
       [{ rank_pattern: { q_proj: 8 } }, "ADAPTER_BAD_CONFIG", "rank_pattern"],
       [{ init_lora_weights: 3 }, "ADAPTER_BAD_CONFIG", "init_lora_weights"],
-      [{ peft_type: "PREFIX_TUNING" }, "ADAPTER_UNSUPPORTED", "PREFIX_TUNING"],
+      [{ peft_type: "LOKR" }, "ADAPTER_UNSUPPORTED", "LOKR"],
       [{ peft_type: "FOO" }, "ADAPTER_BAD_CONFIG", "unknown peft_type"],
       [{ target_modules: ["rotary_proj"] }, "ADAPTER_BAD_CONFIG", "rotary_proj"],
     ];
