@@ -146,12 +146,17 @@ function trainingData() {
 const METHOD_TARGETS = {
   LORA: "q_proj,v_proj", DORA: "q_proj,v_proj", IA3: "k_proj,v_proj,down_proj", LN_TUNING: "", BITFIT: "all-linear", PARTIAL: "",
 };
+/** Methods that adapt every layer (no target modules); the first four learn virtual tokens. */
+const VIRTUAL_TOKEN_METHODS = ["PROMPT_TUNING", "P_TUNING", "PREFIX_TUNING", "MAM"];
 
 $("method").addEventListener("change", () => {
   const m = $("method").value;
-  $("targets").value = METHOD_TARGETS[m];
-  $("targets").placeholder = "the method's default";
+  const targeted = m in METHOD_TARGETS;
+  $("targets").value = targeted ? METHOD_TARGETS[m] : "";
+  $("targets").placeholder = targeted ? "the method's default" : "every layer";
+  $("targets").disabled = !targeted;
   for (const id of ["r", "alpha"]) $(id).disabled = m !== "LORA" && m !== "DORA";
+  $("virtual-tokens").disabled = !VIRTUAL_TOKEN_METHODS.includes(m);
 });
 
 const num = (id) => ($(id).value.trim() === "" ? undefined : Number($(id).value));
@@ -169,6 +174,18 @@ function adapterConfig() {
     case "IA3":
       // PEFT's (IA)³ scales the input of feed-forward modules (down_proj for llama), the output of the others.
       return withTargets({ peft_type: "IA3", ...(Array.isArray(targets) ? { feedforward_modules: targets.filter((t) => t === "down_proj") } : {}) });
+    case "PROMPT_TUNING":
+    case "P_TUNING":
+    case "PREFIX_TUNING":
+      return { peft_type: method, num_virtual_tokens: num("virtual-tokens") };
+    case "BOTTLENECK":
+      return { peft_type: "BOTTLENECK", config: "seq_bn" };
+    case "MAM":
+      // He et al.'s mix-and-match adapter, as the CLI's --peft-type mam: prefix tuning + a parallel bottleneck adapter.
+      return {
+        peft_type: "HYBRID",
+        components: { prefix: { peft_type: "PREFIX_TUNING", num_virtual_tokens: num("virtual-tokens") }, adapter: { peft_type: "BOTTLENECK", config: "par_bn" } },
+      };
     default:
       return withTargets({ peft_type: method });
   }
@@ -266,7 +283,7 @@ async function loadAdapterFiles(list) {
     state.adapterLoad = "failed";
     return showError("Could not load the adapter", {
       code: "ADAPTER_NOT_FOUND",
-      message: `pick both adapter_config.json and adapter_model.safetensors (got ${list.map((f) => f.name).join(", ") || "nothing"})`,
+      message: `pick both adapter_config.json and adapter_model.safetensors (a bottleneck adapter: adapter.safetensors) (got ${list.map((f) => f.name).join(", ") || "nothing"})`,
     });
   }
   setBusy(true);

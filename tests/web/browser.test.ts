@@ -84,6 +84,13 @@ Deno.test({
       DORA: /^DoRA r=8 alpha=16; 9,440 parameters/, IA3: /^\(IA\)³ on \["k_proj","v_proj","down_proj"\] \(feedforward \["down_proj"\]\); 1,180/,
       LN_TUNING: /^LN tuning of \["input_layernorm","post_attention_layernorm","norm"\]; 704/, BITFIT: /^BitFit biases on "all-linear"; 3,000/,
       PARTIAL: /^partial fine-tuning of "all"; 227,200/,
+      // 20 x 64 prompt rows; P-tuning's MLP encoder adds three 64 x 64 linears with biases; the prefix is 20 x (5 layers x K,V x 32);
+      // seq_bn: 5 layers x (64->4 and 4->64, with biases); MAM: the prefix and par_bn's 5 x (64->32 and 32->64).
+      PROMPT_TUNING: /^prompt tuning, 20 virtual tokens \(init RANDOM\); 1,280 parameters/,
+      P_TUNING: /^P-tuning, 20 virtual tokens \(MLP encoder\); 13,760 parameters/,
+      PREFIX_TUNING: /^prefix tuning, 20 virtual tokens; 6,400 parameters/,
+      BOTTLENECK: /^bottleneck adapter \(Pfeiffer\), reduction 16; 2,900 parameters/,
+      MAM: /^hybrid of prefix: prefix tuning, 20 virtual tokens; adapter: bottleneck adapter \(parallel\), reduction 2; 27,360 parameters/,
     };
     await page.set({ steps: "2" });
     for (const [method, label] of Object.entries(labels)) {
