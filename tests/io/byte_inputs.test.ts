@@ -5,23 +5,13 @@
  */
 import assert from "node:assert/strict";
 import { loadModel } from "../../src/api/model.ts";
-import { PeftError } from "../../src/errors.ts";
 import { blobSource, openByteSource } from "../../src/io/bytes.ts";
 import { readGGUF } from "../../src/io/gguf.ts";
 import { readAdapterFiles } from "../../src/io/peft_adapter.ts";
 import { Tokenizer } from "../../src/tokenizer/mod.ts";
 import { loadDataset } from "../../src/train/data.ts";
 import { train } from "../../src/train/trainer.ts";
-import { SHARED, STORIES, testGpu } from "../helpers.ts";
-
-function isErr(code: string, ...parts: string[]) {
-  return (e: unknown) => {
-    assert.ok(e instanceof PeftError, `expected PeftError, got ${e}`);
-    assert.equal(e.code, code, e.message);
-    for (const p of parts) assert.ok(e.message.includes(p), `"${e.message}" should mention "${p}"`);
-    return true;
-  };
-}
+import { isErr, SHARED, STORIES, testGpu } from "../helpers.ts";
 
 const storiesBytes = await Deno.readFile(STORIES);
 const storiesFile = () => new File([storiesBytes], "stories260K.gguf");
