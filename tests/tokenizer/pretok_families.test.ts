@@ -184,7 +184,7 @@ Deno.test("GGUF tokenizer.ggml.pre: new names pick their family; ignore_merges o
     ["dbrx", "llama3", false],
   ];
   for (const [name, fam, ignore] of cases) {
-    const v = vocabFromGGUF(fake(name));
+    const v = vocabFromGGUF(fake(name), `${name}.gguf`);
     assert.equal(v.pre, fam, name);
     assert.equal(v.ignoreMerges, ignore, name);
   }
