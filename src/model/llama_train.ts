@@ -25,6 +25,8 @@ export interface TrainBatch {
   inputs: ArrayLike<number>;
   /** Next-token targets, B*T, -100 = no loss. */
   targets: ArrayLike<number>;
+  /** Which sequence each row is (numbered by the caller), for losses that look up precomputed data (a teacher's logits). */
+  rowIds?: ArrayLike<number>;
 }
 
 export interface PassOptions {
@@ -278,6 +280,22 @@ export function distillEvalLoss(llama: LlamaGpu, hooks: Hooks<Tensor>, batch: Tr
   } finally {
     loss.release();
   }
+}
+
+/** Logits [B*T, V] of a batch, forward only (no tape, no dropout), e.g. to store a teacher's top-k. Caller releases. */
+export function batchLogits(model: { llama: LlamaGpu; hooks: Hooks<Tensor> }, batch: TrainBatch): Tensor {
+  const rows = batch.B * batch.T, V = model.llama.config.vocabSize;
+  const th = teacherHidden(model, batch);
+  const head = new Head(model.llama, rows);
+  const out = model.llama.gpu.tensor([rows, V]);
+  for (let r0 = 0; r0 < rows; r0 += head.chunkRows()) {
+    const n = Math.min(head.chunkRows(), rows - r0);
+    const l = head.logits(th, r0, n);
+    model.llama.gpu.copy(l, out, n * V * 4, 0, r0 * V * 4);
+    l.release();
+  }
+  th.release();
+  return out;
 }
 
 /** The teacher's forward alone over a batch (its hidden state and every chunk of its logits), for benchmarks. */

@@ -409,6 +409,8 @@ export interface Batch {
   seqLen: number;
   /** Targets that carry loss (the denominator of a mean token loss). */
   lossTokens: number;
+  /** The examples of its rows, in order (padding rows of a "pad" batch have none). */
+  examples: readonly Example[];
 }
 
 /**
@@ -434,7 +436,7 @@ function makeBatch(rows: Example[], batchSize: number, last: LastBatch, trim = f
     target.set(e.target.subarray(0, seqLen), i * seqLen);
     for (const t of e.target) if (t !== IGNORE_INDEX) lossTokens++;
   });
-  return { input, target, rows: n, seqLen, lossTokens };
+  return { input, target, rows: n, seqLen, lossTokens, examples: rows };
 }
 
 function chunk(order: Example[], batchSize: number, last: LastBatch, trim = false): Batch[] {

@@ -21,6 +21,7 @@ import { createOptimizer, type OptimizerName, OPTIMIZERS } from "./paged_adamw.t
 import type { Gpu, Tensor } from "../gpu/gpu.ts";
 import type { LlamaGpu } from "../model/llama.ts";
 import type { ParameterReport } from "../model/memory_report.ts";
+import type { TrainBatch } from "../model/llama_train.ts";
 import type { Hooks } from "../model/sites.ts";
 import type { Tokenizer } from "../tokenizer/mod.ts";
 import type { Adapter } from "../peft/adapter.ts";
@@ -29,6 +30,7 @@ import { BestModelTracker, type BestModelState } from "./best_model.ts";
 import { latestCheckpoint, restoreAdapter, restoreCheckpoint, rotateCheckpoints, writeCheckpoint } from "./checkpoints.ts";
 import { type Batch, batches, batchesPerEpoch, evalBatches, type Example, loadDataset } from "./data.ts";
 import { EpochPlan } from "./epochs.ts";
+import { lossOver } from "./evaluate.ts";
 import { CROSS_ENTROPY, type TrainingObjective } from "./objective.ts";
 import { lossCurveSvg } from "./loss_svg.ts";
 import { formatEval, meanEvalSeconds, type MetricRecord, MetricsWriter, parseMetrics, ProgressReporter } from "./progress.ts";
@@ -262,17 +264,15 @@ function validateCheckpointing(r: Resolved): void {
   }
 }
 
-async function evaluate(model: TrainableModel, hooks: Hooks<Tensor>, examples: Example[], r: Resolved): Promise<number> {
-  let sum = 0, count = 0;
+/** A batch as the model's pass takes it; rows are numbered by `ids` (see TrainBatch.rowIds). */
+function toTrainBatch(b: Batch, ids: Map<Example, number>): TrainBatch {
+  return { B: b.rows, T: b.seqLen, inputs: b.input, targets: b.target, rowIds: Array.from({ length: b.rows }, (_, i) => ids.get(b.examples[i]) ?? -1) };
+}
+
+async function evaluate(model: TrainableModel, hooks: Hooks<Tensor>, examples: Example[], r: Resolved, ids: Map<Example, number>): Promise<number> {
   const list = evalBatches(examples, r.batchSize).slice(0, r.maxEvalBatches ?? Infinity);
-  for (const b of list) {
-    const t = r.objective.evalLoss(model.llama, hooks, { B: b.rows, T: b.seqLen, inputs: b.input, targets: b.target });
-    const losses = await model.gpu.readF32(t);
-    t.release();
-    for (const v of losses) sum += v;
-    count += b.lossTokens;
-  }
-  return count ? sum / count : NaN;
+  const s = await lossOver(model.gpu, list, (_, b) => r.objective.evalLoss(model.llama, hooks, toTrainBatch(b, ids)));
+  return s.lossTokens ? s.sum / s.lossTokens : NaN;
 }
 
 // ------------------------------------------------------------------ the loop
@@ -359,7 +359,7 @@ export async function train(model: TrainableModel, options: TrainOptions): Promi
     const runEval = async (step: number) => {
       if (!ds.eval.length) return undefined;
       const t0 = performance.now();
-      const loss = await evaluate(model, hooks, ds.eval, r);
+      const loss = await evaluate(model, hooks, ds.eval, r, exampleIds);
       progress.evaluated((performance.now() - t0) / 1000);
       result.evals.push({ step, loss });
       await record({ step, eval_loss: loss, epoch: +epochs.epochAt(step).toFixed(4) });
@@ -379,6 +379,8 @@ export async function train(model: TrainableModel, options: TrainOptions): Promi
       total: totalSteps, startStep, evalSteps: ds.eval.length && r.evalStrategy === "steps" ? r.evalSteps : undefined, evalSecondsEstimate: meanEvalSeconds(records),
       write: r.progress ? undefined : () => {},
     });
+    // Sequences are numbered train first, then eval: the row ids a precomputed teacher file is keyed by.
+    const exampleIds = new Map<Example, number>([...ds.train, ...ds.eval].map((e, i) => [e, i]));
     const epochCache = new Map<number, Batch[]>();
     const microBatch = (epoch: number, i: number): Batch => {
       let list = epochCache.get(epoch);
@@ -415,7 +417,7 @@ export async function train(model: TrainableModel, options: TrainOptions): Promi
         const lossTokens = micro.reduce((s, b) => s + b.lossTokens, 0);
         let lossSum = 0;
         for (const [k, b] of micro.entries()) {
-          const t = r.objective.lossAndGrads(model.llama, hooks, { B: b.rows, T: b.seqLen, inputs: b.input, targets: b.target }, {
+          const t = r.objective.lossAndGrads(model.llama, hooks, toTrainBatch(b, exampleIds), {
             seed: deriveSeed(r.seed, step, k),
             gradScale: (scaler?.scale ?? 1) / Math.max(1, lossTokens),
             checkpointing: r.gradientCheckpointing,
