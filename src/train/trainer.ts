@@ -345,7 +345,7 @@ export async function train(model: TrainableModel, options: TrainOptions): Promi
     const evalBatchCount = evalBatches(ds.eval, r.batchSize).length;
     const evalCap = r.maxEvalBatches !== undefined && r.maxEvalBatches < evalBatchCount ? ` (each eval uses the first ${r.maxEvalBatches} of ${evalBatchCount} batches)` : "";
     say(`[train] ${ds.train.length} train / ${ds.eval.length} eval sequences of ${r.seqLen} tokens${evalCap}; ` +
-      `${totalSteps} steps of ${r.batchSize}x${r.gradientAccumulationSteps} sequences (${epochs.stepsPerEpoch} a epoch, ${+epochs.epochAt(totalSteps).toFixed(2)} epochs); ${model.gpu.info.description}`);
+      `${totalSteps} steps of ${r.batchSize}x${r.gradientAccumulationSteps} sequences (${epochs.stepsPerEpoch} an epoch, ${+epochs.epochAt(totalSteps).toPrecision(3)} epochs); ${model.gpu.info.description}`);
 
     const result: TrainResult = {
       steps: startStep, totalSteps, losses: [], evals: [], stoppedEarly: false, earlyStopped: false, epochs: epochs.epochAt(startStep), outputDir: r.outputDir, plan,
@@ -363,7 +363,7 @@ export async function train(model: TrainableModel, options: TrainOptions): Promi
       progress.evaluated((performance.now() - t0) / 1000);
       result.evals.push({ step, loss });
       await record({ step, eval_loss: loss, epoch: +epochs.epochAt(step).toFixed(4) });
-      if (r.progress) progress.log(formatEval(step, loss));
+      if (r.progress) progress.log(r.objective === CROSS_ENTROPY ? formatEval(step, loss) : `eval step ${step} | ${r.objective.label.split(":")[0]} loss ${loss.toFixed(4)}`);
       // The step-0 evaluation (of the untrained adapter) has no checkpoint: it is no candidate.
       if (step > 0) best.observe(step, loss);
       lastEval = step;
