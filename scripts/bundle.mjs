@@ -15,6 +15,9 @@ const common = {
   platform: "node",
   target: "es2022",
   external: ["bun-webgpu", "webgpu", "bun:ffi"],
+  // yaml's "node" export is CommonJS that require()s "process", which an ES module bundle cannot;
+  // its ES module build (the package's "default" export) runs on every runtime.
+  alias: { yaml: "./node_modules/yaml/browser/index.js" },
   logLevel: "warning",
   absWorkingDir: root,
 };
