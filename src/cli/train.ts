@@ -178,14 +178,13 @@ export type RunValues = FlagValues<typeof TRAIN>;
 
 /** The method flags' contradictions; `given` holds the flags the command line or the recipe set. */
 export function checkRunFlags(v: RunValues, given: Set<string>): void {
-  const lora = ["r", "lora-alpha", "lora-dropout", "use-rslora"];
   if (v["init-adapter"]) {
-    const clash = [...lora, "peft-type", "target-modules", "feedforward-modules", "layers", "last-layers"].filter((f) => given.has(f));
+    const clash = METHOD_FLAGS.filter((f) => given.has(f));
     if (clash.length) {
       throw usageError(`--init-adapter takes the method's settings from the adapter's config: leave out ${clash.map((f) => `--${f}`).join(", ")}`);
     }
   }
-  if (!["lora", "dora"].includes(v["peft-type"]) && lora.some((f) => given.has(f))) {
+  if (!["lora", "dora"].includes(v["peft-type"]) && LORA_FLAGS.some((f) => given.has(f))) {
     throw usageError(`--r, --lora-alpha, --lora-dropout and --use-rslora are LoRA settings; --peft-type is ${v["peft-type"]}`);
   }
   if (v["peft-type"] !== "ia3" && v["feedforward-modules"] !== undefined) throw usageError("--feedforward-modules is an ia3 setting");
@@ -208,10 +207,20 @@ export async function addRunAdapter(model: Model, v: RunValues, name: string): P
   model.printTrainableParameters(name);
 }
 
-/** Writes `<out>/config.resolved.yaml`: every flag's value, LoRA's default targets spelled out, so it reruns alone. */
+const LORA_FLAGS = ["r", "lora-alpha", "lora-dropout", "use-rslora"];
+const METHOD_FLAGS = ["peft-type", ...LORA_FLAGS, "target-modules", "feedforward-modules", "layers", "last-layers"];
+
+/**
+ * Writes `<out>/config.resolved.yaml`: every flag's value that applies (LoRA's default targets
+ * spelled out; no LoRA settings for other methods, no method settings with --init-adapter), so it
+ * reruns alone.
+ */
 export async function writeRunConfig(cmd: Command, v: RunValues, source: string): Promise<void> {
   const resolved: Record<string, unknown> = { ...v };
-  if (["lora", "dora"].includes(v["peft-type"]) && !v["init-adapter"] && v["target-modules"] === undefined) resolved["target-modules"] = "q_proj,v_proj";
+  const lora = ["lora", "dora"].includes(v["peft-type"]);
+  const drop = v["init-adapter"] ? METHOD_FLAGS : [...(lora ? [] : LORA_FLAGS), ...(v["peft-type"] === "ia3" ? [] : ["feedforward-modules"])];
+  for (const f of drop) delete resolved[f];
+  if (lora && !v["init-adapter"] && v["target-modules"] === undefined) resolved["target-modules"] = "q_proj,v_proj";
   await mkdir(v.out, { recursive: true });
   await writeResolvedConfig(join(v.out, "config.resolved.yaml"), cmd, resolved, source);
 }

@@ -42,9 +42,9 @@ function blocks(): { info: string; text: string; commands: string[] }[] {
   }));
 }
 
-/** `runs/` (at the start or after a space or `=`) -> `<out>/runs/`: outputs go to the test's temporary directory. */
+/** `runs/` (at the start, or after a space, `=` or `,`) -> `<out>/runs/`: outputs go to the test's temporary directory. */
 function intoOut(s: string, out: string): string {
-  return s.replace(/(^|[\s=])runs\//gm, `$1${out}/runs/`);
+  return s.replace(/(^|[\s=,])runs\//gm, `$1${out}/runs/`);
 }
 
 /** The CLI command a shell line runs (deno task X, cli.js X, bin.ts X, edge-peft X), with its words after it. */

@@ -11,8 +11,9 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { fileURLToPath } from "node:url";
 import { DISTILL } from "../../src/cli/distill.ts";
-import { applyRecipeDefaults, mapRecipe } from "../../src/cli/recipe.ts";
-import { TRAIN } from "../../src/cli/train.ts";
+import { parseFlags } from "../../src/cli/flags.ts";
+import { applyRecipeDefaults, mapRecipe, readRecipe } from "../../src/cli/recipe.ts";
+import { checkRunFlags, TRAIN, writeRunConfig } from "../../src/cli/train.ts";
 import { PeftError } from "../../src/errors.ts";
 import { SHARED, STORIES } from "../helpers.ts";
 
@@ -106,6 +107,25 @@ Deno.test("recipe: keys left out take LLaMA-Factory's defaults; distill reads st
     allowUnknown: false,
   });
   assert.deepEqual(kd.values, { teacher: "t.gguf", "teacher-adapter": "a", beta: 0, temperature: 2, "ce-weight": 0.1 });
+});
+
+Deno.test("config.resolved.yaml holds the settings that apply (no LoRA keys for ia3, no method keys with --init-adapter) and reads back to the same flags", async () => {
+  const dir = await mkdtemp(join(tmpdir(), "peft-resolved-"));
+  try {
+    for (const [extra, absent] of [[["--peft-type", "ia3", "--seq-len", "64"], ["r", "lora_alpha", "lora_dropout", "use_rslora"]], [["--init-adapter", "a"], ["peft_type", "r", "target_modules"]]] as const) {
+      const v = parseFlags(TRAIN, ["--model", "m.gguf", "--data", "d.txt", "--out", dir, ...extra])!.values;
+      await writeRunConfig(TRAIN, v, "test");
+      const path = join(dir, "config.resolved.yaml");
+      const text = await readFile(path, "utf8");
+      for (const k of absent) assert.doesNotMatch(text, new RegExp(`^${k}:`, "m"), `${extra}: no ${k}`);
+      const back = await readRecipe(path, TRAIN, "train", { allowUnknown: false });
+      for (const [flag, value] of Object.entries(back.values)) assert.deepEqual(value, (v as Record<string, unknown>)[flag], `--${flag}`);
+      const again = parseFlags(TRAIN, [], back.values)!;
+      checkRunFlags(again.values, new Set(Object.keys(back.values))); // no contradiction on the rerun
+    }
+  } finally {
+    await rm(dir, { recursive: true, force: true });
+  }
 });
 
 function cli(args: string[]) {
