@@ -12,10 +12,12 @@ export type { GgufFile } from "./src/io/gguf.ts";
 export { readSafetensors, writeSafetensors } from "./src/io/safetensors.ts";
 export { loadAdapterDir, saveAdapterDir } from "./src/io/peft_adapter.ts";
 export type { PeftAdapterConfig } from "./src/io/peft_adapter.ts";
+export { GGUF_EXPORT_TYPES, type GgufExportType, tensorStorage } from "./src/io/gguf_export_types.ts";
+export { type LoraGguf, writeLoraGguf } from "./src/io/gguf_lora.ts";
 
 // models
 export { loadModel, Model, openWeights } from "./src/api/model.ts";
-export type { LoadModelOptions, MemoryReport, ParameterReport } from "./src/api/model.ts";
+export type { GgufSaveReport, HfSaveReport, LoadModelOptions, MemoryReport, ParameterReport } from "./src/api/model.ts";
 export { dequantizeWeight, isQuantized, type LinearWeight, type QuantizeSpec, readQuantState } from "./src/model/quantized.ts";
 export { checkTrainingPlan, formatPlan, planTraining, type TrainingPlan, type TrainingPlanOptions } from "./src/train/memory_plan.ts";
 export type { LlamaConfig } from "./src/model/config.ts";

@@ -7,9 +7,10 @@ import { PeftError } from "../errors.ts";
 import { Gpu } from "../gpu/gpu.ts";
 import { type GeneratedPiece, generateTokens, type GenerateOptions, type GenerationResult } from "../infer/generate.ts";
 import { Tokenizer } from "../tokenizer/mod.ts";
-import { GgufType, type GgufMetaEntry, writeGGUF } from "../io/gguf.ts";
-import { f32ToF16Array } from "../io/bytes.ts";
-import { type ComputeDtype, readWeightF32, resolveQuantizeSpec } from "../model/quantized.ts";
+import type { GgufMetaEntry } from "../io/gguf.ts";
+import type { GgufExportType } from "../io/gguf_export_types.ts";
+import { type ComputeDtype, resolveQuantizeSpec } from "../model/quantized.ts";
+import { type GgufSaveReport, type HfSaveReport, saveAdapterGguf, saveGguf, saveHf } from "./export.ts";
 import type { Adapter } from "../peft/adapter.ts";
 import { addWeightedAdapter, type CombinationType } from "../peft/combine.ts";
 import { type AdapterSelection, PeftModel } from "../peft/peft_model.ts";
@@ -19,6 +20,7 @@ import { type MemoryReport, memoryReport, type ParameterReport, parameterReport 
 import { ggufWeights, type WeightSource } from "../model/weights.ts";
 
 export type { ClassBytes, MemoryReport, ParameterReport } from "../model/memory_report.ts";
+export type { GgufSaveReport, HfSaveReport } from "./export.ts";
 
 export interface LoadModelOptions {
   /** Reuse a GPU device (several models, or tests). */
@@ -116,7 +118,7 @@ export class Model {
    * "IA3", "LN_TUNING", "BITFIT" or "PARTIAL", and the method's keys (r, lora_alpha, target_modules, ...).
    */
   addAdapter(name: string, config: Record<string, unknown>, seed = 0): Adapter {
-    return this.peft.addAdapter(name, config, seed);
+    return this.peft.addAdapter(name, config, seed, { tokenize: (text) => this.tokenizer.encode(text, { addSpecial: true, parseSpecial: false }) });
   }
 
   /** Loads an HF PEFT adapter directory (adapter_config.json + adapter_model.safetensors), any supported method. */
@@ -179,27 +181,27 @@ export class Model {
   }
 
   /**
-   * Saves the model's current weights (merged adapters included) as GGUF (F32 or F16 for the
-   * 2-D weights, norms stay F32, as llama.cpp's converter does), keeping the source's metadata.
+   * Saves the model's current weights (merged adapters included) as GGUF, keeping the source's
+   * metadata: "f32" (default), "f16", "q8_0" or "q4_k" for the matrices (ggml's block formats, our
+   * port of its reference quantizers); norms stay f32, as llama.cpp's converter writes them.
+   * A matrix whose rows are not whole blocks falls back as llama.cpp's tools do (q8_0 -> f16,
+   * q4_k -> q5_0 -> f16); the report lists them.
    */
-  async save(path: string, o: { dtype?: "f32" | "f16" } = {}): Promise<void> {
-    const dtype = o.dtype ?? "f32";
-    if (dtype !== "f32" && dtype !== "f16") throw new PeftError("BAD_PARAMETER", `dtype must be "f32" or "f16", got ${dtype}`);
-    if (!this.ggufMetadata) {
-      throw new PeftError("UNSUPPORTED", `${this.source}: saving as GGUF needs GGUF metadata; this model came from a Hugging Face directory`);
-    }
-    const tensors = [];
-    // GGUF has no bitsandbytes 4-bit type: quantized linears are written dequantized (the exact
-    // values the kernels use). Source order is kept.
-    for (const name of [...this.llama.weights.keys(), ...this.llama.quantized.keys()]) {
-      const w = this.llama.lw(name);
-      const data = await readWeightF32(this.gpu, w);
-      const shape = [...w.shape];
-      tensors.push({ name, shape, data: dtype === "f16" && shape.length === 2 ? f32ToF16Array(data) : data });
-    }
-    const metadata = new Map(this.ggufMetadata);
-    metadata.set("general.file_type", { type: GgufType.UINT32, value: dtype === "f16" ? 1 : 0 });
-    await writeGGUF(path, { metadata, tensors });
+  async save(path: string, o: { dtype?: GgufExportType } = {}): Promise<GgufSaveReport> {
+    return await this.exclusive(() => saveGguf(this, path, o.dtype));
+  }
+
+  /**
+   * Saves the model's current weights as a Hugging Face directory (config.json, F32
+   * model.safetensors, and the source directory's tokenizer files when it has them).
+   */
+  async saveHf(dir: string): Promise<HfSaveReport> {
+    return await this.exclusive(() => saveHf(this, dir));
+  }
+
+  /** Saves a LoRA adapter as a GGUF that llama.cpp applies at runtime (llama-cli -m base.gguf --lora x.gguf). */
+  async saveAdapterGguf(name: string, path: string): Promise<void> {
+    await this.exclusive(() => saveAdapterGguf(this, name, path));
   }
 
   /** Prompt text -> ids the way generation tokenizes it. */

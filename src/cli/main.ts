@@ -21,6 +21,7 @@ const COMMANDS: Record<string, { summary: string; load: () => Promise<CommandMod
   distill: { summary: "distill a teacher model into a student adapter (generalized JSD, TRL's semantics)", load: () => import("./distill.ts") },
   eval: { summary: "loss, perplexity and tokens/s of a model and its adapters on a data file", load: () => import("./eval.ts") },
   merge: { summary: "merge an adapter into its base and save a GGUF", load: () => import("./merge.ts") },
+  export: { summary: "adapter as llama.cpp LoRA GGUF; (merged) model as GGUF f32/f16/q8_0/q4_k or HF directory", load: () => import("./export.ts") },
   serve: { summary: "OpenAI-compatible server for the model and its adapters", load: () => import("./serve.ts") },
   tokenize: { summary: "token ids of a text, or the text of ids", load: () => import("./tokenize.ts") },
   quantize: { summary: "write a GGUF's linears as bitsandbytes NF4/FP4 safetensors", load: () => import("./quantize.ts") },

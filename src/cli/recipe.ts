@@ -218,11 +218,11 @@ function special(doc: Record<string, unknown>, out: Recipe, set: Setter, bad: (k
   if (dora && ft !== undefined && ft !== "lora") throw bad("use_dora", `is a LoRA setting; finetuning_type is ${ft}`);
   if (ft === "freeze" || ft === "full") {
     for (const k of ["lora_rank", "lora_alpha", "lora_dropout", "lora_target", "use_rslora"]) if (has(k)) throw bad(k, `is a LoRA setting; finetuning_type is ${ft}`);
-    set("finetuning_type", "peft-type", "partial");
     if (ft === "full") {
-      out.notes.push("[config] finetuning_type full: every block linear and norm trains (partial, all layers); the embeddings, final norm and head stay frozen");
-      set("finetuning_type", "target-modules", "all");
+      out.notes.push("[config] finetuning_type full: every block linear and norm trains (--peft-type full); the embeddings, final norm and head stay frozen");
+      set("finetuning_type", "peft-type", "full");
     } else {
+      set("finetuning_type", "peft-type", "partial");
       const n = has("freeze_trainable_layers") ? Number(doc.freeze_trainable_layers) : 2;
       if (!Number.isInteger(n) || n === 0) throw bad("freeze_trainable_layers", `must be a non-zero whole number (last N layers, or -N for the first N), got ${JSON.stringify(doc.freeze_trainable_layers)}`);
       if (n > 0) set("freeze_trainable_layers", "last-layers", n);

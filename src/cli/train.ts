@@ -23,7 +23,7 @@ export const CLI_EVAL_BATCHES = 8;
 
 const method = "method", lora = "LoRA / DoRA", data = "data", optim = "optimization", run = "run", recipe = "recipe";
 
-export const PEFT_TYPES = ["lora", "dora", "ia3", "bitfit", "ln_tuning", "partial"] as const;
+export const PEFT_TYPES = ["lora", "dora", "ia3", "bitfit", "ln_tuning", "partial", "full", "prompt_tuning", "p_tuning", "prefix_tuning", "bottleneck", "mam"] as const;
 
 export const TRAIN = {
   name: "train",
@@ -54,8 +54,23 @@ export const TRAIN = {
     "chat-template": chatTemplateFlag(data, 'for {"messages"} records'),
     "peft-type": {
       type: "string", choices: PEFT_TYPES, default: "lora", group: method, aliases: ["method", "finetuning-type", "finetuning_type"],
-      description: "lora; dora (LoRA + magnitude); ia3 (learned scaling vectors); bitfit (bias terms); ln_tuning (norm weights); partial (whole modules)",
+      description: "lora; dora (LoRA + magnitude); ia3 (scaling vectors); bitfit (biases); ln_tuning (norm weights); partial (whole modules); full (partial over every block weight and norm; embeddings stay frozen); " +
+        "prompt_tuning / p_tuning (virtual tokens); prefix_tuning (key/value prefixes); bottleneck (adapter modules); mam (prefix + parallel adapter)",
     },
+    "num-virtual-tokens": { type: "int", default: 20, min: 1, units: "tokens", group: method, description: "prompt_tuning, p_tuning, prefix_tuning, mam: virtual tokens (they use context)" },
+    "prompt-init": {
+      type: "string", choices: ["random", "sample_vocab", "text"], default: "random", group: method,
+      description: "prompt_tuning: initial embeddings (text: those of --prompt-init-text, repeated)",
+    },
+    "prompt-init-text": { type: "string", value: '"text"', group: method, description: "prompt_tuning with --prompt-init text" },
+    "encoder-type": { type: "string", choices: ["mlp", "lstm"], default: "mlp", group: method, description: "p_tuning: the prompt encoder" },
+    "encoder-hidden-size": { type: "int", min: 1, defaultText: "the token width", group: method, description: "p_tuning, prefix_tuning (with --prefix-projection): encoder width" },
+    "prefix-projection": { type: "boolean", group: method, description: "prefix_tuning: learn the prefix through PEFT's Linear·Tanh·Linear projection" },
+    bottleneck: {
+      type: "string", choices: ["seq_bn", "double_seq_bn", "par_bn"], default: "seq_bn", group: method,
+      description: "bottleneck: Pfeiffer (after the FFN), Houlsby (after attention and FFN) or parallel (beside the FFN)",
+    },
+    "reduction-factor": { type: "number", min: 1, defaultText: "16 (par_bn: 2)", group: method, description: "bottleneck, mam: hidden size / bottleneck size" },
     "target-modules": {
       type: "string", defaultText: "per method: lora/dora q_proj,v_proj; ia3 k_proj,v_proj,down_proj; bitfit all-linear; ln_tuning every norm; partial all",
       value: "<m1,m2,...|all-linear|all>", group: method, aliases: ["lora-layers", "targets", "lora-target"],
@@ -148,6 +163,9 @@ export function adapterConfig(v: FlagValues<typeof TRAIN>, nLayers: number): Rec
     layers_to_transform = Array.from({ length: n }, (_, i) => nLayers - n + i);
   }
   const type = v["peft-type"];
+  if (["prompt_tuning", "p_tuning", "prefix_tuning", "bottleneck", "mam"].includes(type) && (target_modules || layers_to_transform || v["feedforward-modules"])) {
+    throw usageError(`--target-modules, --layers and --last-layers do not apply to --peft-type ${type} (it adapts every layer)`);
+  }
   switch (type) {
     case "lora":
     case "dora":
@@ -162,6 +180,31 @@ export function adapterConfig(v: FlagValues<typeof TRAIN>, nLayers: number): Rec
     case "ln_tuning":
       if (layers_to_transform) throw usageError("--layers / --last-layers: ln_tuning picks norms with --target-modules (PEFT's LN tuning has no layers_to_transform)");
       return { peft_type: "LN_TUNING", target_modules };
+    case "prompt_tuning": {
+      const init = v["prompt-init"].toUpperCase();
+      if (init === "TEXT" && !v["prompt-init-text"]) throw usageError("--prompt-init text needs --prompt-init-text");
+      return { peft_type: "PROMPT_TUNING", num_virtual_tokens: v["num-virtual-tokens"], prompt_tuning_init: init, prompt_tuning_init_text: v["prompt-init-text"] ?? null };
+    }
+    case "p_tuning":
+      return {
+        peft_type: "P_TUNING", num_virtual_tokens: v["num-virtual-tokens"], encoder_reparameterization_type: v["encoder-type"].toUpperCase(),
+        encoder_hidden_size: v["encoder-hidden-size"],
+      };
+    case "prefix_tuning":
+      return { peft_type: "PREFIX_TUNING", num_virtual_tokens: v["num-virtual-tokens"], prefix_projection: v["prefix-projection"], encoder_hidden_size: v["encoder-hidden-size"] };
+    case "bottleneck":
+      return { peft_type: "BOTTLENECK", config: v.bottleneck, reduction_factor: v["reduction-factor"] };
+    case "mam":
+      return {
+        peft_type: "HYBRID",
+        components: {
+          prefix: { peft_type: "PREFIX_TUNING", num_virtual_tokens: v["num-virtual-tokens"], prefix_projection: v["prefix-projection"], encoder_hidden_size: v["encoder-hidden-size"] },
+          adapter: { peft_type: "BOTTLENECK", config: "par_bn", reduction_factor: v["reduction-factor"] },
+        },
+      };
+    case "full":
+      if (target_modules || layers_to_transform) throw usageError("--peft-type full trains every block weight and norm: use --peft-type partial with --target-modules / --layers to choose");
+      return { peft_type: "PARTIAL", target_modules: "all", layers_to_transform: null };
     default:
       return { peft_type: "PARTIAL", target_modules, layers_to_transform };
   }
@@ -208,18 +251,24 @@ export async function addRunAdapter(model: Model, v: RunValues, name: string): P
 }
 
 const LORA_FLAGS = ["r", "lora-alpha", "lora-dropout", "use-rslora"];
-const METHOD_FLAGS = ["peft-type", ...LORA_FLAGS, "target-modules", "feedforward-modules", "layers", "last-layers"];
+/** The flags of each method beyond --target-modules and the layer selection (the others do not apply to it). */
+const OWN_FLAGS: Record<string, readonly string[]> = {
+  lora: LORA_FLAGS, dora: LORA_FLAGS, ia3: ["feedforward-modules"], prompt_tuning: ["num-virtual-tokens", "prompt-init", "prompt-init-text"],
+  p_tuning: ["num-virtual-tokens", "encoder-type", "encoder-hidden-size"], prefix_tuning: ["num-virtual-tokens", "prefix-projection", "encoder-hidden-size"],
+  bottleneck: ["bottleneck", "reduction-factor"], mam: ["num-virtual-tokens", "prefix-projection", "encoder-hidden-size", "reduction-factor"],
+};
+const METHOD_FLAGS = ["peft-type", "target-modules", "layers", "last-layers", ...new Set(Object.values(OWN_FLAGS).flat())];
 
 /**
  * Writes `<out>/config.resolved.yaml`: every flag's value that applies (LoRA's default targets
- * spelled out; no LoRA settings for other methods, no method settings with --init-adapter), so it
+ * spelled out; no settings of other methods, no method settings with --init-adapter), so it
  * reruns alone.
  */
 export async function writeRunConfig(cmd: Command, v: RunValues, source: string): Promise<void> {
   const resolved: Record<string, unknown> = { ...v };
   const lora = ["lora", "dora"].includes(v["peft-type"]);
-  const drop = v["init-adapter"] ? METHOD_FLAGS : [...(lora ? [] : LORA_FLAGS), ...(v["peft-type"] === "ia3" ? [] : ["feedforward-modules"])];
-  for (const f of drop) delete resolved[f];
+  const own = OWN_FLAGS[v["peft-type"]] ?? [];
+  for (const f of METHOD_FLAGS) if (v["init-adapter"] || (!own.includes(f) && !["peft-type", "target-modules", "layers", "last-layers"].includes(f))) delete resolved[f];
   if (lora && !v["init-adapter"] && v["target-modules"] === undefined) resolved["target-modules"] = "q_proj,v_proj";
   await mkdir(v.out, { recursive: true });
   await writeResolvedConfig(join(v.out, "config.resolved.yaml"), cmd, resolved, source);

@@ -155,6 +155,8 @@ export class Gpu {
       if (!Number.isInteger(d) || d < 0) throw new PeftError("BAD_SHAPE", `tensor shape [${shape}] must be non-negative integers`);
     }
     const n = shape.reduce((a, b) => a * b, 1);
+    // A zero-sized buffer write panics Deno's wgpu (queue.rs): nothing empty reaches the device.
+    if (n === 0) throw new PeftError("BAD_SHAPE", `tensor shape [${shape}] has no elements; empty tensors are not allowed on the GPU`);
     // Weights live as long as the model: sized exactly (16-byte granularity) so memory figures
     // are not inflated by pool size classes; everything else uses the pool's classes.
     const raw = n * DTYPE_BYTES[dtype];
@@ -197,6 +199,7 @@ export class Gpu {
     const dt: DType = dtype ??
       (data instanceof Float32Array ? "f32" : data instanceof Uint32Array ? "u32" : data instanceof Int32Array ? "i32" : data instanceof Uint16Array ? "f16" : "u8");
     const n = shape.reduce((a, b) => a * b, 1);
+    if (n === 0) throw new PeftError("BAD_SHAPE", `upload: shape [${shape}] has no elements; empty tensors are not allowed on the GPU`);
     if (data.byteLength !== n * DTYPE_BYTES[dt]) {
       throw new PeftError("BAD_SHAPE", `upload: ${data.byteLength} bytes do not match shape [${shape}] of ${dt}`);
     }
@@ -208,6 +211,7 @@ export class Gpu {
   /** Writes host data into a tensor at a byte offset (ordered with queued work). */
   write(t: Tensor | GPUBuffer, data: ArrayBufferView, byteOffset = 0): void {
     const buffer = t instanceof Tensor ? t.buffer : t;
+    if (data.byteLength === 0) return; // nothing to write (and an empty write panics Deno's wgpu)
     // Queue writes execute before the pending encoder's commands: submit those first.
     this.flush();
     const len = Math.ceil(data.byteLength / 4) * 4;

@@ -6,7 +6,7 @@
 import { PeftError } from "../errors.ts";
 import type { LlamaGpu } from "../model/llama.ts";
 import type { Tensor } from "../gpu/gpu.ts";
-import type { Hooks } from "../model/sites.ts";
+import { type Hooks, NO_HOOKS, virtualTokens } from "../model/sites.ts";
 import { sampleOnGpu } from "../kernels/sample.ts";
 import { Sampler, type SamplingOptions, validateSampling } from "./sampler.ts";
 
@@ -66,8 +66,13 @@ export async function* generateTokens(
   if (!Number.isInteger(maxTokens) || maxTokens < 0) throw new PeftError("BAD_PARAMETER", `maxTokens must be an integer >= 0, got ${o.maxTokens}`);
   const ctx = llama.config.contextLength;
   if (promptIds.length === 0) throw new PeftError("BAD_PARAMETER", "the prompt is empty (no tokens)");
-  if (promptIds.length >= ctx) {
-    throw new PeftError("CONTEXT_OVERFLOW", `prompt has ${promptIds.length} tokens; the model's context length is ${ctx}`);
+  // Prompt and prefix tuning's virtual tokens occupy the context before the prompt.
+  const P = virtualTokens(hooks ?? NO_HOOKS);
+  if (P + promptIds.length >= ctx) {
+    throw new PeftError(
+      "CONTEXT_OVERFLOW",
+      `prompt has ${promptIds.length} tokens${P ? ` after the adapter's ${P} virtual tokens` : ""}; the model's context length is ${ctx}`,
+    );
   }
   const decoder = tok.createStreamDecoder({ after: promptIds });
   const stops = (o.stop ?? []).filter((s) => s.length > 0);
@@ -138,12 +143,13 @@ const GPU_CHUNK = 8;
 async function* hostSampledIds(llama: LlamaGpu, promptIds: number[], maxTokens: number, o: GenerateOptions, hooks?: Hooks<Tensor>): AsyncGenerator<number> {
   const sampler = new Sampler(o);
   const ctx = llama.config.contextLength;
-  let pos = 0, input = promptIds;
-  for (let i = 0; i < maxTokens && pos + input.length <= ctx; i++) {
+  let pos = 0, input = promptIds, rows = virtualTokens(hooks ?? NO_HOOKS) + promptIds.length;
+  for (let i = 0; i < maxTokens && pos + rows <= ctx; i++) {
     const logitsT = llama.forward(input, pos, { hooks });
     const logits = await llama.gpu.readF32(logitsT);
     logitsT.release();
-    pos += input.length;
+    pos += rows;
+    rows = 1;
     const id = sampler.sample(logits);
     yield id;
     input = [id];
@@ -158,17 +164,18 @@ async function* hostSampledIds(llama: LlamaGpu, promptIds: number[], maxTokens: 
 async function* gpuSampledIds(llama: LlamaGpu, promptIds: number[], maxTokens: number, o: GenerateOptions, hooks?: Hooks<Tensor>): AsyncGenerator<number> {
   const { temperature, seed } = validateSampling(o);
   const gpu = llama.gpu, V = llama.config.vocabSize, ctx = llama.config.contextLength;
+  const first = virtualTokens(hooks ?? NO_HOOKS) + promptIds.length; // rows the first step takes
   const next = gpu.tensor([1], "u32"), out = gpu.tensor([GPU_CHUNK], "u32");
   try {
     let pos = 0, made = 0;
     while (made < maxTokens) {
       // Step `made` consumes position pos (the prompt first, then one sampled id per step).
-      const room = ctx - promptIds.length + 1 - made; // steps left before the context is full
+      const room = ctx - first + 1 - made; // steps left before the context is full
       const n = Math.min(GPU_CHUNK, maxTokens - made, room);
       if (n <= 0) return;
       for (let j = 0; j < n; j++) {
         const logits = made + j === 0 ? llama.forward(promptIds, 0, { hooks }) : llama.forwardIds(next, 1, pos, { hooks });
-        pos += made + j === 0 ? promptIds.length : 1;
+        pos += made + j === 0 ? first : 1;
         sampleOnGpu(gpu, logits, next, out, { V, slot: j, temperature, seed, step: made + j });
         logits.release();
       }

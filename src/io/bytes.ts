@@ -80,6 +80,20 @@ export async function writeFileAtomic(path: string, chunks: Uint8Array[] | Uint8
   }
 }
 
+/**
+ * A pause for long synchronous work done in chunks: awaiting it lets timers and I/O (a server's
+ * other requests) run, but only once `everyMs` of work has passed since the last pause, so short
+ * work pays nothing.
+ */
+export function eventLoopYielder(everyMs = 20): () => Promise<void> {
+  let last = performance.now();
+  return async () => {
+    if (performance.now() - last < everyMs) return;
+    await new Promise((resolve) => setTimeout(resolve, 0));
+    last = performance.now();
+  };
+}
+
 /** IEEE half -> float, for F16 tensors. */
 export function f16ToF32Array(src: Uint16Array, dst = new Float32Array(src.length)): Float32Array {
   for (let i = 0; i < src.length; i++) dst[i] = f16ToF32(src[i]);

@@ -71,6 +71,16 @@ export interface GgufFile {
 
 const MAX_COUNT = 1 << 26; // absurd-count guard for tensors, kvs and array lengths
 const MAX_DIMS = 4;
+/** ggml's GGML_MAX_NAME: llama.cpp refuses tensor names of this many bytes or more. */
+const MAX_NAME_BYTES = 64;
+/** Fewest bytes one entry can take on disk, so a count can be checked against the bytes left. */
+const MIN_KV_BYTES = 8 + 4 + 1; // key length, value type, a 1-byte value
+const MIN_TENSOR_INFO_BYTES = 8 + 4 + 8 + 4 + 8; // name length, n_dims, one dim, type, offset
+const SCALAR_BYTES: Partial<Record<GgufType, number>> = {
+  [GgufType.UINT8]: 1, [GgufType.INT8]: 1, [GgufType.BOOL]: 1, [GgufType.UINT16]: 2, [GgufType.INT16]: 2,
+  [GgufType.UINT32]: 4, [GgufType.INT32]: 4, [GgufType.FLOAT32]: 4, [GgufType.UINT64]: 8, [GgufType.INT64]: 8,
+  [GgufType.FLOAT64]: 8, [GgufType.STRING]: 8,
+};
 
 class Cursor {
   pos = 0;
@@ -95,14 +105,25 @@ class Cursor {
   f64() { this.need(8, "f64"); const v = this.view.getFloat64(this.pos, true); this.pos += 8; return v; }
   u64big() { this.need(8, "u64"); const v = this.view.getBigUint64(this.pos, true); this.pos += 8; return v; }
   i64big() { this.need(8, "i64"); const v = this.view.getBigInt64(this.pos, true); this.pos += 8; return v; }
-  /** u64 that must fit a JS number and be at most `max`. */
-  count(what: string, max = MAX_COUNT): number {
+  /**
+   * u64 that must fit a JS number and be at most `max`; with `minBytesEach`, a count of entries
+   * that must also fit in the bytes left in the file (so nothing is sized by a count the file
+   * cannot hold).
+   */
+  count(what: string, max = MAX_COUNT, minBytesEach = 0): number {
     const v = this.u64big();
     if (v > BigInt(max)) throw new PeftError("GGUF_BAD_COUNT", `${this.file}: absurd ${what} ${v} (limit ${max})`);
+    const left = this.fileSize - this.pos;
+    if (minBytesEach > 0 && Number(v) * minBytesEach > left) {
+      throw new PeftError(
+        "GGUF_TRUNCATED",
+        `${this.file}: truncated or corrupt: ${what} ${v} needs at least ${Number(v) * minBytesEach} bytes but only ${left} remain in the file`,
+      );
+    }
     return Number(v);
   }
   string(what: string): string {
-    const n = this.count(`length of ${what}`, this.fileSize);
+    const n = this.count(`length of ${what}`, this.fileSize, 1);
     this.need(n, what);
     const s = this.decoder.decode(this.bytes.subarray(this.pos, this.pos + n));
     this.pos += n;
@@ -142,18 +163,22 @@ function parseHeader(bytes: Uint8Array, file: string, fileSize: number) {
   if (version !== 2 && version !== 3) {
     throw new PeftError("GGUF_BAD_VERSION", `${file}: unsupported GGUF version ${version} (supported: 2, 3)`);
   }
-  const tensorCount = c.count("tensor count");
-  const kvCount = c.count("metadata count");
+  const tensorCount = c.count("tensor count", MAX_COUNT, MIN_TENSOR_INFO_BYTES);
+  const kvCount = c.count("metadata count", MAX_COUNT, MIN_KV_BYTES);
   const metadata = new Map<string, GgufMetaEntry>();
   for (let i = 0; i < kvCount; i++) {
     const key = c.string(`metadata key #${i}`);
+    // A second value for a key would silently replace the first (llama.cpp refuses it too).
+    if (metadata.has(key)) throw new PeftError("GGUF_DUPLICATE_KEY", `${file}: metadata key ${key} appears twice`);
     const type = c.u32() as GgufType;
     if (type === GgufType.ARRAY) {
       const arrayType = c.u32() as GgufType;
       if (arrayType === GgufType.ARRAY) {
         throw new PeftError("GGUF_BAD_VALUE_TYPE", `${file}: nested arrays in ${key} are not supported`);
       }
-      const n = c.count(`array length of ${key}`);
+      const elementBytes = SCALAR_BYTES[arrayType];
+      if (elementBytes === undefined) throw new PeftError("GGUF_BAD_VALUE_TYPE", `${file}: metadata ${key} is an array of unknown value type ${arrayType}`);
+      const n = c.count(`array length of ${key}`, MAX_COUNT, elementBytes);
       const arr: GgufScalar[] = new Array(n);
       for (let j = 0; j < n; j++) arr[j] = readScalar(c, arrayType, key, file);
       metadata.set(key, { type, arrayType, value: arr });
@@ -162,6 +187,10 @@ function parseHeader(bytes: Uint8Array, file: string, fileSize: number) {
     }
   }
   const alignEntry = metadata.get("general.alignment");
+  // llama.cpp reads the alignment as a u32 (gguf_get_val_u32 asserts the type).
+  if (alignEntry && alignEntry.type !== GgufType.UINT32) {
+    throw new PeftError("GGUF_BAD_ALIGNMENT", `${file}: general.alignment must be a UINT32, got value type ${GgufType[alignEntry.type] ?? alignEntry.type}`);
+  }
   const alignment = alignEntry ? Number(alignEntry.value) : 32;
   if (!Number.isInteger(alignment) || alignment <= 0 || (alignment & (alignment - 1)) !== 0) {
     throw new PeftError("GGUF_BAD_ALIGNMENT", `${file}: general.alignment ${alignEntry?.value} is not a power of two`);
@@ -169,11 +198,17 @@ function parseHeader(bytes: Uint8Array, file: string, fileSize: number) {
   const infos: { name: string; shape: number[]; ggmlType: number; offset: number }[] = [];
   for (let i = 0; i < tensorCount; i++) {
     const name = c.string(`tensor name #${i}`);
+    if (new TextEncoder().encode(name).byteLength >= MAX_NAME_BYTES) {
+      throw new PeftError("GGUF_BAD_TENSOR", `${file}: tensor name ${JSON.stringify(name.slice(0, 80))} is ${name.length} bytes or more (limit ${MAX_NAME_BYTES - 1})`);
+    }
     const nDims = c.u32();
     if (nDims < 1 || nDims > MAX_DIMS) throw new PeftError("GGUF_BAD_TENSOR", `${file}: tensor ${name} has ${nDims} dims (1..${MAX_DIMS})`);
     const dims: number[] = [];
     for (let d = 0; d < nDims; d++) dims.push(c.count(`dim ${d} of ${name}`, 2 ** 40));
-    const ggmlType = c.u32();
+    if (dims.reduce((a, b) => a * b, 1) > Number.MAX_SAFE_INTEGER) {
+      throw new PeftError("GGUF_BAD_TENSOR", `${file}: tensor ${name} dims [${dims}] have more elements than can be addressed`);
+    }
+    const ggmlType = c.u32(); // sized (whole blocks per row) by ggmlTensorBytes below
     const offset = c.count(`data offset of ${name}`, Number.MAX_SAFE_INTEGER);
     infos.push({ name, shape: dims.reverse(), ggmlType, offset });
   }
@@ -209,6 +244,9 @@ async function parseSource(source: ByteSource): Promise<GgufFile> {
     }
   }
   const tensors = new Map<string, GgufTensorInfo>();
+  // llama.cpp's reader (gguf_init_from_file) requires each tensor's data to start exactly where
+  // the previous one's ends, padded to the alignment: in order, aligned, no gaps, no overlaps.
+  let expectedOffset = 0;
   for (const t of header.infos) {
     if (tensors.has(t.name)) throw new PeftError("GGUF_BAD_TENSOR", `${file}: duplicate tensor name ${t.name}`);
     const byteLength = ggmlTensorBytes(t.ggmlType, t.shape, `${file}: tensor ${t.name}`, GGML_TYPE_NAMES[t.ggmlType]);
@@ -222,7 +260,21 @@ async function parseSource(source: ByteSource): Promise<GgufFile> {
         `${file}: tensor ${t.name} data (${byteLength} bytes at ${fileOffset}) runs past the end of the file (${source.size} bytes)`,
       );
     }
+    if (t.offset !== expectedOffset) {
+      throw new PeftError(
+        "GGUF_BAD_TENSOR",
+        `${file}: tensor ${t.name} has data offset ${t.offset}, expected ${expectedOffset} ` +
+          `(tensor data must follow the tensor infos in order, each padded to ${header.alignment} bytes, without gaps or overlaps)`,
+      );
+    }
+    expectedOffset += Math.ceil(byteLength / header.alignment) * header.alignment;
     tensors.set(t.name, { name: t.name, shape: t.shape, ggmlType: t.ggmlType, fileOffset, byteLength });
+  }
+  // Bytes beyond the last tensor's (padded) data belong to no tensor: a sign that a tensor's
+  // type or shape was changed so it reads fewer bytes than were written for it.
+  const dataEnd = header.dataStart + expectedOffset;
+  if (header.infos.length && source.size > dataEnd) {
+    throw new PeftError("GGUF_TRAILING_DATA", `${file}: ${source.size - dataEnd} bytes after the last tensor's data belong to no tensor (file has ${source.size} bytes, tensor data ends at ${dataEnd})`);
   }
   const metadata = header.metadata;
   async function readRaw(name: string): Promise<GgufRawTensor> {

@@ -6,8 +6,8 @@
 import { mkdir, readFile, stat } from "node:fs/promises";
 import { join } from "node:path";
 import { PeftError } from "../errors.ts";
-import { writeFileAtomic } from "./bytes.ts";
-import { encodeSafetensors, readSafetensors, type SafetensorsWriteTensor } from "./safetensors.ts";
+import { eventLoopYielder, writeFileAtomic } from "./bytes.ts";
+import { ADAPTER_SAFETENSORS_LIMITS, encodeSafetensors, readSafetensors, type SafetensorsWriteTensor } from "./safetensors.ts";
 
 export interface PeftAdapterConfig {
   peft_type: string;
@@ -36,7 +36,12 @@ export interface AdapterTensor {
 export interface PeftAdapter {
   config: PeftAdapterConfig;
   tensors: Map<string, AdapterTensor>;
+  /** The weights file the directory holds (adapter_model.safetensors, or AdapterHub's adapter.safetensors). */
+  weightsFile: string;
 }
+
+/** AdapterHub's (`adapters` library) file names: bottleneck adapters are saved its way. */
+export const ADAPTERHUB_WEIGHTS_FILE = "adapter.safetensors";
 
 export const ADAPTER_CONFIG_FILE = "adapter_config.json";
 export const ADAPTER_WEIGHTS_FILE = "adapter_model.safetensors";
@@ -54,7 +59,10 @@ export function validateAdapterConfig(cfg: unknown, file: string): PeftAdapterCo
   if (cfg === null || typeof cfg !== "object" || Array.isArray(cfg)) {
     throw badConfig(file, `adapter config must be a JSON object, got ${Array.isArray(cfg) ? "array" : cfg === null ? "null" : typeof cfg}`);
   }
-  const c = cfg as Record<string, unknown>;
+  let c = cfg as Record<string, unknown>;
+  // AdapterHub writes no peft_type: its bottleneck adapters say so in config.architecture.
+  const hub = c.config as Record<string, unknown> | undefined;
+  if (c.peft_type === undefined && hub && typeof hub === "object" && hub.architecture === "bottleneck") c = { ...c, peft_type: "BOTTLENECK" };
   if (typeof c.peft_type !== "string") throw badConfig(file, `peft_type must be a string (e.g. "LORA"), got ${JSON.stringify(c.peft_type)}`);
   if (c.task_type !== undefined && c.task_type !== null && typeof c.task_type !== "string") {
     throw badConfig(file, `task_type must be a string, got ${JSON.stringify(c.task_type)}`);
@@ -69,7 +77,7 @@ export function validateAdapterConfig(cfg: unknown, file: string): PeftAdapterCo
 }
 
 /** Writes an adapter directory (mkdir -p; each file atomic). Tensor keys must already be PEFT names. */
-export async function saveAdapterDir(dir: string, config: PeftAdapterConfig, tensors: Map<string, AdapterTensor>): Promise<void> {
+export async function saveAdapterDir(dir: string, config: PeftAdapterConfig, tensors: Map<string, AdapterTensor>, weightsFile = ADAPTER_WEIGHTS_FILE): Promise<void> {
   validateAdapterConfig(config, join(dir, ADAPTER_CONFIG_FILE));
   const list: SafetensorsWriteTensor[] = [];
   for (const key of [...tensors.keys()].sort()) {
@@ -86,7 +94,7 @@ export async function saveAdapterDir(dir: string, config: PeftAdapterConfig, ten
     throw new PeftError("WRITE_FAILED", `cannot create adapter directory ${dir}: ${(e as Error).message}`, { cause: e });
   }
   // Weights first, config last: a directory with a config always has its weights.
-  await writeFileAtomic(join(dir, ADAPTER_WEIGHTS_FILE), encodeSafetensors(list, { format: "pt" }));
+  await writeFileAtomic(join(dir, weightsFile), encodeSafetensors(list, { format: "pt" }));
   await writeFileAtomic(join(dir, ADAPTER_CONFIG_FILE), new TextEncoder().encode(JSON.stringify(config, null, 2) + "\n"));
 }
 
@@ -123,7 +131,9 @@ export async function loadAdapterDir(dir: string): Promise<PeftAdapter> {
   }
   const config = validateAdapterConfig(json, configPath);
 
-  const weightsPath = join(dir, ADAPTER_WEIGHTS_FILE);
+  let weightsFile = ADAPTER_WEIGHTS_FILE;
+  if (!(await exists(join(dir, weightsFile))) && (await exists(join(dir, ADAPTERHUB_WEIGHTS_FILE)))) weightsFile = ADAPTERHUB_WEIGHTS_FILE;
+  const weightsPath = join(dir, weightsFile);
   if (!(await exists(weightsPath))) {
     const bin = join(dir, "adapter_model.bin");
     if (await exists(bin)) {
@@ -135,18 +145,20 @@ export async function loadAdapterDir(dir: string): Promise<PeftAdapter> {
     }
     throw new PeftError("ADAPTER_NOT_FOUND", `${weightsPath} is missing (an adapter directory needs ${ADAPTER_WEIGHTS_FILE})`);
   }
-  const st = await readSafetensors(weightsPath);
+  const st = await readSafetensors(weightsPath, undefined, ADAPTER_SAFETENSORS_LIMITS);
   const tensors = new Map<string, AdapterTensor>();
+  const pause = eventLoopYielder(); // a server validating a big upload keeps answering meanwhile
   try {
     for (const [key, t] of st.tensors) {
       if (!["F32", "F16", "BF16", "F64"].includes(t.dtype)) {
         throw new PeftError("ADAPTER_BAD_TENSOR", `${weightsPath}: tensor ${key} has dtype ${t.dtype}; adapter tensors must be floats`);
       }
       tensors.set(key, { shape: [...t.shape], data: await st.readF32(key) });
+      await pause();
     }
   } finally {
     await st.close();
   }
-  return { config, tensors };
+  return { config, tensors, weightsFile };
 }
 

@@ -40,8 +40,33 @@ export interface SafetensorsWriteTensor {
   data: ArrayBufferView;
 }
 
-/** Header larger than this is treated as corrupt (the reference implementation caps at 100 MB). */
-const MAX_HEADER_BYTES = 100_000_000;
+/**
+ * Bounds on what a header may declare, checked before the header JSON is parsed so a hostile
+ * file costs neither memory nor time: the header bytes, its tensor entries, and the size and
+ * entry count of `__metadata__`.
+ */
+export interface SafetensorsLimits {
+  maxHeaderBytes: number;
+  maxTensors: number;
+  maxMetadataBytes: number;
+  maxMetadataEntries: number;
+}
+
+/** Model files: the reference implementation's 100 MB header cap; shards hold a few thousand tensors. */
+export const MODEL_SAFETENSORS_LIMITS: SafetensorsLimits = {
+  maxHeaderBytes: 100_000_000,
+  maxTensors: 200_000,
+  maxMetadataBytes: 16 << 20,
+  maxMetadataEntries: 10_000,
+};
+
+/** Adapters are far smaller: a 70B all-linear LoRA has ~1,100 tensors and a ~200 KB header. */
+export const ADAPTER_SAFETENSORS_LIMITS: SafetensorsLimits = {
+  maxHeaderBytes: 16 << 20,
+  maxTensors: 65_536,
+  maxMetadataBytes: 1 << 20,
+  maxMetadataEntries: 1024,
+};
 
 function isDType(v: unknown): v is SafetensorsDType {
   return typeof v === "string" && Object.hasOwn(SAFETENSORS_DTYPE_SIZE, v);
@@ -60,7 +85,26 @@ interface ParsedHeader {
  * Validates a decoded header against the data section size and returns tensor infos.
  * `dataStart` is the absolute file offset of the data section.
  */
-function parseHeaderJson(text: string, file: string, dataStart: number, dataSize: number): ParsedHeader {
+function parseHeaderJson(text: string, file: string, dataStart: number, dataSize: number, limits: SafetensorsLimits): ParsedHeader {
+  // The reference reader refuses a header that does not start with "{" (InvalidHeaderStart).
+  if (text[0] !== "{") throw bad(file, `header must start with "{", got ${JSON.stringify(text.slice(0, 16))}`);
+  // Counted before JSON.parse, which would hide duplicates and build every entry first.
+  const top = topLevelEntries(text, file);
+  const seen = new Set<string>();
+  for (const e of top) {
+    if (seen.has(e.key)) throw bad(file, `duplicate tensor name ${e.key} in header`);
+    seen.add(e.key);
+  }
+  const meta = top.find((e) => e.key === "__metadata__");
+  const nTensors = top.length - (meta ? 1 : 0);
+  if (nTensors > limits.maxTensors) throw bad(file, `header declares ${nTensors} tensors (limit ${limits.maxTensors})`);
+  if (meta) {
+    if (meta.end - meta.start > limits.maxMetadataBytes) {
+      throw bad(file, `__metadata__ is ${meta.end - meta.start} bytes (limit ${limits.maxMetadataBytes})`);
+    }
+    const entries = topLevelEntries(text, file, meta.start, meta.end).length;
+    if (entries > limits.maxMetadataEntries) throw bad(file, `__metadata__ has ${entries} entries (limit ${limits.maxMetadataEntries})`);
+  }
   let json: unknown;
   try {
     json = JSON.parse(text);
@@ -108,10 +152,6 @@ function parseHeaderJson(text: string, file: string, dataStart: number, dataSize
     }
     entries.push({ name, begin, end, info: { dtype, shape: [...shape], byteLength: expected, fileOffset: dataStart + begin } });
   }
-  // JSON.parse keeps the last of duplicate keys silently; the spec forbids duplicates.
-  if (entries.length + (Object.hasOwn(json, "__metadata__") ? 1 : 0) !== countTopLevelKeys(text)) {
-    throw bad(file, `duplicate tensor name ${findDuplicateKey(text) ?? "(unknown)"} in header`);
-  }
   // Contiguity: sorted by begin, each tensor starts where the previous ended and the last ends the data.
   const sorted = [...entries].sort((a, b) => a.begin - b.begin || a.end - b.end);
   let pos = 0;
@@ -126,46 +166,53 @@ function parseHeaderJson(text: string, file: string, dataStart: number, dataSize
   return { tensors, metadata };
 }
 
-/** Top-level keys of a JSON object text, counted with a small scanner (JSON.parse hides duplicates). */
-function topLevelKeys(text: string): string[] {
-  const keys: string[] = [];
+/**
+ * Top-level keys of the JSON object in text[from, to) with the span of each value, found by a
+ * small scanner that allocates only the keys (JSON.parse hides duplicates and builds everything).
+ */
+function topLevelEntries(text: string, file: string, from = 0, to = text.length): { key: string; start: number; end: number }[] {
+  const out: { key: string; start: number; end: number }[] = [];
   let depth = 0;
   let expectKey = false;
-  for (let i = 0; i < text.length; i++) {
-    const ch = text[i];
-    if (ch === '"') {
+  let cur: { key: string; start: number; end: number } | undefined;
+  for (let i = from; i < to; i++) {
+    const ch = text.charCodeAt(i);
+    if (ch === 0x22 /* " */) {
       let j = i + 1;
-      while (j < text.length && text[j] !== '"') j += text[j] === "\\" ? 2 : 1;
-      if (depth === 1 && expectKey) keys.push(JSON.parse(text.slice(i, j + 1)));
+      while (j < to && text.charCodeAt(j) !== 0x22) j += text.charCodeAt(j) === 0x5c /* \ */ ? 2 : 1;
+      if (depth === 1 && expectKey) {
+        let key: string;
+        try {
+          key = JSON.parse(text.slice(i, j + 1));
+        } catch {
+          throw bad(file, `header is not valid JSON (bad key at character ${i})`);
+        }
+        out.push(cur = { key, start: -1, end: to });
+      }
       expectKey = false;
       i = j;
-    } else if (ch === "{" || ch === "[") {
+    } else if (ch === 0x3a /* : */ && depth === 1 && cur && cur.start < 0) {
+      cur.start = i + 1;
+    } else if (ch === 0x7b /* { */ || ch === 0x5b /* [ */) {
       depth++;
-      expectKey = ch === "{" && depth === 1;
-    } else if (ch === "}" || ch === "]") {
-      depth--;
-    } else if (ch === "," && depth === 1) {
+      expectKey = ch === 0x7b && depth === 1;
+    } else if (ch === 0x7d /* } */ || ch === 0x5d /* ] */) {
+      if (depth === 1 && cur) cur.end = i;
+      if (--depth === 0) break;
+    } else if (ch === 0x2c /* , */ && depth === 1) {
+      if (cur) cur.end = i;
       expectKey = true;
     }
   }
-  return keys;
-}
-
-function countTopLevelKeys(text: string): number {
-  return topLevelKeys(text).length;
-}
-
-function findDuplicateKey(text: string): string | undefined {
-  const seen = new Set<string>();
-  for (const k of topLevelKeys(text)) {
-    if (seen.has(k)) return k;
-    seen.add(k);
-  }
-  return undefined;
+  return out;
 }
 
 /** Opens a safetensors file (path) or bytes; reads only the header now, tensor data on demand. */
-export async function readSafetensors(input: string | Uint8Array, name?: string): Promise<SafetensorsFile> {
+export async function readSafetensors(
+  input: string | Uint8Array,
+  name?: string,
+  limits: SafetensorsLimits = MODEL_SAFETENSORS_LIMITS,
+): Promise<SafetensorsFile> {
   let source: ByteSource;
   try {
     source = typeof input === "string" ? await fileSource(input) : memorySource(input, name);
@@ -176,22 +223,22 @@ export async function readSafetensors(input: string | Uint8Array, name?: string)
     throw e;
   }
   try {
-    return await open(source);
+    return await open(source, limits);
   } catch (e) {
     await source.close();
     throw e;
   }
 }
 
-async function open(source: ByteSource): Promise<SafetensorsFile> {
+async function open(source: ByteSource, limits: SafetensorsLimits): Promise<SafetensorsFile> {
   const file = source.name;
   if (source.size < 8) {
     throw new PeftError("SAFETENSORS_TRUNCATED", `${file}: ${source.size} bytes is too short for the 8-byte header length`);
   }
   const lenBytes = await source.read(0, 8);
   const headerLen = new DataView(lenBytes.buffer, lenBytes.byteOffset, 8).getBigUint64(0, true);
-  if (headerLen > BigInt(MAX_HEADER_BYTES)) {
-    throw new PeftError("SAFETENSORS_BAD_HEADER", `${file}: absurd header length ${headerLen} (limit ${MAX_HEADER_BYTES})`);
+  if (headerLen > BigInt(limits.maxHeaderBytes)) {
+    throw new PeftError("SAFETENSORS_BAD_HEADER", `${file}: header length ${headerLen} is over the limit of ${limits.maxHeaderBytes} bytes`);
   }
   const n = Number(headerLen);
   if (8 + n > source.size) {
@@ -205,7 +252,7 @@ async function open(source: ByteSource): Promise<SafetensorsFile> {
     throw new PeftError("SAFETENSORS_BAD_HEADER", `${file}: header is not valid UTF-8`, { cause: e });
   }
   const dataStart = 8 + n;
-  const { tensors, metadata } = parseHeaderJson(text, file, dataStart, source.size - dataStart);
+  const { tensors, metadata } = parseHeaderJson(text, file, dataStart, source.size - dataStart, limits);
 
   const info = (tensorName: string) => {
     const t = tensors.get(tensorName);

@@ -11,6 +11,11 @@
  * tensor name and resolved by the backend (f32, f16 or 4-bit on the GPU; f32 on the host).
  */
 
+import type { Activation } from "../kernels/activation.ts";
+import type { Block } from "../kernels/copy_block.ts";
+
+export type { Activation, Block };
+
 export interface MatmulArgs {
   /** Rows of op(a) and of the result. */
   M: number;
@@ -56,6 +61,8 @@ export interface Backend<T> {
   readonly kind: "gpu" | "cpu";
   shape(t: T): number[];
   release(t: T): void;
+  /** A tensor whose contents are undefined (to be written whole). */
+  empty(shape: number[]): T;
   /** A zero-filled tensor. */
   zeros(shape: number[]): T;
   /** A copy of t. */
@@ -110,6 +117,12 @@ export interface Backend<T> {
   rowNorms(x: T, rows: number, cols: number): T;
   /** Elementwise a / b, new tensor. */
   div(a: T, b: T): T;
+
+  /** A block of rows × cols from src to dst (src/kernels/copy_block.ts), written or accumulated. */
+  copyBlock(src: T, dst: T, b: Block): void;
+  /** Pointwise nonlinearity and its backward (dx = dy·f'(x)). */
+  activation(x: T, fn: Activation): T;
+  activationBackward(dy: T, x: T, fn: Activation): T;
 
   rmsnorm(x: T, w: T, N: number, C: number, eps: number): { y: T; rstd: T };
   rmsnormBackward(dy: T, x: T, w: T, rstd: T, N: number, C: number, wantDw: boolean): { dx: T; dw?: T };

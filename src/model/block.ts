@@ -10,15 +10,15 @@ import type { LlamaConfig } from "./config.ts";
 import { HF_TO_GGUF_MODULE } from "./config.ts";
 import { linearShape } from "./config.ts";
 import type { Graph, V } from "./graph.ts";
-import type { Hooks, LinearSite } from "./sites.ts";
+import type { Branch, Hooks, KvPrefix, LinearSite } from "./sites.ts";
 import { PeftError } from "../errors.ts";
 
 /** How a pass positions its tokens: rope angles and the keys each query attends to. */
 export interface Positions<T> {
   /** RoPE of q or k rows ([rows, heads·headDim]); consumes x. */
   rope(g: Graph<T>, x: V<T>, nHeads: number): V<T>;
-  /** Causal attention of layer `layer`; consumes q, k and v. */
-  attention(g: Graph<T>, layer: number, q: V<T>, k: V<T>, v: V<T>): V<T>;
+  /** Causal attention of layer `layer` (after the prefix rows when given); consumes q, k and v. */
+  attention(g: Graph<T>, layer: number, q: V<T>, k: V<T>, v: V<T>, prefix?: KvPrefix<T>): V<T>;
 }
 
 export interface BlockContext<T> {
@@ -85,6 +85,20 @@ export function linear<T>(c: BlockContext<T>, x: V<T>, site: LinearSite, residua
   return out;
 }
 
+/**
+ * x + branch(x): the branch's last linear accumulated into the stream, or, when a residual hook
+ * acts here (bottleneck adapters), x + hook(x, branch output). Consumes x.
+ */
+function residualBranch<T>(c: BlockContext<T>, l: number, branch: Branch, x: V<T>, input: V<T>, site: LinearSite): V<T> {
+  const { g, hooks } = c;
+  if (!hooks.residual || !(hooks.residualAt?.(l, branch) ?? true)) return linear(c, input, site, x);
+  const h = hooks.residual(g, l, branch, x, linear(c, input, site));
+  const out = g.add(x, h);
+  g.free(x);
+  g.free(h);
+  return out;
+}
+
 /** One block: consumes x, returns the block's output. */
 export function blockForward<T>(c: BlockContext<T>, l: number, x: V<T>): V<T> {
   const { g, config: cfg, positions } = c;
@@ -96,8 +110,13 @@ export function blockForward<T>(c: BlockContext<T>, l: number, x: V<T>): V<T> {
   const k = linear(c, xn, site("k_proj"));
   const v = linear(c, xn, site("v_proj"));
   g.free(xn);
-  const att = positions.attention(g, l, positions.rope(g, q, cfg.nHeads), positions.rope(g, k, cfg.nKvHeads), v);
-  const xMid = linear(c, att, site("o_proj"), x);
+  const prefix = c.hooks.kvPrefix?.(g, l);
+  const att = positions.attention(g, l, positions.rope(g, q, cfg.nHeads), positions.rope(g, k, cfg.nKvHeads), v, prefix);
+  if (prefix) {
+    g.free(prefix.k);
+    g.free(prefix.v);
+  }
+  const xMid = residualBranch(c, l, "attn", x, att, site("o_proj"));
   g.free(att);
 
   const xn2 = norm(c, xMid, p + "ffn_norm.weight");
@@ -107,15 +126,36 @@ export function blockForward<T>(c: BlockContext<T>, l: number, x: V<T>): V<T> {
   const h = g.swiglu(gate, up);
   g.free(gate);
   g.free(up);
-  const xOut = linear(c, h, site("down_proj"), xMid);
+  const xOut = residualBranch(c, l, "ffn", xMid, h, site("down_proj"));
   g.free(h);
   return xOut;
 }
 
-/** Token embeddings of `ids` (a backend ids tensor the caller keeps until backward). */
-export function embed<T>(c: BlockContext<T>, ids: T): V<T> {
-  const table = c.g.constant(c.g.be.weight("token_embd.weight"));
-  return c.g.embedding(table, ids);
+/**
+ * Token embeddings of `ids` (a backend ids tensor the caller keeps until backward) for B
+ * sequences, with the hooks' virtual-token embeddings before each sequence when `withPrefix`.
+ */
+export function embed<T>(c: BlockContext<T>, ids: T, B = 1, withPrefix = true): V<T> {
+  const { g } = c;
+  const table = g.constant(g.be.weight("token_embd.weight"));
+  const x = g.embedding(table, ids);
+  if (!withPrefix || !c.hooks.embedPrefix) return x;
+  const prefix = c.hooks.embedPrefix(g);
+  const out = g.prefixRows(prefix, x, B);
+  g.free(prefix);
+  g.free(x);
+  return out;
+}
+
+/** The rows of the text tokens of x ([B·(P+T), C] -> [B·T, C]): virtual-token rows dropped (consumes x). */
+export function dropVirtualRows<T>(g: Graph<T>, x: V<T>, P: number, B: number): V<T> {
+  if (P === 0) return x;
+  const T = x.rows / B - P;
+  const parts = Array.from({ length: B }, (_, b) => g.sliceRows(x, b * (P + T) + P, T));
+  const out = parts.length === 1 ? parts[0] : g.concatRows(parts);
+  if (parts.length > 1) for (const p of parts) g.free(p);
+  g.free(x);
+  return out;
 }
 
 /** All blocks from the embeddings up; `checkpointing` recomputes each block in the backward. */
@@ -133,23 +173,41 @@ export function finalNorm<T>(c: BlockContext<T>, x: V<T>): V<T> {
   return y;
 }
 
-/** Training and the CPU reference: B sequences of T tokens from position 0, attention over all of them. */
+/**
+ * Training and the CPU reference: B sequences of T rows (virtual-token embeddings included), from
+ * position `pos0` (the key prefix's length with prefix tuning: text positions follow it), with
+ * attention over each sequence's prefix keys and its own rows.
+ */
 export class SequencePositions<T> implements Positions<T> {
-  constructor(readonly B: number, readonly T: number, readonly config: LlamaConfig) {}
+  constructor(readonly B: number, readonly T: number, readonly config: LlamaConfig, readonly pos0 = 0) {}
   rope(g: Graph<T>, x: V<T>, nHeads: number): V<T> {
     const c = this.config;
-    return g.rope(x, { N: this.B * this.T, T: this.T, pos0: 0, nHeads, headDim: c.headDim, ropeDim: c.ropeDim, base: c.ropeBase });
+    return g.rope(x, { N: this.B * this.T, T: this.T, pos0: this.pos0, nHeads, headDim: c.headDim, ropeDim: c.ropeDim, base: c.ropeBase });
   }
-  attention(g: Graph<T>, _layer: number, q: V<T>, k: V<T>, v: V<T>): V<T> {
-    const c = this.config;
-    const y = g.attention(q, k, v, {
-      B: this.B, T: this.T, S: this.T, kvStride: this.T, pos0: 0, nHeads: c.nHeads, nKvHeads: c.nKvHeads, headDim: c.headDim,
+  attention(g: Graph<T>, _layer: number, q: V<T>, k: V<T>, v: V<T>, prefix?: KvPrefix<T>): V<T> {
+    const c = this.config, B = this.B, T = this.T;
+    let kk = k, vv = v;
+    if (prefix) {
+      kk = g.prefixRows(prefix.k, k, B);
+      vv = g.prefixRows(prefix.v, v, B);
+      g.free(k);
+      g.free(v);
+    }
+    const P = prefix ? prefix.k.rows : 0;
+    const y = g.attention(q, kk, vv, {
+      B, T, S: P + T, kvStride: P + T, pos0: P, nHeads: c.nHeads, nKvHeads: c.nKvHeads, headDim: c.headDim,
     });
     g.free(q);
-    g.free(k);
-    g.free(v);
+    g.free(kk);
+    g.free(vv);
     return y;
   }
+}
+
+/** The positions of B training sequences of T text tokens under these hooks (virtual tokens first). */
+export function sequencePositions<T>(hooks: Hooks<T>, B: number, T: number, config: LlamaConfig): SequencePositions<T> {
+  const P = hooks.virtualTokens ?? 0;
+  return hooks.embedPrefix ? new SequencePositions(B, P + T, config, 0) : new SequencePositions(B, T, config, hooks.kvPrefix ? P : 0);
 }
 
 /** The output head's site (hooks may target it as "lm_head"). */

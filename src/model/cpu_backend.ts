@@ -12,7 +12,9 @@ import { matmulReference } from "../kernels/matmul.ts";
 import { rmsnormReference } from "../kernels/rmsnorm.ts";
 import { ropeReference } from "../kernels/rope.ts";
 import { swigluBackwardReference, swigluReference } from "../kernels/swiglu.ts";
-import { type AttentionArgs, type Backend, type MatmulArgs, type RopeArgs, sizeOf } from "./backend.ts";
+import { type Activation, type AttentionArgs, type Backend, type Block, type MatmulArgs, type RopeArgs, sizeOf } from "./backend.ts";
+import { activationBackwardReference, activationReference } from "../kernels/activation.ts";
+import { copyBlockReference } from "../kernels/copy_block.ts";
 
 export interface HostTensor {
   shape: number[];
@@ -33,6 +35,9 @@ export class CpuBackend implements Backend<HostTensor> {
     return t.shape;
   }
   release(): void {}
+  empty(shape: number[]): HostTensor {
+    return host(shape);
+  }
   zeros(shape: number[]): HostTensor {
     return host(shape);
   }
@@ -126,6 +131,16 @@ export class CpuBackend implements Backend<HostTensor> {
   }
   div(a: HostTensor, b: HostTensor): HostTensor {
     return host(a.shape, divReference(a.data, b.data));
+  }
+
+  copyBlock(src: HostTensor, dst: HostTensor, b: Block): void {
+    copyBlockReference(src.data, dst.data, b);
+  }
+  activation(x: HostTensor, fn: Activation): HostTensor {
+    return host(x.shape, activationReference(x.data, fn));
+  }
+  activationBackward(dy: HostTensor, x: HostTensor, fn: Activation): HostTensor {
+    return host(x.shape, activationBackwardReference(dy.data, x.data, fn));
   }
 
   rmsnorm(x: HostTensor, w: HostTensor, N: number, C: number, eps: number): { y: HostTensor; rstd: HostTensor } {

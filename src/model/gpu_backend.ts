@@ -14,7 +14,9 @@ import { matmul } from "../kernels/matmul.ts";
 import { rmsnorm, rmsnormBackward } from "../kernels/rmsnorm.ts";
 import { rope } from "../kernels/rope.ts";
 import { swiglu, swigluBackward } from "../kernels/swiglu.ts";
-import type { AttentionArgs, Backend, MatmulArgs, RopeArgs } from "./backend.ts";
+import type { Activation, AttentionArgs, Backend, Block, MatmulArgs, RopeArgs } from "./backend.ts";
+import { activation, activationBackward } from "../kernels/activation.ts";
+import { copyBlock } from "../kernels/copy_block.ts";
 import { type ComputeDtype, isQuantized, type LinearWeight, linearMatmul, linearMatmulBackward, weightShape } from "./quantized.ts";
 
 /** What the backend needs of a loaded model: its frozen weights by GGUF name. */
@@ -39,6 +41,9 @@ export class GpuBackend implements Backend<Tensor> {
   }
   release(t: Tensor): void {
     t.release();
+  }
+  empty(shape: number[]): Tensor {
+    return this.gpu.tensor(shape);
   }
   zeros(shape: number[]): Tensor {
     return this.gpu.zeros(shape);
@@ -129,6 +134,16 @@ export class GpuBackend implements Backend<Tensor> {
   }
   div(a: Tensor, b: Tensor): Tensor {
     return div(this.gpu, a, b);
+  }
+
+  copyBlock(src: Tensor, dst: Tensor, b: Block): void {
+    copyBlock(this.gpu, src, dst, b);
+  }
+  activation(x: Tensor, fn: Activation): Tensor {
+    return activation(this.gpu, x, fn);
+  }
+  activationBackward(dy: Tensor, x: Tensor, fn: Activation): Tensor {
+    return activationBackward(this.gpu, dy, x, fn);
   }
 
   rmsnorm(x: Tensor, w: Tensor, N: number, C: number, eps: number): { y: Tensor; rstd: Tensor } {

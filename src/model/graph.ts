@@ -16,7 +16,7 @@
  * nothing else holds the buffer (inference: the residual stream is accumulated in place).
  */
 import { PeftError } from "../errors.ts";
-import { type AttentionArgs, type Backend, colsOf, type MatmulArgs, type RopeArgs, rowsOf } from "./backend.ts";
+import { type Activation, type AttentionArgs, type Backend, colsOf, type MatmulArgs, type RopeArgs, rowsOf } from "./backend.ts";
 
 /** A trainable (or frozen) tensor that lives outside the graph; gradients accumulate into `grad`. */
 export interface Param<T> {
@@ -162,6 +162,7 @@ export class Acc<T> {
 
 export class Graph<T> {
   private nodes: Node<T>[] = [];
+  private memos = new Map<unknown, V<T>>();
 
   constructor(readonly be: Backend<T>, readonly o: GraphOptions) {}
 
@@ -410,14 +411,75 @@ export class Graph<T> {
     });
   }
 
+  /**
+   * A new [rows, cols] value made of blocks of other values (slices, concatenations, virtual-token
+   * rows). Each piece copies `rows × cols` from (srcRow, srcCol) of its value to (dstRow, dstCol);
+   * the backward copies the gradient blocks back, accumulating.
+   */
+  private assemble(shape: [number, number], pieces: { v: V<T>; rows: number; cols: number; srcRow: number; srcCol: number; dstRow: number; dstCol: number }[], covered: boolean): V<T> {
+    const out = covered ? this.be.empty(shape) : this.be.zeros(shape);
+    for (const p of pieces) {
+      this.be.copyBlock(p.v.value, out, { rows: p.rows, cols: p.cols, srcCols: p.v.cols, srcRow: p.srcRow, srcCol: p.srcCol, dstCols: shape[1], dstRow: p.dstRow, dstCol: p.dstCol });
+    }
+    const y = this.out(out, pieces.some((p) => p.v.requiresGrad));
+    const inputs = [...new Set(pieces.map((p) => p.v))];
+    return this.record(y, inputs, [], (dy, acc) => {
+      for (const v of inputs) {
+        acc.accumulate(v, (into) => {
+          const g = into ?? this.be.zeros(v.shape);
+          for (const p of pieces.filter((q) => q.v === v)) {
+            this.be.copyBlock(dy, g, { rows: p.rows, cols: p.cols, srcCols: shape[1], srcRow: p.dstRow, srcCol: p.dstCol, dstCols: v.cols, dstRow: p.srcRow, dstCol: p.srcCol, accumulate: true });
+          }
+          return g;
+        });
+      }
+    });
+  }
+
   /** Rows [row0, row0 + rows) of x. */
   sliceRows(x: V<T>, row0: number, rows: number): V<T> {
-    const y = this.out(this.be.sliceRows(x.value, row0, rows), x.requiresGrad);
-    return this.record(y, [x], [], (dy, acc) => {
-      // Only the embedding prefix and head paths slice, and they never need the input's gradient.
-      if (x.requiresGrad) throw new PeftError("GRAPH_UNSUPPORTED", "graph: sliceRows has no backward into its input");
-      void dy, acc;
-    });
+    return this.assemble([rows, x.cols], [{ v: x, rows, cols: x.cols, srcRow: row0, srcCol: 0, dstRow: 0, dstCol: 0 }], true);
+  }
+
+  /** Columns [col0, col0 + cols) of x. */
+  sliceCols(x: V<T>, col0: number, cols: number): V<T> {
+    return this.assemble([x.rows, cols], [{ v: x, rows: x.rows, cols, srcRow: 0, srcCol: col0, dstRow: 0, dstCol: 0 }], true);
+  }
+
+  /** The rows of several values stacked (same column count). */
+  concatRows(parts: V<T>[]): V<T> {
+    const C = parts[0].cols;
+    if (parts.some((p) => p.cols !== C)) throw new PeftError("BAD_SHAPE", `graph concatRows: parts have ${parts.map((p) => p.cols).join(", ")} columns`);
+    let r = 0;
+    const pieces = parts.map((v) => ({ v, rows: v.rows, cols: C, srcRow: 0, srcCol: 0, dstRow: (r += v.rows) - v.rows, dstCol: 0 }));
+    return this.assemble([r, C], pieces, true);
+  }
+
+  /** Several values side by side (same row count). */
+  concatCols(parts: V<T>[]): V<T> {
+    const R = parts[0].rows;
+    if (parts.some((p) => p.rows !== R)) throw new PeftError("BAD_SHAPE", `graph concatCols: parts have ${parts.map((p) => p.rows).join(", ")} rows`);
+    let c = 0;
+    const pieces = parts.map((v) => ({ v, rows: R, cols: v.cols, srcRow: 0, srcCol: 0, dstRow: 0, dstCol: (c += v.cols) - v.cols }));
+    return this.assemble([R, c], pieces, true);
+  }
+
+  /** For B sequences of x ([B·T, C]): the P rows of `prefix` ([P, C]) before each one's T rows -> [B·(P+T), C]. */
+  prefixRows(prefix: V<T>, x: V<T>, B: number): V<T> {
+    const P = prefix.rows, C = x.cols, T = x.rows / B;
+    if (prefix.cols !== C || !Number.isInteger(T)) throw new PeftError("BAD_SHAPE", `graph prefixRows: prefix [${prefix.shape}] before ${B} sequences of x [${x.shape}]`);
+    const pieces = [];
+    for (let b = 0; b < B; b++) {
+      pieces.push({ v: prefix, rows: P, cols: C, srcRow: 0, srcCol: 0, dstRow: b * (P + T), dstCol: 0 });
+      pieces.push({ v: x, rows: T, cols: C, srcRow: b * T, srcCol: 0, dstRow: b * (P + T) + P, dstCol: 0 });
+    }
+    return this.assemble([B * (P + T), C], pieces, true);
+  }
+
+  /** A pointwise nonlinearity (relu, tanh, sigmoid, silu, gelu). */
+  act(x: V<T>, fn: Activation): V<T> {
+    const y = this.out(this.be.activation(x.value, fn), x.requiresGrad);
+    return this.record(y, [x], [x], (dy, acc) => acc.add(x, this.be.activationBackward(dy, x.value, fn)));
   }
 
   /** Gives acc's buffer to a writer: itself when nothing else holds it, else a copy (acc is freed). */
@@ -446,12 +508,14 @@ export class Graph<T> {
     const sub = new Graph(this.be, { ...this.o, grad: false });
     const ys = fn(sub, sub.constant(x.value));
     const y = this.out(sub.detach(ys), true);
+    sub.dispose();
     this.record(y, [y], [x], (dy, acc) => {
       const again = new Graph(this.be, this.o);
       const xi = new V<T>(x.value, x.shape, x.requiresGrad, false);
       const yi = fn(again, xi);
       const inner = again.backward(yi, dy, { retainGrads: [xi], borrowed: true });
       again.free(yi);
+      again.dispose();
       const gx = inner.take(xi);
       if (gx !== undefined) {
         if (inner.isBorrowed(gx)) acc.pass(x, gx);
@@ -498,10 +562,23 @@ export class Graph<T> {
     return acc;
   }
 
-  /** Frees what recorded nodes still hold (a pass abandoned before its backward). */
+  /**
+   * A value computed once per pass (an adapter's prompt encoder output shared by every layer):
+   * `make` runs on the first call; each call returns another reference (free it). The pass's own
+   * reference goes at dispose.
+   */
+  memo(key: unknown, make: () => V<T>): V<T> {
+    let v = this.memos.get(key);
+    if (!v) this.memos.set(key, v = make());
+    return this.keep(v);
+  }
+
+  /** Frees what recorded nodes and memos still hold (at the end of a pass, or one abandoned before its backward). */
   dispose(): void {
     for (const n of this.nodes) for (const s of n.saved) this.free(s);
     this.nodes = [];
+    for (const v of this.memos.values()) this.free(v);
+    this.memos.clear();
   }
 }
 

@@ -9,10 +9,18 @@ import { basename, join } from "node:path";
 import { PeftError } from "../errors.ts";
 import { writeFileAtomic } from "../io/bytes.ts";
 import { encodeSafetensors, readSafetensors, type SafetensorsFile, type SafetensorsWriteTensor } from "../io/safetensors.ts";
-import { GGUF_TO_HF_MODULE, HF_MODULE_PARENT, HF_TO_GGUF_MODULE, type LlamaConfig, linearShape, LINEAR_MODULES, permuteQK } from "./config.ts";
+import { GGUF_TO_HF_MODULE, HF_MODULE_PARENT, HF_TO_GGUF_MODULE, type LlamaConfig, permuteQK } from "./config.ts";
+import { type ConfigField, validateLlamaWeights } from "./validate_weights.ts";
 import type { WeightSource } from "./weights.ts";
 
 const SUPPORTED_ARCHITECTURES: Record<string, string> = { LlamaForCausalLM: "llama", MistralForCausalLM: "mistral" };
+
+/** config.json keys of the llama hyper-parameters (head_dim defaults to hidden_size / num_attention_heads). */
+const HF_CONFIG_KEYS: Record<ConfigField, string> = {
+  vocabSize: "vocab_size", dim: "hidden_size", hiddenDim: "intermediate_size", nLayers: "num_hidden_layers",
+  nHeads: "num_attention_heads", nKvHeads: "num_key_value_heads", headDim: "head_dim", ropeDim: "head_dim",
+  ropeBase: "rope_theta", normEps: "rms_norm_eps", contextLength: "max_position_embeddings",
+};
 
 /** HF checkpoint tensor name -> GGUF name, or undefined for names we do not know. */
 export function hfToGgufName(hf: string): string | undefined {
@@ -81,13 +89,18 @@ export function configFromHF(json: unknown, file: string): LlamaConfig {
   } else {
     throw bad(`architectures is missing and model_type ${JSON.stringify(c.model_type)} is not llama or mistral`);
   }
+  // null is "use the default" only where transformers documents it (num_key_value_heads,
+  // head_dim); elsewhere it is a broken value, not a missing one.
+  const explicitNull = (key: string) => c[key] === null && key !== "num_key_value_heads" && key !== "head_dim";
   const int = (key: string, fallback?: number): number => {
+    if (explicitNull(key)) throw bad(`${key} must be a positive integer, got null`);
     const v = c[key] ?? fallback;
     if (v === undefined) throw bad(`${key} is missing`);
     if (!Number.isSafeInteger(v) || (v as number) <= 0) throw bad(`${key} must be a positive integer, got ${JSON.stringify(c[key])}`);
     return v as number;
   };
   const float = (key: string, fallback: number): number => {
+    if (explicitNull(key)) throw bad(`${key} must be a positive number, got null`);
     const v = c[key] ?? fallback;
     if (typeof v !== "number" || !(v > 0) || !Number.isFinite(v)) throw bad(`${key} must be a positive number, got ${JSON.stringify(c[key])}`);
     return v;
@@ -128,18 +141,6 @@ export function configFromHF(json: unknown, file: string): LlamaConfig {
   };
 }
 
-/** Expected [out, in] / [n] shapes of every GGUF-named tensor of a llama model. */
-function expectedShapes(c: LlamaConfig): Map<string, number[]> {
-  const m = new Map<string, number[]>([["token_embd.weight", [c.vocabSize, c.dim]], ["output_norm.weight", [c.dim]]]);
-  if (!c.tiedEmbeddings) m.set("output.weight", [c.vocabSize, c.dim]);
-  for (let l = 0; l < c.nLayers; l++) {
-    m.set(`blk.${l}.attn_norm.weight`, [c.dim]);
-    m.set(`blk.${l}.ffn_norm.weight`, [c.dim]);
-    for (const mod of LINEAR_MODULES) m.set(`blk.${l}.${HF_TO_GGUF_MODULE[mod]}.weight`, linearShape(c, mod));
-  }
-  return m;
-}
-
 /** HF tensor name -> shard file name, from model.safetensors.index.json. */
 async function readShardIndex(dir: string): Promise<Map<string, string>> {
   const index = join(dir, "model.safetensors.index.json");
@@ -165,7 +166,8 @@ export async function hfWeights(dir: string): Promise<WeightSource> {
   if (!info) throw new PeftError("HF_NOT_FOUND", `model directory not found: ${dir}`);
   if (!info.isDirectory()) throw new PeftError("HF_NOT_FOUND", `not a model directory: ${dir}`);
   const configPath = join(dir, "config.json");
-  const config = configFromHF(await readJson(configPath, "HF_BAD_CONFIG", "a model directory needs config.json"), configPath);
+  const json = await readJson(configPath, "HF_BAD_CONFIG", "a model directory needs config.json");
+  const config = configFromHF(json, configPath);
 
   const single = join(dir, "model.safetensors");
   let weightMap: Map<string, string> | null;
@@ -217,21 +219,23 @@ export async function hfWeights(dir: string): Promise<WeightSource> {
         }
       }
     }
+    // An explicit tie_word_embeddings must agree with the tensors: transformers would ignore a
+    // present lm_head.weight when tied, and initialise a missing one randomly when untied.
+    const tie = (json as Record<string, unknown>).tie_word_embeddings;
+    if (tie === true && located.has("output.weight")) {
+      throw new PeftError("HF_BAD_CONFIG", `${configPath}: tie_word_embeddings is true but ${located.get("output.weight")!.file.name} has lm_head.weight (it would be ignored)`);
+    }
+    if (tie === false && !located.has("output.weight")) {
+      throw new PeftError("HF_MISSING_TENSOR", `${dir}: tensor lm_head.weight is missing (tie_word_embeddings is false)`);
+    }
     config.tiedEmbeddings = !located.has("output.weight");
-    const expected = expectedShapes(config);
-    for (const [gg, shape] of expected) {
-      const t = located.get(gg);
-      const hfName = ggufToHfName(gg)!;
-      if (!t) throw new PeftError("HF_MISSING_TENSOR", `${dir}: tensor ${hfName} is missing`);
-      if (t.shape.length !== shape.length || t.shape.some((d, i) => d !== shape[i])) {
-        throw new PeftError("HF_BAD_TENSOR", `${t.file.name}: tensor ${hfName} has shape [${t.shape}], config.json implies [${shape}]`);
-      }
-    }
-    for (const gg of located.keys()) {
-      if (!expected.has(gg)) {
-        throw new PeftError("HF_UNKNOWN_TENSOR", `${located.get(gg)!.file.name}: tensor ${located.get(gg)!.hfName} is beyond num_hidden_layers ${config.nLayers}`);
-      }
-    }
+    const shapes = new Map([...located].map(([gg, t]) => [gg, t.shape]));
+    validateLlamaWeights(config, shapes, {
+      configFile: configPath,
+      key: (f) => HF_CONFIG_KEYS[f],
+      tensor: (gg) => ({ file: located.get(gg)?.file.name ?? dir, name: ggufToHfName(gg) ?? gg }),
+      codes: { badKey: "HF_BAD_CONFIG", missingTensor: "HF_MISSING_TENSOR", badTensor: "HF_BAD_TENSOR", unusedTensor: "HF_UNKNOWN_TENSOR" },
+    });
   } catch (e) {
     await closeAll();
     throw e;
@@ -254,6 +258,7 @@ export async function hfWeights(dir: string): Promise<WeightSource> {
       if (/\.attn_[qk]\.weight$/.test(name)) return permuteQK(data, t.shape[0], t.shape[1], config.headDim, "hf_to_gguf");
       return data;
     },
+    locate: (name) => ({ file: located.get(name)?.file.name ?? dir, name: located.get(name)?.hfName ?? name }),
     close: closeAll,
   };
   if (await exists(tokenizerJson)) source.tokenizerJsonPath = tokenizerJson;

@@ -12,15 +12,15 @@
 import { PeftError } from "../errors.ts";
 import type { Gpu, Tensor } from "../gpu/gpu.ts";
 import type { LlamaConfig } from "./config.ts";
-import { type BlockContext, blocks, embed, finalNorm, headSite, linear, type Positions } from "./block.ts";
+import { type BlockContext, blocks, dropVirtualRows, embed, finalNorm, headSite, linear, type Positions } from "./block.ts";
 import { Graph, type V } from "./graph.ts";
 import { GpuBackend } from "./gpu_backend.ts";
-import { type Hooks, NO_HOOKS } from "./sites.ts";
+import { type Hooks, NO_HOOKS, virtualTokens } from "./sites.ts";
 import { type QuantizedWeight, uploadQuantizedGroup } from "../kernels/nf4_matmul.ts";
 import { quantize4bit, type QuantState4bit } from "../quant/mod.ts";
 import { type ComputeDtype, isQuantized, type LinearWeight, type QuantizeSpec } from "./quantized.ts";
 import { f32ToF16Array } from "../io/bytes.ts";
-import type { WeightSource } from "./weights.ts";
+import { tensorLabel, type WeightSource } from "./weights.ts";
 
 export interface LlamaLoadOptions {
   /** Quantize the block linear weights (and the untied head when spec.head) to 4 bits while loading. */
@@ -99,7 +99,7 @@ export class LlamaGpu {
         const shape = source.shape(n);
         const data = await source.readF32(n);
         for (let i = 0; i < data.length; i++) {
-          if (!Number.isFinite(data[i])) throw new PeftError("MODEL_BAD_WEIGHT", `${source.name}: tensor ${n} has a non-finite value at ${i}`);
+          if (!Number.isFinite(data[i])) throw new PeftError("MODEL_BAD_WEIGHT", `${tensorLabel(source, n)} has a non-finite value (${data[i]}) at index ${i}`);
         }
         if (q && toQuantize(n)) {
           const key = n.split(".").slice(0, 2).join(".");
@@ -226,22 +226,55 @@ export class LlamaGpu {
   /**
    * `forward` for ids already on the GPU (u32 [T]), e.g. a token sampled on the GPU by the
    * previous step: decoding then needs no host round trip per token. Ids must be < vocabSize.
+   *
+   * pos0 is the KV-cache row of the first id. pos0 = 0 starts a sequence: the hooks' virtual
+   * tokens (prompt tuning's embeddings, prefix tuning's keys and values) take rows 0..P-1 and the
+   * ids follow at P, so the next call continues at P + T.
    */
   forwardIds(idT: Tensor, T: number, pos0: number, opts: ForwardOptions = {}): Tensor {
-    const cache = this.ensureCache(pos0 + T);
+    const hooks = opts.hooks ?? NO_HOOKS;
+    const P = pos0 === 0 ? virtualTokens(hooks) : 0;
+    const cache = this.ensureCache(pos0 + P + T);
     const g = new Graph(this.backend(), { grad: false, training: false, seed: 0 });
-    const ctx: BlockContext<Tensor> = { g, config: this.config, hooks: opts.hooks ?? NO_HOOKS, positions: new CachedPositions(this, cache, T, pos0) };
-    let x = blocks(ctx, embed(ctx, idT));
-    // Only the rows whose logits are wanted go through the final norm and the head.
-    if (!opts.allLogits && T > 1) {
-      const last = g.sliceRows(x, T - 1, 1);
-      g.free(x);
-      x = last;
+    try {
+      // Prefix keys and values go into the cache once; later steps read them from there.
+      const ctx: BlockContext<Tensor> = { g, config: this.config, hooks: { ...hooks, kvPrefix: undefined }, positions: null! };
+      let rows = T, start = pos0;
+      if (P && hooks.kvPrefix) {
+        this.writePrefix(g, hooks, cache);
+        start = P;
+      } else if (P) {
+        rows = P + T;
+      }
+      ctx.positions = new CachedPositions(this, cache, rows, start);
+      let x = blocks(ctx, embed(ctx, idT, 1, P > 0));
+      if (opts.allLogits) x = dropVirtualRows(g, x, rows - T, 1);
+      // Only the rows whose logits are wanted go through the final norm and the head.
+      else if (x.rows > 1) {
+        const last = g.sliceRows(x, x.rows - 1, 1);
+        g.free(x);
+        x = last;
+      }
+      const xf = finalNorm(ctx, x);
+      const logits = linear(ctx, xf, headSite(this.config));
+      g.free(xf);
+      return g.detach(logits);
+    } finally {
+      g.dispose();
     }
-    const xf = finalNorm(ctx, x);
-    const logits = linear(ctx, xf, headSite(this.config));
-    g.free(xf);
-    return g.detach(logits);
+  }
+
+  /** Writes the hooks' key/value prefix of every layer into cache rows 0..P-1. */
+  private writePrefix(g: Graph<Tensor>, hooks: Hooks<Tensor>, cache: KvCache): void {
+    const kvDim = this.config.nKvHeads * this.config.headDim;
+    for (let l = 0; l < this.config.nLayers; l++) {
+      const p = hooks.kvPrefix!(g, l);
+      if (!p) continue;
+      this.gpu.copy(p.k.value, cache.k[l], p.k.rows * kvDim * 4);
+      this.gpu.copy(p.v.value, cache.v[l], p.v.rows * kvDim * 4);
+      g.free(p.k);
+      g.free(p.v);
+    }
   }
 
   destroy(): void {
@@ -260,6 +293,7 @@ class CachedPositions implements Positions<Tensor> {
     const c = this.llama.config;
     return g.rope(x, { N: this.T, T: this.T, pos0: this.pos0, nHeads, headDim: c.headDim, ropeDim: c.ropeDim, base: c.ropeBase });
   }
+  /** Prefix keys and values are already in the cache (forwardIds writes them when a sequence starts). */
   attention(g: Graph<Tensor>, l: number, q: V<Tensor>, k: V<Tensor>, v: V<Tensor>): V<Tensor> {
     const c = this.llama.config, gpu = this.llama.gpu, { T, pos0, cache } = this;
     const kvDim = c.nKvHeads * c.headDim;

@@ -5,11 +5,11 @@
  * Weights use GGUF names and GGUF's adjacent-pair RoPE layout.
  */
 import { PeftError } from "../errors.ts";
-import { type BlockContext, blocks, embed, finalNorm, headSite, linear, SequencePositions } from "./block.ts";
+import { type BlockContext, blocks, dropVirtualRows, embed, finalNorm, headSite, linear, sequencePositions } from "./block.ts";
 import { linearShape, type LlamaConfig } from "./config.ts";
 import { CpuBackend, host, type HostTensor } from "./cpu_backend.ts";
 import { Graph } from "./graph.ts";
-import { type Hooks, NO_HOOKS } from "./sites.ts";
+import { type Hooks, NO_HOOKS, virtualTokens } from "./sites.ts";
 import { crossEntropyReference } from "../kernels/cross_entropy.ts";
 
 export type HostWeights = Map<string, Float32Array>;
@@ -34,7 +34,13 @@ export function referenceBackend(c: LlamaConfig, w: HostWeights): CpuBackend {
 }
 
 function context(c: LlamaConfig, g: Graph<HostTensor>, hooks: Hooks<HostTensor>, B: number, T: number): BlockContext<HostTensor> {
-  return { g, config: c, hooks, positions: new SequencePositions(B, T, c) };
+  return { g, config: c, hooks, positions: sequencePositions(hooks, B, T, c) };
+}
+
+/** The final norm over the text rows of B sequences (virtual-token rows dropped). */
+function textRows(ctx: BlockContext<HostTensor>, ids: HostTensor, B: number) {
+  const x = blocks(ctx, embed(ctx, ids, B));
+  return finalNorm(ctx, dropVirtualRows(ctx.g, x, ctx.hooks.embedPrefix ? virtualTokens(ctx.hooks) : 0, B));
 }
 
 /** Logits [T, V] for `tokens` (positions 0..T-1), exactly as causal attention defines them. */
@@ -42,7 +48,7 @@ export function llamaReferenceLogits(c: LlamaConfig, w: HostWeights | CpuBackend
   const be = w instanceof CpuBackend ? w : referenceBackend(c, w);
   const g = new Graph(be, { grad: false, training: false, seed: 0 });
   const ctx = context(c, g, hooks, 1, tokens.length);
-  const xf = finalNorm(ctx, blocks(ctx, embed(ctx, be.ids(tokens))));
+  const xf = textRows(ctx, be.ids(tokens), 1);
   const logits = linear(ctx, xf, headSite(c)).value.data;
   const V = c.vocabSize;
   return tokens.map((_, t) => Float64Array.from(logits.subarray(t * V, (t + 1) * V)));
@@ -62,7 +68,7 @@ export function referenceLoss(
 ): number {
   const g = new Graph(be, { grad: !!o.grad, training: !!o.training, seed: o.seed ?? 0 });
   const ctx = context(c, g, hooks, batch.B, batch.T);
-  const xf = finalNorm(ctx, blocks(ctx, embed(ctx, be.ids(batch.inputs))));
+  const xf = textRows(ctx, be.ids(batch.inputs), batch.B);
   const rows = batch.B * batch.T, V = c.vocabSize;
   const W = be.weight(c.tiedEmbeddings ? "token_embd.weight" : "output.weight");
   const logits = be.matmul(xf.value, W, { M: rows, N: V, K: c.dim, transB: true });

@@ -12,11 +12,11 @@ import { crossEntropy } from "../kernels/cross_entropy.ts";
 import { generalizedJsd } from "../kernels/distill.ts";
 import { axpy, scale } from "../kernels/elementwise.ts";
 import { matmul } from "../kernels/matmul.ts";
-import { type BlockContext, blocks, embed, finalNorm, SequencePositions } from "./block.ts";
+import { type BlockContext, blocks, dropVirtualRows, embed, finalNorm, sequencePositions } from "./block.ts";
 import { Graph, type V } from "./graph.ts";
 import type { LlamaGpu } from "./llama.ts";
 import { isQuantized, linearMatmul, linearMatmulBackward } from "./quantized.ts";
-import type { Hooks } from "./sites.ts";
+import { type Hooks, virtualTokens } from "./sites.ts";
 
 export interface TrainBatch {
   B: number;
@@ -143,9 +143,14 @@ function uploadInputs(llama: LlamaGpu, b: TrainBatch): Tensor {
   return llama.gpu.upload(Uint32Array.from(b.inputs), [b.inputs.length], "u32", "activations");
 }
 
-/** The final norm's output [B*T, dim] of a forward pass through the blocks (taped when o.grad). */
-function hidden(c: BlockContext<Tensor>, ids: Tensor, checkpointing: boolean): V<Tensor> {
-  return finalNorm(c, blocks(c, embed(c, ids), checkpointing));
+/**
+ * The final norm's output [B*T, dim] of a forward pass through the blocks (the rows of virtual
+ * tokens that prompt-style methods prepend dropped); taped when the graph records.
+ */
+function hidden(g: Graph<Tensor>, llama: LlamaGpu, hooks: Hooks<Tensor>, batch: TrainBatch, ids: Tensor, checkpointing: boolean): V<Tensor> {
+  const c: BlockContext<Tensor> = { g, config: llama.config, hooks, positions: sequencePositions(hooks, batch.B, batch.T, llama.config) };
+  const x = blocks(c, embed(c, ids, batch.B), checkpointing);
+  return finalNorm(c, dropVirtualRows(g, x, hooks.embedPrefix ? virtualTokens(hooks) : 0, batch.B));
 }
 
 /** Runs the pass with `loss` over the head's chunks; returns per-row losses [B*T]. Caller releases the loss. */
@@ -153,8 +158,7 @@ function pass(llama: LlamaGpu, hooks: Hooks<Tensor>, batch: TrainBatch, o: PassO
   const ids = uploadInputs(llama, batch);
   const g = new Graph(llama.backend(), { grad: o.grad, training: o.training, seed: o.seed });
   try {
-    const c: BlockContext<Tensor> = { g, config: llama.config, hooks, positions: new SequencePositions(batch.B, batch.T, llama.config) };
-    const xf = hidden(c, ids, o.grad && !!o.checkpointing);
+    const xf = hidden(g, llama, hooks, batch, ids, o.grad && !!o.checkpointing);
     const out = new Head(llama, batch.B * batch.T).lossOf(xf.value, o.grad, loss);
     g.free(xf); // the backward needs xf's node, not its values
     if (out.dxf) g.backward(xf, out.dxf).releaseAll();
@@ -213,8 +217,7 @@ function teacherHidden(teacher: { llama: LlamaGpu; hooks: Hooks<Tensor> }, batch
   const ids = uploadInputs(teacher.llama, batch);
   const g = new Graph(teacher.llama.backend(), { grad: false, training: false, seed: 0 });
   try {
-    const c: BlockContext<Tensor> = { g, config: teacher.llama.config, hooks: teacher.hooks, positions: new SequencePositions(batch.B, batch.T, teacher.llama.config) };
-    return g.detach(hidden(c, ids, false));
+    return g.detach(hidden(g, teacher.llama, teacher.hooks, batch, ids, false));
   } finally {
     g.dispose();
     ids.release();

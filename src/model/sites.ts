@@ -8,8 +8,12 @@
  *            ((IA)³ on feed-forward modules), output hooks (LoRA / DoRA deltas, output scaling,
  *            bias terms)
  *   norm     the weight of an RMSNorm (LN tuning)
- *   (kvPrefix, embedPrefix and residual sites: prompt/prefix tuning and bottleneck adapters)
+ *   embedPrefix  virtual-token embeddings before every sequence (prompt tuning, P-tuning)
+ *   kvPrefix     key/value rows before every sequence in a layer's attention (prefix tuning)
+ *   residual     a module on a residual branch: the branch output is replaced before the block
+ *                adds it to the stream (bottleneck adapters)
  */
+import { PeftError } from "../errors.ts";
 import type { Graph, V } from "./graph.ts";
 
 /** One base linear of one block (or the output head: layer -1, module "lm_head"). */
@@ -52,10 +56,32 @@ export interface NormHook<T> {
   weight(g: Graph<T>): V<T>;
 }
 
+/** Key and value rows a layer's attention sees before each sequence ([P, kvDim] each). */
+export interface KvPrefix<T> {
+  /** Keys as attention uses them: already rotated (prefix tuning's keys are never rotated), GGUF head order. */
+  k: V<T>;
+  v: V<T>;
+}
+
+export type Branch = "attn" | "ffn";
+
 /** All hooks active in one forward pass. */
 export interface Hooks<T> {
   linear(site: LinearSite): readonly LinearHook<T>[];
   norm(weightName: string): NormHook<T> | undefined;
+  /** Virtual tokens before every sequence: their count (embedPrefix or kvPrefix rows), 0 when none. */
+  virtualTokens?: number;
+  /** [P, dim] embeddings before each sequence's token embeddings (positions 0..P-1, text after them). */
+  embedPrefix?(g: Graph<T>): V<T>;
+  /** Prefix rows of layer `layer`'s keys and values (text positions then start at P). */
+  kvPrefix?(g: Graph<T>, layer: number): KvPrefix<T> | undefined;
+  /**
+   * The branch output of layer `layer`'s attention or FFN, replaced (consumes h) before the block
+   * adds the sublayer input x to it: out = x + residual(x, h).
+   */
+  residual?(g: Graph<T>, layer: number, branch: Branch, x: V<T>, h: V<T>): V<T>;
+  /** Layers (and branches) the residual hook acts on, so the block keeps the fused path elsewhere. */
+  residualAt?(layer: number, branch: Branch): boolean;
 }
 
 export const NO_HOOKS: Hooks<never> = {
@@ -63,15 +89,36 @@ export const NO_HOOKS: Hooks<never> = {
   norm: () => undefined,
 };
 
+/** The virtual-token rows a pass adds before the text (0 without prompt/prefix hooks). */
+export function virtualTokens<T>(h: Hooks<T>): number {
+  return h.virtualTokens ?? 0;
+}
+
 /** Hooks of several adapters on one pass, in order (each site's lists concatenated). */
 export function stackHooks<T>(list: readonly Hooks<T>[]): Hooks<T> {
   if (list.length === 1) return list[0];
+  const prompts = list.filter((h) => virtualTokens(h) > 0);
+  if (prompts.length > 1) {
+    throw new PeftError("ADAPTER_CONFLICT", "two active adapters add virtual tokens (prompt or prefix tuning); use one of them at a time");
+  }
+  const prompt = prompts[0];
+  const residuals = list.filter((h) => h.residual);
   return {
     linear: (site) => list.flatMap((h) => h.linear(site)),
     norm: (name) => {
       const found = list.map((h) => h.norm(name)).filter((n) => n !== undefined);
-      if (found.length > 1) throw new Error(`two active adapters replace the norm weight ${name}`);
+      if (found.length > 1) throw new PeftError("ADAPTER_CONFLICT", `two active adapters replace the norm weight ${name}`);
       return found[0];
     },
+    virtualTokens: prompt ? virtualTokens(prompt) : 0,
+    embedPrefix: prompt?.embedPrefix?.bind(prompt),
+    kvPrefix: prompt?.kvPrefix?.bind(prompt),
+    residual: residuals.length
+      ? (g, layer, branch, x, h) => {
+        for (const r of residuals) if (r.residualAt?.(layer, branch) ?? true) h = r.residual!(g, layer, branch, x, h);
+        return h;
+      }
+      : undefined,
+    residualAt: residuals.length ? (layer, branch) => residuals.some((r) => r.residualAt?.(layer, branch) ?? true) : undefined,
   };
 }

@@ -4,8 +4,9 @@
  * read one tensor at a time so loading holds at most one f32 tensor beyond what the GPU keeps.
  */
 import { PeftError } from "../errors.ts";
-import { type GgufFile, readGGUF } from "../io/gguf.ts";
+import { type GgufFile, GgufType, readGGUF } from "../io/gguf.ts";
 import type { LlamaConfig } from "./config.ts";
+import { type ConfigField, validateLlamaWeights } from "./validate_weights.ts";
 
 export interface WeightSource {
   /** Path or name, for error messages. */
@@ -21,54 +22,109 @@ export interface WeightSource {
   gguf?: GgufFile;
   /** Path of tokenizer.json for HF directories. */
   tokenizerJsonPath?: string;
+  /** The file a tensor lives in and its name there (an HF shard and HF name), for messages. */
+  locate?(name: string): { file: string; name: string };
   close(): Promise<void>;
 }
 
-function num(g: GgufFile, key: string, fallback?: number): number {
-  const v = g.get(key);
-  if (v === undefined) {
+/** "<file>: tensor <name>" in the source's own terms (the shard and HF name for HF directories). */
+export function tensorLabel(source: WeightSource, name: string): string {
+  const at = source.locate?.(name) ?? { file: source.name, name };
+  return `${at.file}: tensor ${at.name}`;
+}
+
+const INT_TYPES = new Set([
+  GgufType.UINT8, GgufType.INT8, GgufType.UINT16, GgufType.INT16, GgufType.UINT32, GgufType.INT32, GgufType.UINT64, GgufType.INT64,
+]);
+
+/**
+ * A numeric metadata value: integers must be stored as an integer type (llama.cpp reads them as
+ * u32), floats as any number type. Range checks come later (validateLlamaWeights).
+ */
+function meta(g: GgufFile, key: string, kind: "int" | "float", fallback?: number): number {
+  const e = g.metadata.get(key);
+  if (!e) {
     if (fallback !== undefined) return fallback;
     throw new PeftError("GGUF_MISSING_KEY", `${g.source.name}: metadata ${key} is missing`);
   }
-  if (typeof v !== "number") throw new PeftError("GGUF_BAD_KEY", `${g.source.name}: metadata ${key} is not a number (${typeof v})`);
-  return v;
+  const numeric = INT_TYPES.has(e.type) || (kind === "float" && (e.type === GgufType.FLOAT32 || e.type === GgufType.FLOAT64));
+  if (!numeric) {
+    const want = kind === "int" ? "an integer" : "a number";
+    throw new PeftError("GGUF_BAD_KEY", `${g.source.name}: metadata ${key} must be ${want}, got ${GgufType[e.type] ?? e.type} ${JSON.stringify(e.value)?.slice(0, 40) ?? ""}`);
+  }
+  // 64-bit values beyond 2^53 arrive as bigints: out of any range we accept.
+  return typeof e.value === "bigint" ? Number.NaN : Number(e.value);
 }
 
-/** Reads the llama hyper-parameters from GGUF metadata. */
+/** Metadata keys that change the computation in ways this runtime does not implement, with their neutral values. */
+const UNSUPPORTED_KEYS: Record<string, (v: unknown) => boolean> = {
+  "rope.scaling.type": (v) => v === "none",
+  "rope.scaling.factor": (v) => v === 1 || v === 0,
+  "rope.scale_linear": (v) => v === 1,
+  "expert_count": (v) => v === 0,
+  "attention.clamp_kqv": (v) => v === 0,
+  "logit_scale": (v) => v === 1,
+};
+
+/** Reads the llama hyper-parameters from GGUF metadata and checks them and every tensor's shape against each other. */
 export function configFromGGUF(g: GgufFile): LlamaConfig {
+  const file = g.source.name;
   const arch = g.get<string>("general.architecture");
-  if (arch === undefined) throw new PeftError("GGUF_MISSING_KEY", `${g.source.name}: metadata general.architecture is missing`);
+  if (arch === undefined) throw new PeftError("GGUF_MISSING_KEY", `${file}: metadata general.architecture is missing`);
   if (!["llama", "mistral"].includes(arch)) {
-    throw new PeftError("UNSUPPORTED_ARCH", `${g.source.name}: architecture ${arch} is not supported (supported: llama, mistral)`);
+    throw new PeftError("UNSUPPORTED_ARCH", `${file}: architecture ${arch} is not supported (supported: llama, mistral)`);
   }
   const p = (k: string) => `${arch}.${k}`;
-  const dim = num(g, p("embedding_length"));
-  const nHeads = num(g, p("attention.head_count"));
-  const headDim = num(g, p("attention.key_length"), dim / nHeads);
+  for (const [k, neutral] of Object.entries(UNSUPPORTED_KEYS)) {
+    const v = g.get(p(k));
+    if (v !== undefined && !neutral(v)) throw new PeftError("GGUF_UNSUPPORTED", `${file}: metadata ${p(k)} = ${JSON.stringify(v)} is not supported`);
+  }
+  const dim = meta(g, p("embedding_length"), "int");
+  const nHeads = meta(g, p("attention.head_count"), "int");
+  const headDim = meta(g, p("attention.key_length"), "int", dim / nHeads);
+  const valueLength = meta(g, p("attention.value_length"), "int", headDim);
+  if (valueLength !== headDim) {
+    throw new PeftError("GGUF_UNSUPPORTED", `${file}: metadata ${p("attention.value_length")} ${valueLength} differs from the key length ${headDim} (not supported)`);
+  }
   const tokens = g.get<string[]>("tokenizer.ggml.tokens");
   const embd = g.tensors.get("token_embd.weight");
-  if (!embd) throw new PeftError("GGUF_MISSING_TENSOR", `${g.source.name}: tensor token_embd.weight is missing`);
+  if (!embd) throw new PeftError("GGUF_MISSING_TENSOR", `${file}: tensor token_embd.weight is missing`);
   const config: LlamaConfig = {
     architecture: arch,
-    vocabSize: num(g, p("vocab_size"), tokens?.length ?? embd.shape[0]),
+    vocabSize: meta(g, p("vocab_size"), "int", Array.isArray(tokens) ? tokens.length : embd.shape[0]),
     dim,
-    hiddenDim: num(g, p("feed_forward_length")),
-    nLayers: num(g, p("block_count")),
+    hiddenDim: meta(g, p("feed_forward_length"), "int"),
+    nLayers: meta(g, p("block_count"), "int"),
     nHeads,
-    nKvHeads: num(g, p("attention.head_count_kv"), nHeads),
+    nKvHeads: meta(g, p("attention.head_count_kv"), "int", nHeads),
     headDim,
-    ropeDim: num(g, p("rope.dimension_count"), headDim),
-    ropeBase: num(g, p("rope.freq_base"), 10000),
-    normEps: num(g, p("attention.layer_norm_rms_epsilon"), 1e-5),
-    contextLength: num(g, p("context_length"), 2048),
+    ropeDim: meta(g, p("rope.dimension_count"), "int", headDim),
+    ropeBase: meta(g, p("rope.freq_base"), "float", 10000),
+    // Required, as llama.cpp requires them: a default would silently differ from the trained value.
+    normEps: meta(g, p("attention.layer_norm_rms_epsilon"), "float"),
+    contextLength: meta(g, p("context_length"), "int"),
     tiedEmbeddings: !g.tensors.has("output.weight"),
   };
-  if (!Number.isInteger(headDim) || headDim % 2) {
-    throw new PeftError("GGUF_BAD_KEY", `${g.source.name}: head dimension ${headDim} (embedding ${dim} / heads ${nHeads}) must be an even integer`);
-  }
-  if (nHeads % config.nKvHeads) {
-    throw new PeftError("GGUF_BAD_KEY", `${g.source.name}: head_count ${nHeads} is not a multiple of head_count_kv ${config.nKvHeads}`);
-  }
+  const keys: Record<ConfigField, string> = {
+    vocabSize: g.metadata.has(p("vocab_size")) || !Array.isArray(tokens) ? p("vocab_size") : "tokenizer.ggml.tokens (its length)",
+    dim: p("embedding_length"),
+    hiddenDim: p("feed_forward_length"),
+    nLayers: p("block_count"),
+    nHeads: p("attention.head_count"),
+    nKvHeads: p("attention.head_count_kv"),
+    headDim: g.metadata.has(p("attention.key_length")) ? p("attention.key_length") : `${p("embedding_length")} / ${p("attention.head_count")}`,
+    ropeDim: p("rope.dimension_count"),
+    ropeBase: p("rope.freq_base"),
+    normEps: p("attention.layer_norm_rms_epsilon"),
+    contextLength: p("context_length"),
+  };
+  const shapes = new Map([...g.tensors].map(([name, t]) => [name, t.shape]));
+  validateLlamaWeights(config, shapes, {
+    configFile: file,
+    key: (f) => keys[f],
+    tensor: (name) => ({ file, name }),
+    codes: { badKey: "GGUF_BAD_KEY", missingTensor: "GGUF_MISSING_TENSOR", badTensor: "GGUF_BAD_TENSOR", unusedTensor: "GGUF_UNUSED_TENSOR" },
+  });
   return config;
 }
 

@@ -8,14 +8,14 @@
 import { join } from "node:path";
 import { PeftError } from "../errors.ts";
 import type { Gpu, Tensor } from "../gpu/gpu.ts";
-import { ADAPTER_CONFIG_FILE, ADAPTER_WEIGHTS_FILE, type AdapterTensor, loadAdapterDir, saveAdapterDir } from "../io/peft_adapter.ts";
+import { ADAPTER_CONFIG_FILE, type AdapterTensor, loadAdapterDir, type PeftAdapterConfig, saveAdapterDir } from "../io/peft_adapter.ts";
 import type { Backend } from "../model/backend.ts";
 import { type LlamaConfig, permuteQK } from "../model/config.ts";
 import { host, type HostTensor } from "../model/cpu_backend.ts";
 import type { Param } from "../model/graph.ts";
 import type { Hooks } from "../model/sites.ts";
 import { matchKeys } from "./keys.ts";
-import type { MethodConfig, ParamLayout, ParamStore, PeftMethod } from "./method.ts";
+import type { InitContext, MethodConfig, ParamLayout, ParamStore, PeftMethod } from "./method.ts";
 import { methodFor } from "./registry.ts";
 
 /** A trainable tensor and its gradient buffer (the optimizer's view). */
@@ -36,37 +36,45 @@ class Store<T> implements ParamStore<T> {
 
 const sizeOf = (shape: number[]) => shape.reduce((a, b) => a * b, 1);
 
-/** GGUF <-> HF order of a parameter's rows (q/k heads) when the layout says so. */
+/** GGUF <-> HF order of a parameter's values (q/k head rows, or the layout's own reordering). */
 function reorder(l: ParamLayout, data: Float32Array, headDim: number, direction: "hf_to_gguf" | "gguf_to_hf"): Float32Array {
+  if (l.reorder) return l.reorder(data, direction);
   if (!l.qkRows) return data;
   return permuteQK(data, l.shape[0], sizeOf(l.shape) / l.shape[0], headDim, direction);
 }
+
+/** The backend adapters are created and exported on: the GPU one over the base model's weights. */
+export type AdapterBackend = Backend<Tensor> & { gpu: Gpu };
 
 export class Adapter {
   readonly params = new Map<string, Param<Tensor>>();
   private hooksCache = new Map<number, Hooks<Tensor>>();
 
+  readonly gpu: Gpu;
+
   private constructor(
-    readonly gpu: Gpu,
+    readonly be: AdapterBackend,
     readonly name: string,
     readonly method: PeftMethod<MethodConfig>,
     readonly config: MethodConfig,
     readonly model: LlamaConfig,
     readonly layout: ParamLayout[],
-  ) {}
+  ) {
+    this.gpu = be.gpu;
+  }
 
   /** A fresh adapter for `model`, initialised as the method's PEFT tuner does, from `seed`. */
-  static create(be: Backend<Tensor> & { gpu: Gpu }, model: LlamaConfig, name: string, user: Record<string, unknown>, seed = 0): Adapter {
+  static create(be: AdapterBackend, model: LlamaConfig, name: string, user: Record<string, unknown>, seed = 0, ctx: InitContext = {}): Adapter {
     if (user === null || typeof user !== "object" || Array.isArray(user)) {
       throw new PeftError("ADAPTER_BAD_CONFIG", `adapter ${name}: config must be an object, got ${JSON.stringify(user)}`);
     }
     const method = methodFor(user.peft_type ?? "LORA", `adapter ${name}`);
-    const config = method.normalize(user);
-    const a = new Adapter(be.gpu, name, method, config, model, method.layout(config, model));
+    const config = method.normalize(user, model);
+    const a = new Adapter(be, name, method, config, model, method.layout(config, model));
     const init = method.init(config, model, seed);
     try {
       for (const l of a.layout) a.upload(l, init.get(l.key)!);
-      method.initFromBase?.(config, model, be, a.store());
+      method.initFromBase?.(config, model, be, a.store(), { ...ctx, seed });
     } catch (e) {
       a.release();
       throw e;
@@ -75,10 +83,10 @@ export class Adapter {
   }
 
   /** An adapter with given values (GGUF row order) for every layout key of `config` (combinations). */
-  static fromValues(gpu: Gpu, model: LlamaConfig, name: string, user: Record<string, unknown>, values: Map<string, Float32Array>): Adapter {
+  static fromValues(be: AdapterBackend, model: LlamaConfig, name: string, user: Record<string, unknown>, values: Map<string, Float32Array>): Adapter {
     const method = methodFor(user.peft_type ?? "LORA", `adapter ${name}`);
-    const config = method.normalize(user);
-    const a = new Adapter(gpu, name, method, config, model, method.layout(config, model));
+    const config = method.normalize(user, model);
+    const a = new Adapter(be, name, method, config, model, method.layout(config, model));
     try {
       for (const l of a.layout) {
         const v = values.get(l.key);
@@ -93,20 +101,20 @@ export class Adapter {
   }
 
   /** Loads a PEFT adapter directory for `model`, every tensor checked against the method's layout. */
-  static async load(gpu: Gpu, model: LlamaConfig, name: string, dir: string): Promise<Adapter> {
+  static async load(be: AdapterBackend, model: LlamaConfig, name: string, dir: string): Promise<Adapter> {
     const file = await loadAdapterDir(dir);
-    const configPath = join(dir, ADAPTER_CONFIG_FILE), weightsPath = join(dir, ADAPTER_WEIGHTS_FILE);
+    const configPath = join(dir, ADAPTER_CONFIG_FILE), weightsPath = join(dir, file.weightsFile);
     const method = methodFor(file.config.peft_type, configPath);
     let config: MethodConfig, layout: ParamLayout[];
     try {
-      config = method.normalize(file.config as Record<string, unknown>);
+      config = method.normalize(file.config as Record<string, unknown>, model);
       layout = method.layout(config, model);
     } catch (e) {
       if (e instanceof PeftError) throw new PeftError("ADAPTER_BAD_CONFIG", `${configPath}: ${e.message}`, { cause: e });
       throw e;
     }
     const tensors = checkTensors(layout, file.tensors, weightsPath, method.peftType);
-    const a = new Adapter(gpu, name, method, config, model, layout);
+    const a = new Adapter(be, name, method, config, model, layout);
     try {
       for (const l of layout) a.upload(l, reorder(l, tensors.get(l.key)!.data, model.headDim, "hf_to_gguf"));
     } catch (e) {
@@ -169,20 +177,46 @@ export class Adapter {
     });
   }
 
-  /** The tensors as PEFT writes them (HF key names and row order). */
-  async peftTensors(): Promise<Map<string, AdapterTensor>> {
+  /**
+   * The tensors as PEFT writes them (HF key names and row order) and the config that goes with
+   * them: the trained parameters, or with `training` false the method's saved form when it has one
+   * (P-tuning's and projected prefix tuning's computed prompts).
+   */
+  async peftTensors(training = false): Promise<{ config: MethodConfig; tensors: Map<string, AdapterTensor> }> {
     const out = new Map<string, AdapterTensor>();
+    const exp = training ? undefined : this.method.export;
+    if (exp) {
+      const config = exp.config(this.config);
+      const values = exp.values(this.config, this.model, this.store(), this.be);
+      try {
+        for (const l of this.method.layout(config, this.model)) {
+          const data = await this.gpu.readF32(values.get(l.key)!);
+          out.set(l.key, { shape: l.shape, data: reorder(l, data, this.model.headDim, "gguf_to_hf") });
+        }
+      } finally {
+        for (const t of values.values()) t.release();
+      }
+      return { config, tensors: out };
+    }
     for (const l of this.layout) {
       const data = await this.gpu.readF32(this.params.get(l.key)!.value);
       out.set(l.key, { shape: l.shape, data: reorder(l, data, this.model.headDim, "gguf_to_hf") });
     }
-    return out;
+    return { config: this.config, tensors: out };
   }
 
-  /** Writes adapter_config.json + adapter_model.safetensors (atomically). */
-  async save(dir: string, baseModel: string | null = null): Promise<void> {
-    const config = { ...this.config, base_model_name_or_path: (this.config.base_model_name_or_path as string | null) ?? baseModel, inference_mode: true };
-    await saveAdapterDir(dir, config, await this.peftTensors());
+  /**
+   * Writes the adapter directory (adapter_config.json + weights, atomically). `training` keeps
+   * the trained parameters as they are (checkpoints, so training resumes) instead of the saved form.
+   */
+  async save(dir: string, baseModel: string | null = null, o: { training?: boolean } = {}): Promise<void> {
+    const { config: c, tensors } = await this.peftTensors(o.training);
+    const config = {
+      ...c, base_model_name_or_path: (c.base_model_name_or_path as string | null) ?? baseModel,
+      inference_mode: o.training ? (c.inference_mode ?? false) : true,
+    };
+    const fmt = this.method.dir;
+    await saveAdapterDir(dir, fmt ? { ...fmt.toJson(config), peft_type: config.peft_type } as PeftAdapterConfig : config as PeftAdapterConfig, tensors, fmt?.weightsFile);
   }
 
   /** Copies another adapter's parameter values into this one (same method, config and model). */
@@ -211,7 +245,7 @@ function checkTensors(layout: ParamLayout[], tensors: Map<string, AdapterTensor>
   if (unexpected.length) {
     throw new PeftError(
       "ADAPTER_UNEXPECTED_TENSORS",
-      `${file}: ${unexpected.length} tensor(s) that this ${peftType} config does not target (check target_modules / layers_to_transform in ${ADAPTER_CONFIG_FILE}): ` +
+      `${file}: ${unexpected.length} tensor(s) that this ${peftType} config does not expect (check its target_modules / layers_to_transform / shapes in ${ADAPTER_CONFIG_FILE}): ` +
         unexpected.slice(0, 8).join(", ") + (unexpected.length > 8 ? `, … (${unexpected.length - 8} more)` : ""),
     );
   }

@@ -112,5 +112,5 @@ export async function addWeightedAdapter(
     values.set(k.A, A);
     values.set(k.B, B);
   }
-  return peft.attach(Adapter.fromValues(peft.gpu, peft.config, name, config, values));
+  return peft.attach(Adapter.fromValues(peft.llama.backend(), peft.config, name, config, values));
 }

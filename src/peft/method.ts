@@ -32,6 +32,23 @@ export interface ParamLayout {
    * kept in GGUF's adjacent-pair order in memory, written in HF's rotate-half order on disk.
    */
   qkRows?: boolean;
+  /** Any other GGUF <-> HF reordering of the values (prefix tuning's key columns). */
+  reorder?: (data: Float32Array, direction: "hf_to_gguf" | "gguf_to_hf") => Float32Array;
+}
+
+/** What methods may need from above the peft layer when they initialise (prompt tuning's init text). */
+export interface InitContext {
+  /** Text -> token ids as the model's tokenizer encodes it (BOS included, as HF tokenizers add it). */
+  tokenize?: (text: string) => number[];
+  /** The adapter's seed (for draws that depend on the base model, e.g. sampled vocabulary rows). */
+  seed?: number;
+}
+
+/** How an adapter's directory is laid out when the method's ecosystem differs from PEFT's (AdapterHub). */
+export interface DirFormat<C extends MethodConfig> {
+  weightsFile: string;
+  /** adapter_config.json's content for a config. */
+  toJson(config: C): Record<string, unknown>;
 }
 
 /** An adapter's parameters by PEFT key, on some backend. */
@@ -54,12 +71,24 @@ export interface MergeRule<C extends MethodConfig> {
 export interface PeftMethod<C extends MethodConfig = MethodConfig> {
   /** PEFT's peft_type ("LORA", "IA3", "LN_TUNING"), or ours where PEFT has none ("BITFIT", "PARTIAL"). */
   readonly peftType: string;
-  normalize(user: Record<string, unknown>, where?: string): C;
+  /** PEFT's keys and defaults; `model` fills what PEFT derives from the base model (token_dim, num_layers). */
+  normalize(user: Record<string, unknown>, model?: LlamaConfig): C;
   layout(config: C, model: LlamaConfig): ParamLayout[];
   /** Initial values (GGUF row order) for every layout key, from the seed. */
   init(config: C, model: LlamaConfig, seed: number): Map<string, Float32Array>;
   /** Values that depend on the base weights, computed on the device after `init` (DoRA magnitudes). */
-  initFromBase?<T>(config: C, model: LlamaConfig, be: Backend<T>, params: ParamStore<T>): void;
+  initFromBase?<T>(config: C, model: LlamaConfig, be: Backend<T>, params: ParamStore<T>, ctx: InitContext): void;
+  /**
+   * What PEFT saves when it is not the trained parameters themselves (P-tuning saves its prompt
+   * encoder's output, prefix tuning with a projection the projected prefix): the config of that
+   * saved form (inference_mode true, which loads as `layout` of it) and its values.
+   */
+  export?: {
+    config(config: C): C;
+    values<T>(config: C, model: LlamaConfig, params: ParamStore<T>, be: Backend<T>): Map<string, T>;
+  };
+  /** A directory format other than PEFT's. */
+  dir?: DirFormat<C>;
   /**
    * The method's hooks over `params`. `weight` scales the adapter's effect when several adapters
    * are combined (LoRA's delta); methods whose effect is not a delta refuse weight != 1.

@@ -14,6 +14,7 @@ import { dequantizeWeight, isQuantized, type LinearWeight } from "../model/quant
 import { type Hooks, NO_HOOKS, stackHooks } from "../model/sites.ts";
 import { quantize4bit } from "../quant/mod.ts";
 import { Adapter } from "./adapter.ts";
+import type { InitContext } from "./method.ts";
 import { formatTrainableParameters } from "./targets.ts";
 
 /** Which adapters a pass uses: none, one by name, or several with weights. */
@@ -63,9 +64,9 @@ export class PeftModel {
   }
 
   /** A fresh adapter of any method (config.peft_type, default "LORA"), initialised from `seed`. */
-  addAdapter(name: string, config: Record<string, unknown>, seed = 0): Adapter {
+  addAdapter(name: string, config: Record<string, unknown>, seed = 0, ctx: InitContext = {}): Adapter {
     this.checkNewName(name);
-    const a = Adapter.create(this.llama.backend(), this.config, name, config, seed);
+    const a = Adapter.create(this.llama.backend(), this.config, name, config, seed, ctx);
     this.adapters.set(name, a);
     return a;
   }
@@ -73,7 +74,7 @@ export class PeftModel {
   /** Loads a PEFT adapter directory (any supported method). */
   async loadAdapter(name: string, dir: string): Promise<Adapter> {
     this.checkNewName(name);
-    const a = await Adapter.load(this.gpu, this.config, name, dir);
+    const a = await Adapter.load(this.llama.backend(), this.config, name, dir);
     this.adapters.set(name, a);
     return a;
   }

@@ -9,13 +9,20 @@ import { LN_TUNING } from "./ln_tuning/method.ts";
 import { LORA } from "./lora/method.ts";
 import type { MethodConfig, PeftMethod } from "./method.ts";
 import { PARTIAL } from "./partial/method.ts";
+import { PROMPT_TUNING } from "./prompt_tuning/method.ts";
+import { P_TUNING } from "./p_tuning/method.ts";
+import { PREFIX_TUNING } from "./prefix_tuning/method.ts";
+import { BOTTLENECK } from "./bottleneck/method.ts";
+import { hybridMethod } from "./hybrid/method.ts";
 
-const METHODS: PeftMethod<MethodConfig>[] = [LORA, IA3, LN_TUNING, BITFIT, PARTIAL] as unknown as PeftMethod<MethodConfig>[];
+const METHODS: PeftMethod<MethodConfig>[] = [
+  LORA, IA3, LN_TUNING, BITFIT, PARTIAL, PROMPT_TUNING, P_TUNING, PREFIX_TUNING, BOTTLENECK,
+] as unknown as PeftMethod<MethodConfig>[];
+METHODS.push(hybridMethod(methodFor) as unknown as PeftMethod<MethodConfig>);
 
 /** PEFT method names (peft.utils.PeftType) we know but do not run, to tell "unsupported" from "unknown". */
 const KNOWN_ELSEWHERE = [
-  "ADALORA", "LOHA", "LOKR", "OFT", "BOFT", "VERA", "FOURIERFT", "HRA", "VBLORA", "PROMPT_TUNING", "PREFIX_TUNING", "P_TUNING",
-  "MULTITASK_PROMPT_TUNING", "POLY", "XLORA", "CPT", "BONE", "ADAPTION_PROMPT", "LORAFA", "SHIRA", "C3A", "ROAD", "MISS", "RANDLORA",
+  "ADALORA", "LOHA", "LOKR", "OFT", "BOFT", "VERA", "FOURIERFT", "HRA", "VBLORA", "MULTITASK_PROMPT_TUNING", "POLY", "XLORA", "CPT", "BONE", "ADAPTION_PROMPT", "LORAFA", "SHIRA", "C3A", "ROAD", "MISS", "RANDLORA",
 ];
 
 export const SUPPORTED_PEFT_TYPES = METHODS.map((m) => m.peftType);

@@ -16,9 +16,10 @@
  * anything the client got wrong; unexpected failures give a plain 500 without details.
  */
 import { Hono, type Context } from "hono";
+import type { ContentfulStatusCode } from "hono/utils/http-status";
 import { bodyLimit } from "hono/body-limit";
 import { streamSSE } from "hono/streaming";
-import { mkdir, realpath, rm, writeFile } from "node:fs/promises";
+import { mkdir, mkdtemp, realpath, rename, rm, writeFile } from "node:fs/promises";
 import { isAbsolute, join, resolve, sep } from "node:path";
 import type { ZodType } from "zod";
 import { PeftError } from "../errors.ts";
@@ -28,6 +29,8 @@ import { type ChatMessage, type Engine, type EngineFinishReason, type EngineRequ
 import { Metrics } from "./metrics.ts";
 import { noteGeneration, requestLog } from "./request_log.ts";
 import { AdapterPathRequest, ChatRequest, CompletionRequest, describeIssue } from "./schemas.ts";
+import { bodyTimeout, BodyTimeoutError } from "./body_timeout.ts";
+import { BodyTooLargeError, MultipartError, readLimited, receiveMultipart } from "./request_body.ts";
 
 export interface AppOptions {
   /** Bearer token required on every route but /health (compared in constant time). */
@@ -40,6 +43,10 @@ export interface AppOptions {
   maxUploadBytes?: number;
   /** Per-request limit for queueing + generation in ms (default 120000; 0 = none). */
   requestTimeoutMs?: number;
+  /** Longest wait for the next chunk of a request body in ms (default 30000); then 408. */
+  bodyIdleTimeoutMs?: number;
+  /** Longest time to receive a whole request body in ms (default 300000); then 408. */
+  bodyTimeoutMs?: number;
   /** max_tokens when the request gives none (default 128). */
   defaultMaxTokens?: number;
   /** Seconds clients are told to wait in Retry-After when the queue is full (default 1). */
@@ -56,7 +63,7 @@ type ErrorType = "invalid_request_error" | "authentication_error" | "not_found_e
 
 class HttpError extends Error {
   constructor(
-    readonly status: 400 | 401 | 404 | 409 | 413 | 429 | 500 | 503,
+    readonly status: 400 | 401 | 404 | 408 | 409 | 413 | 429 | 499 | 500 | 503,
     message: string,
     readonly type: ErrorType = "invalid_request_error",
     readonly code: string | null = null,
@@ -78,8 +85,15 @@ const STATUS_BY_CODE: Record<string, HttpError["status"]> = {
   QUEUE_FULL: 429,
 };
 
+const isAbort = (e: unknown) => e instanceof DOMException && e.name === "AbortError";
+
 function toHttpError(e: unknown): HttpError {
   if (e instanceof HttpError) return e;
+  if (e instanceof BodyTooLargeError) return new HttpError(413, e.message, "invalid_request_error", "body_too_large");
+  if (e instanceof BodyTimeoutError) return new HttpError(408, e.message, "invalid_request_error", "request_timeout");
+  if (e instanceof MultipartError) return new HttpError(400, `the multipart body could not be parsed: ${e.message}`, "invalid_request_error", "invalid_multipart");
+  // The client went away (e.g. while queued): nginx's 499, nobody reads it; not a server error.
+  if (isAbort(e)) return new HttpError(499, "the client closed the request", "invalid_request_error", "client_closed_request");
   if (e instanceof PeftError) {
     const status = STATUS_BY_CODE[e.code] ?? 400;
     const type: ErrorType = status === 404 ? "not_found_error" : status === 429 ? "rate_limit_error" : "invalid_request_error";
@@ -99,8 +113,6 @@ async function safeEqual(a: string, b: string): Promise<boolean> {
   return diff === 0;
 }
 
-const isAbort = (e: unknown) => e instanceof DOMException && e.name === "AbortError";
-
 /** The matched route without its regex part ("/v1/models/:id"), for metric labels. */
 const routeLabel = (c: Context) => (c.req.routePath ?? "unmatched").replace(/\{[^}]*\}/g, "");
 
@@ -117,6 +129,8 @@ export function createApp(engine: Engine, options: AppOptions = {}): Hono {
   const maxBody = options.maxBodyBytes ?? 1 << 20;
   const maxUpload = options.maxUploadBytes ?? 256 << 20;
   const timeoutMs = options.requestTimeoutMs ?? 120_000;
+  const bodyIdleMs = options.bodyIdleTimeoutMs ?? 30_000;
+  const bodyTotalMs = options.bodyTimeoutMs ?? 300_000;
   const defaultMaxTokens = options.defaultMaxTokens ?? 128;
   const retryAfter = String(options.retryAfterSeconds ?? 1);
   const logError = options.logError ?? ((e: unknown) => console.error("[serve] unexpected error:", e));
@@ -128,13 +142,14 @@ export function createApp(engine: Engine, options: AppOptions = {}): Hono {
   const fail = (c: Context, e: unknown) => {
     const h = toHttpError(e);
     if (h.status === 500) logError(e);
+    if (h.status === 499) metrics.aborted++;
     if (h.status === 429) {
       metrics.rejectedQueueFull++;
       c.header("Retry-After", retryAfter);
     }
     if (h.status === 503) c.header("Retry-After", retryAfter);
     if (h.status === 401) c.header("WWW-Authenticate", 'Bearer realm="edge-peft"');
-    return c.json(errorBody(h.message, h.type, h.code, h.param), h.status);
+    return c.json(errorBody(h.message, h.type, h.code, h.param), h.status as ContentfulStatusCode);
   };
 
   if (options.logRequest) app.use("*", requestLog(options.logRequest));
@@ -148,6 +163,13 @@ export function createApp(engine: Engine, options: AppOptions = {}): Hono {
   });
 
   app.get("/health", (c) => c.json({ status: "ok", model: base }));
+
+  // A body that trickles in (or stops) is answered 408 instead of holding the handler for ever.
+  app.use("*", bodyTimeout({
+    idleMs: bodyIdleMs,
+    totalMs: bodyTotalMs,
+    onTimeout: (c, message) => fail(c, new HttpError(408, message, "invalid_request_error", "request_timeout")),
+  }));
 
   // Bearer auth on everything else.
   app.use("*", async (c, next) => {
@@ -237,7 +259,7 @@ export function createApp(engine: Engine, options: AppOptions = {}): Hono {
     lora?: { id: string; scale: number }[] | null;
   }
 
-  function engineRequest(c: Context, body: Common, ids: number[], maxTokens: number | null | undefined, adapter: string | undefined): EngineRequest {
+  function engineRequest(c: Context, body: Common, ids: number[], maxTokens: number | null | undefined, adapter: string | undefined): EngineRequest & { clampedTo?: number } {
     const temperature = body.temperature ?? 1;
     let adapters: EngineRequest["adapters"];
     if (body.lora) {
@@ -249,11 +271,15 @@ export function createApp(engine: Engine, options: AppOptions = {}): Hono {
         return { id: l.id, weight: l.scale };
       });
     }
+    // More tokens than the context has room for cannot be generated: ask for what fits and say so.
+    const room = Math.max(1, engine.contextLength - ids.length);
+    const wanted = maxTokens ?? defaultMaxTokens;
     return {
       ids,
       adapter,
       adapters,
-      maxTokens: maxTokens ?? defaultMaxTokens,
+      maxTokens: Math.min(wanted, room),
+      clampedTo: wanted > room ? room : undefined,
       temperature,
       topK: body.top_k ?? 0,
       topP: body.top_p ?? 1,
@@ -268,7 +294,7 @@ export function createApp(engine: Engine, options: AppOptions = {}): Hono {
   async function respond(
     c: Context,
     body: Common,
-    req: EngineRequest,
+    req: EngineRequest & { clampedTo?: number },
     shape: {
       object: string;
       chunkObject: string;
@@ -282,6 +308,13 @@ export function createApp(engine: Engine, options: AppOptions = {}): Hono {
     const id = newId(shape.idPrefix);
     const now = Math.floor(Date.now() / 1000);
     const modelName = body.model;
+    const usage = (s: { promptTokens: number; completionTokens: number }) => ({
+      prompt_tokens: s.promptTokens,
+      completion_tokens: s.completionTokens,
+      total_tokens: s.promptTokens + s.completionTokens,
+      // max_tokens was more than the context has room for after the prompt: this is what was used.
+      ...(req.clampedTo !== undefined ? { max_tokens_clamped_to: req.clampedTo } : {}),
+    });
     const gen = await engine.start(req); // throws QUEUE_FULL / UNKNOWN_ADAPTER / abort before anything is sent
     if (!body.stream) {
       try {
@@ -301,7 +334,7 @@ export function createApp(engine: Engine, options: AppOptions = {}): Hono {
           created: now,
           model: modelName,
           choices: shape.full(text, mapFinish(s.finishReason)),
-          usage: { prompt_tokens: s.promptTokens, completion_tokens: s.completionTokens, total_tokens: s.promptTokens + s.completionTokens },
+          usage: usage(s),
         });
       } finally {
         gen.release();
@@ -330,9 +363,7 @@ export function createApp(engine: Engine, options: AppOptions = {}): Hono {
           noteGeneration(c, req.adapter, s);
           if (s.finishReason === "abort") metrics.aborted++;
           await chunk([shape.final(mapFinish(s.finishReason))]);
-          if (body.stream_options?.include_usage) {
-            await chunk([], { usage: { prompt_tokens: s.promptTokens, completion_tokens: s.completionTokens, total_tokens: s.promptTokens + s.completionTokens } });
-          }
+          if (body.stream_options?.include_usage) await chunk([], { usage: usage(s) });
           await stream.writeSSE({ data: "[DONE]" });
         } else {
           metrics.aborted++;
@@ -340,8 +371,13 @@ export function createApp(engine: Engine, options: AppOptions = {}): Hono {
           await gen.pieces.return(undefined as never);
         }
       } catch (e) {
-        status = 500;
-        if (!isAbort(e)) logError(e);
+        // Headers (200) are sent: the failure ends the stream as an OpenAI-style error event,
+        // never as an empty body (the openai SDKs raise it as an APIError).
+        const h = toHttpError(e);
+        status = h.status;
+        if (h.status === 500) logError(e);
+        if (h.status === 499) metrics.aborted++;
+        else await stream.writeSSE({ event: "error", data: JSON.stringify(errorBody(h.message, h.type, h.code, h.param)) }).catch(() => {});
       } finally {
         gen.release();
         metrics.observeRequest(route, "POST", status, (performance.now() - t0) / 1000);
@@ -442,68 +478,94 @@ export function createApp(engine: Engine, options: AppOptions = {}): Hono {
 
   app.get("/v1/adapters", (c) => c.json({ object: "list", data: engine.adapters().map(modelObject) }));
 
-  app.post(
-    "/v1/adapters",
-    bodyLimit({ maxSize: maxUpload, onError: (c) => fail(c, new HttpError(413, `adapter upload is larger than ${maxUpload} bytes`, "invalid_request_error", "body_too_large")) }),
-    async (c) => {
+  /**
+   * An adapter load's error with the server's own path replaced by what the client named (its
+   * path or its upload's id): the server's directories are nobody else's business.
+   */
+  function asClientSees(e: unknown, serverPath: string, shown: string): unknown {
+    if (!(e instanceof PeftError) || !e.message.includes(serverPath)) return e;
+    return new PeftError(e.code, e.message.split(serverPath).join(shown), { cause: e });
+  }
+
+  app.post("/v1/adapters", async (c) => {
+    try {
+      const type = c.req.header("content-type") ?? "";
+      if (type.toLowerCase().startsWith("multipart/form-data")) return await upload(c);
+      let body: unknown;
       try {
-        const type = c.req.header("content-type") ?? "";
-        if (type.startsWith("multipart/form-data")) return await upload(c);
-        if (Number(c.req.header("content-length") ?? 0) > maxBody) throw new HttpError(413, `request body is larger than ${maxBody} bytes`, "invalid_request_error", "body_too_large");
-        const body = await parse(c, AdapterPathRequest);
-        const id = adapterIdFrom(body.id);
-        if (engine.hasAdapter(id)) throw new HttpError(409, `an adapter named ${id} already exists`, "invalid_request_error", "adapter_exists", "id");
-        const dir = await confinedDir(body.path);
-        const info = await engine.addAdapter(id, dir);
+        body = JSON.parse(new TextDecoder().decode(await readLimited(c.req.raw, maxBody)));
+      } catch (e) {
+        if (e instanceof BodyTooLargeError) throw e;
+        if (e instanceof BodyTimeoutError || isAbort(e)) throw e;
+        throw new HttpError(400, "the request body is not valid JSON", "invalid_request_error", "invalid_json");
+      }
+      const r = AdapterPathRequest.safeParse(body);
+      if (!r.success) {
+        const { message, param } = describeIssue(r.error);
+        throw new HttpError(400, message, "invalid_request_error", "invalid_value", param);
+      }
+      const id = adapterIdFrom(r.data.id);
+      if (engine.hasAdapter(id)) throw new HttpError(409, `an adapter named ${id} already exists`, "invalid_request_error", "adapter_exists", "id");
+      const dir = await confinedDir(r.data.path);
+      try {
+        return c.json(modelObject(await engine.addAdapter(id, dir)), 201);
+      } catch (e) {
+        throw asClientSees(e, dir, r.data.path);
+      }
+    } catch (e) {
+      return fail(c, e);
+    }
+  });
+
+  /**
+   * Multipart upload: the parts stream into a staging directory inside the adapters directory
+   * (".upload-*": never an adapter id), which becomes the adapter's directory once it validates.
+   */
+  async function upload(c: Context) {
+    const root = await adaptersRoot();
+    const staging = await mkdtemp(join(root, ".upload-"));
+    const weightsPath = join(staging, "adapter_model.safetensors");
+    try {
+      const { fields, files } = await receiveMultipart(c.req.raw, {
+        maxBytes: maxUpload,
+        maxFieldBytes: maxBody,
+        files: { "adapter_model.safetensors": weightsPath, weights: weightsPath },
+      });
+      const id = adapterIdFrom(fields.get("id"));
+      const configText = fields.get("adapter_config.json") ?? fields.get("config");
+      if (configText === undefined || files.size !== 1) {
+        throw new HttpError(
+          400,
+          "an upload needs the fields id, adapter_config.json (file or text) and adapter_model.safetensors (file)",
+          "invalid_request_error",
+          "missing_field",
+          configText === undefined ? "adapter_config.json" : "adapter_model.safetensors",
+        );
+      }
+      try {
+        JSON.parse(configText);
+      } catch (e) {
+        throw new HttpError(400, `adapter_config.json is not valid JSON (${(e as Error).message})`, "invalid_request_error", "adapter_bad_config", "adapter_config.json");
+      }
+      if (engine.hasAdapter(id)) throw new HttpError(409, `an adapter named ${id} already exists`, "invalid_request_error", "adapter_exists", "id");
+      const dir = join(root, id); // id is [A-Za-z0-9_][A-Za-z0-9_.-]*: one path component, never "." or ".."
+      try {
+        await mkdir(dir);
+      } catch {
+        throw new HttpError(409, `the adapters directory already has an entry named ${id}`, "invalid_request_error", "adapter_exists", "id");
+      }
+      try {
+        await rename(weightsPath, join(dir, "adapter_model.safetensors"));
+        await writeFile(join(dir, "adapter_config.json"), configText);
+        const info = await engine.addAdapter(id, dir); // validated against the base model
+        uploaded.add(id);
         return c.json(modelObject(info), 201);
       } catch (e) {
-        return fail(c, e);
+        await rm(dir, { recursive: true, force: true });
+        throw asClientSees(e, dir, id);
       }
-    },
-  );
-
-  async function upload(c: Context) {
-    let form: FormData;
-    try {
-      form = await c.req.raw.formData();
-    } catch {
-      throw new HttpError(400, "the multipart body could not be parsed", "invalid_request_error", "invalid_multipart");
-    }
-    const id = adapterIdFrom(form.get("id"));
-    const config = form.get("adapter_config.json") ?? form.get("config");
-    const weights = form.get("adapter_model.safetensors") ?? form.get("weights");
-    if (config === null || weights === null || typeof weights === "string") {
-      throw new HttpError(
-        400,
-        "an upload needs the fields id, adapter_config.json (file or text) and adapter_model.safetensors (file)",
-        "invalid_request_error",
-        "missing_field",
-        config === null ? "adapter_config.json" : "adapter_model.safetensors",
-      );
-    }
-    const configText = typeof config === "string" ? config : await config.text();
-    try {
-      JSON.parse(configText);
-    } catch (e) {
-      throw new HttpError(400, `adapter_config.json is not valid JSON (${(e as Error).message})`, "invalid_request_error", "adapter_bad_config", "adapter_config.json");
-    }
-    if (engine.hasAdapter(id)) throw new HttpError(409, `an adapter named ${id} already exists`, "invalid_request_error", "adapter_exists", "id");
-    const root = await adaptersRoot();
-    const dir = join(root, id); // id is [A-Za-z0-9_][A-Za-z0-9_.-]*: one path component, never "." or ".."
-    try {
-      await mkdir(dir);
-    } catch {
-      throw new HttpError(409, `the adapters directory already has an entry named ${id}`, "invalid_request_error", "adapter_exists", "id");
-    }
-    try {
-      await writeFile(join(dir, "adapter_model.safetensors"), new Uint8Array(await weights.arrayBuffer()));
-      await writeFile(join(dir, "adapter_config.json"), configText);
-      const info = await engine.addAdapter(id, dir); // validated against the base model
-      uploaded.add(id);
-      return c.json(modelObject(info), 201);
-    } catch (e) {
-      await rm(dir, { recursive: true, force: true });
-      throw e;
+    } finally {
+      await rm(staging, { recursive: true, force: true });
     }
   }
 

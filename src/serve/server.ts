@@ -14,6 +14,13 @@ export interface ServeOptions {
   hostname?: string;
   /** Awaited during shutdown after the listener closes (e.g. the engine's idle()). */
   drain?: () => Promise<void>;
+  /**
+   * Under Node, a client must send its request headers within this many ms (default 30000),
+   * else the connection is closed (headersTimeout). Bun closes such connections after ~10 s on
+   * its own; Deno.serve has no setting for it (its hyper has no header read timer). Slow bodies
+   * are timed out by the app on every runtime (AppOptions.bodyIdleTimeoutMs).
+   */
+  headersTimeoutMs?: number;
 }
 
 export interface RunningServer {
@@ -33,6 +40,7 @@ export async function startServer(app: Hono, o: ServeOptions = {}): Promise<Runn
   const hostname = o.hostname ?? "127.0.0.1";
   const wantPort = o.port ?? 8080;
   const runtime = detectRuntime();
+  const headersTimeoutMs = o.headersTimeoutMs ?? 30_000;
   let stop: () => Promise<void>;
   let port: number;
   if (runtime === "deno") {
@@ -43,6 +51,7 @@ export async function startServer(app: Hono, o: ServeOptions = {}): Promise<Runn
   } else if (runtime === "bun") {
     const B = (globalThis as Any).Bun;
     // idleTimeout 0: a long generation may send nothing for a while before its first token.
+    // (Bun's HTTP parser closes a connection whose headers are incomplete after ~10 s by itself.)
     const server = B.serve({ port: wantPort, hostname, fetch: app.fetch, idleTimeout: 0 });
     port = server.port;
     stop = async () => {
@@ -51,7 +60,11 @@ export async function startServer(app: Hono, o: ServeOptions = {}): Promise<Runn
   } else {
     const { serve } = await import("@hono/node-server");
     const server: Any = await new Promise((res, rej) => {
-      const s: Any = serve({ fetch: app.fetch, port: wantPort, hostname }, () => res(s));
+      const s: Any = serve({ fetch: app.fetch, port: wantPort, hostname, serverOptions: {
+        headersTimeout: headersTimeoutMs,
+        // Node checks for expired headers at this interval (default 30 s).
+        connectionsCheckingInterval: Math.min(30_000, Math.max(100, headersTimeoutMs / 2)),
+      } }, () => res(s));
       s.once("error", rej);
     });
     port = server.address().port;

@@ -3,6 +3,7 @@
  */
 import { PeftError } from "../errors.ts";
 import type { GgufFile, GgufScalar } from "../io/gguf.ts";
+import { checkVocab } from "./check_vocab.ts";
 import { type AddedToken, type PreTokenizer, TokenType, type VocabSpec } from "./vocab_spec.ts";
 
 /**
@@ -32,13 +33,14 @@ export const GGUF_PRE_TYPES: Record<string, PreTokenizer> = {
 /** The tokenizer.ggml.pre values for which llama.cpp sets ignore_merges. */
 const IGNORE_MERGES_PRE = new Set(["llama3", "llama-v3", "llama-bpe", "falcon3", "falcon-h1", "pixtral", "midm-2.0", "lfm2", "tekken"]);
 
+/** A special token id: absent, -1 and 0xFFFFFFFF (llama.cpp's LLAMA_TOKEN_NULL) mean none; anything else is checked by checkVocab. */
 function idOrNone(v: GgufScalar | GgufScalar[] | undefined): number {
-  if (v === undefined || Array.isArray(v)) return -1;
-  const n = Number(v);
-  return n >= 0 && n < 0xffffffff ? n : -1;
+  if (v === undefined) return -1;
+  const n = Array.isArray(v) ? NaN : Number(v);
+  return n === -1 || n === 0xffffffff ? -1 : n;
 }
 
-export function vocabFromGGUF(g: GgufFile, source = "GGUF"): VocabSpec {
+export function vocabFromGGUF(g: GgufFile, source = g.source.name): VocabSpec {
   const model = g.get<string>("tokenizer.ggml.model");
   if (model === undefined) throw new PeftError("TOKENIZER_MISSING_FIELD", `${source}: no tokenizer.ggml.model (not a GGUF with a vocabulary)`);
   if (model !== "llama" && model !== "gpt2") {
@@ -103,7 +105,7 @@ export function vocabFromGGUF(g: GgufFile, source = "GGUF"): VocabSpec {
     return typeof v === "boolean" ? v : dflt;
   };
   const tmpl = g.get("tokenizer.chat_template");
-  return {
+  return checkVocab({
     model: spm ? "spm" : "bpe",
     byteLevel: !spm,
     tokens: tokens as string[],
@@ -123,5 +125,11 @@ export function vocabFromGGUF(g: GgufFile, source = "GGUF"): VocabSpec {
     addedTokens,
     chatTemplate: typeof tmpl === "string" ? tmpl : undefined,
     source,
-  };
+  }, {
+    tokens: "tokenizer.ggml.tokens",
+    bosId: "tokenizer.ggml.bos_token_id",
+    eosId: "tokenizer.ggml.eos_token_id",
+    unkId: "tokenizer.ggml.unknown_token_id",
+    padId: "tokenizer.ggml.padding_token_id",
+  });
 }

@@ -5,6 +5,7 @@
  * normalizers, TemplateProcessing BOS/EOS. Anything else is refused by name, never guessed.
  */
 import { PeftError } from "../errors.ts";
+import { checkVocab } from "./check_vocab.ts";
 import { type AddedToken, type PreTokenizer, TokenType, type VocabSpec } from "./vocab_spec.ts";
 
 type Json = Record<string, unknown>;
@@ -198,6 +199,22 @@ function tokenName(v: unknown): string | undefined {
   return undefined;
 }
 
+/** Ids above this are corrupt: the largest real vocabularies have a few hundred thousand tokens. */
+const MAX_TOKEN_ID = (1 << 24) - 1;
+
+/**
+ * Every id up to the largest gets a table slot, so the largest id must be plausible for the
+ * number of tokens defined (at least half the id range used) before anything is sized by it.
+ */
+function checkIdRange(id: number, defined: number, source: string, field: string): void {
+  if (id > MAX_TOKEN_ID || id >= 2 * defined + 256) {
+    throw new PeftError(
+      "TOKENIZER_BAD_VOCAB",
+      `${source}: ${field} = ${id} is far beyond the ${defined} tokens defined (ids must be below ${Math.min(MAX_TOKEN_ID + 1, 2 * defined + 256)})`,
+    );
+  }
+}
+
 /** tokenizer.json (text or parsed) and optionally tokenizer_config.json (text or parsed). */
 export function vocabFromJSON(json: string | object, config?: string | object, source = "tokenizer.json"): VocabSpec {
   const root = obj(typeof json === "string" ? parseJson(json, source) : json, source, "top level");
@@ -216,8 +233,14 @@ export function vocabFromJSON(json: string | object, config?: string | object, s
 
   const byId = new Map<number, string>();
   let maxId = -1;
-  for (const [tok, id] of Object.entries(vocab)) {
-    if (!Number.isInteger(id) || (id as number) < 0) throw bad(source, `model.vocab[${JSON.stringify(tok)}]`, `must be a non-negative integer id, got ${JSON.stringify(id)}`);
+  const entries = Object.entries(vocab);
+  if (entries.length === 0) throw new PeftError("TOKENIZER_BAD_VOCAB", `${source}: model.vocab is empty (a vocabulary needs tokens)`);
+  for (const [tok, id] of entries) {
+    const field = `model.vocab[${JSON.stringify(tok).slice(0, 80)}]`;
+    if (!Number.isInteger(id) || (id as number) < 0) throw bad(source, field, `must be a non-negative integer id, got ${JSON.stringify(id)}`);
+    checkIdRange(id as number, entries.length, source, field);
+    // Two tokens on one id: one of them would silently become unreachable.
+    if (byId.has(id as number)) throw bad(source, field, `= ${id} is also the id of ${JSON.stringify(byId.get(id as number))}`);
     byId.set(id as number, tok);
     maxId = Math.max(maxId, id as number);
   }
@@ -240,6 +263,7 @@ export function vocabFromJSON(json: string | object, config?: string | object, s
     if (!Number.isInteger(t.id) || (t.id as number) < 0) throw bad(source, `added_tokens[${i}].id`, `must be a non-negative integer, got ${JSON.stringify(t.id)}`);
     if (typeof t.content !== "string" || t.content === "") throw bad(source, `added_tokens[${i}].content`, "must be a non-empty string");
     const id = t.id as number;
+    checkIdRange(id, entries.length + added.length, source, `added_tokens[${i}].id`);
     if (byId.get(id) === undefined) notInModel.add(id);
     else if (byId.get(id) !== t.content) notInModel.add(id); // the model's spelling is not the added text
     byId.set(id, byId.get(id) ?? t.content);
@@ -301,7 +325,7 @@ export function vocabFromJSON(json: string | object, config?: string | object, s
   if (eosId < 0) eosId = idOf(eosName);
   const unkName = typeof model.unk_token === "string" ? model.unk_token : undefined;
   const tmpl = cfg.chat_template;
-  return {
+  return checkVocab({
     model: "bpe",
     byteLevel,
     tokens,
@@ -329,5 +353,5 @@ export function vocabFromJSON(json: string | object, config?: string | object, s
     bosToken: bosName,
     eosToken: eosName,
     source,
-  };
+  }, { tokens: "model.vocab", bosId: "bos_token", eosId: "eos_token", unkId: "model.unk_token", padId: "pad_token" });
 }

@@ -1,38 +1,37 @@
 /**
  * Checkpoints in the output directory, as transformers names them: `checkpoint-<step>/` holding
  * the adapter (HF PEFT files), the optimizer's moments (optimizer.safetensors) and
- * trainer_state.json. Each is written to a temporary directory and renamed into place, so a crash
- * never leaves half a checkpoint; `save_total_limit` rotation renames a checkpoint out of the
+ * trainer_state.json. Each is written to a temporary directory and renamed into place
+ * (output_dir.ts), so a crash never leaves half a checkpoint; `save_total_limit` rotation renames a checkpoint out of the
  * `checkpoint-N` namespace before deleting it, so a crash mid-delete never leaves half of one
  * either (the leftover `*.deleting-*` directory is removed by the next rotation).
  */
-import { readdir, readFile, rename, rm, writeFile } from "node:fs/promises";
+import { readdir, readFile, rename, rm } from "node:fs/promises";
 import { join } from "node:path";
 import { PeftError } from "../errors.ts";
 import { readSafetensors, writeSafetensors } from "../io/safetensors.ts";
 import { Adapter } from "../peft/adapter.ts";
+import { writeDirAtomic, writeRunFile } from "./output_dir.ts";
 import type { Optimizer } from "./paged_adamw.ts";
 import type { TrainableModel } from "./trainer.ts";
 
 const CHECKPOINT = /^checkpoint-(\d+)$/;
-const DELETING = /\.deleting-[0-9a-z]+$/;
 
 const suffix = () => `${Date.now().toString(36)}${Math.floor(Math.random() * 1e6).toString(36)}`;
 
+/** The adapter (in its training form), the optimizer's moments and trainer_state.json, written as one directory (writeDirAtomic). */
 export async function writeCheckpoint(model: TrainableModel, name: string, opt: Optimizer, dir: string, state: Record<string, unknown>): Promise<void> {
-  const tmp = `${dir}.tmp-${suffix()}`;
-  await rm(tmp, { recursive: true, force: true });
-  await model.saveAdapter(name, tmp);
-  const tensors = [];
-  for (const s of opt.slots) {
-    const { m, v } = await opt.readState(s.key);
-    tensors.push({ name: `${s.key}.exp_avg`, dtype: "F32" as const, shape: s.param.shape, data: m });
-    tensors.push({ name: `${s.key}.exp_avg_sq`, dtype: "F32" as const, shape: s.param.shape, data: v });
-  }
-  await writeSafetensors(join(tmp, "optimizer.safetensors"), tensors);
-  await writeFile(join(tmp, "trainer_state.json"), JSON.stringify(state, null, 2));
-  await rm(dir, { recursive: true, force: true });
-  await rename(tmp, dir);
+  await writeDirAtomic(dir, async (tmp) => {
+    await model.adapter(name).save(tmp, model.source, { training: true });
+    const tensors = [];
+    for (const s of opt.slots) {
+      const { m, v } = await opt.readState(s.key);
+      tensors.push({ name: `${s.key}.exp_avg`, dtype: "F32" as const, shape: s.param.shape, data: m });
+      tensors.push({ name: `${s.key}.exp_avg_sq`, dtype: "F32" as const, shape: s.param.shape, data: v });
+    }
+    await writeSafetensors(join(tmp, "optimizer.safetensors"), tensors);
+    await writeRunFile(join(tmp, "trainer_state.json"), JSON.stringify(state, null, 2));
+  });
 }
 
 /** The checkpoints in outputDir, oldest (lowest step) first; [] when there is no such directory. */
@@ -61,7 +60,7 @@ export async function readTrainerState(dir: string): Promise<Record<string, unkn
 
 /** Copies a checkpoint's adapter weights into the model's adapter `name` (same method and shapes). */
 export async function restoreAdapter(model: TrainableModel, name: string, dir: string): Promise<void> {
-  const saved = await Adapter.load(model.gpu, model.llama.config, `${name}@checkpoint`, dir);
+  const saved = await Adapter.load(model.llama.backend(), model.llama.config, `${name}@checkpoint`, dir);
   try {
     model.adapter(name).copyFrom(saved);
   } finally {
@@ -96,11 +95,6 @@ export async function restoreCheckpoint(model: TrainableModel, name: string, opt
  * later step (left by an earlier, longer run) are never touched. Returns the deleted directories.
  */
 export async function rotateCheckpoints(outputDir: string, o: { limit: number; step: number; keep?: string }): Promise<string[]> {
-  let names: string[] = [];
-  try {
-    names = await readdir(outputDir);
-  } catch { /* nothing to rotate */ }
-  for (const n of names.filter((n) => DELETING.test(n))) await rm(join(outputDir, n), { recursive: true, force: true });
   const upTo = (await listCheckpoints(outputDir)).filter((c) => c.step <= o.step);
   const kept = new Set(upTo.slice(-o.limit).map((c) => c.dir));
   if (o.keep) kept.add(o.keep);

@@ -115,15 +115,49 @@ function validateOptions(o: DataOptions): void {
 }
 
 async function readDataFile(path: string): Promise<string> {
-  let text: string;
+  let bytes: Uint8Array;
   try {
-    text = await readFile(path, "utf8");
+    bytes = await readFile(path);
   } catch (e) {
     const code = (e as { code?: string }).code;
     const why = code === "ENOENT" ? "not found" : code === "EISDIR" ? "is a directory" : (e as Error).message;
     throw new PeftError("DATA_NOT_FOUND", `data file ${path}: ${why}`, { cause: e });
   }
+  const text = decodeText(bytes, path);
   if (text.trim() === "") throw new PeftError("DATA_EMPTY", `data file ${path} is empty`);
+  return text;
+}
+
+/**
+ * The file as UTF-8 text, or DATA_NOT_TEXT naming the file: a UTF-16 file, a binary file or
+ * invalid UTF-8 would otherwise be decoded into replacement characters and NULs and trained on
+ * silently.
+ */
+function decodeText(bytes: Uint8Array, path: string): string {
+  const notText = (why: string) => new PeftError("DATA_NOT_TEXT", `data file ${path} ${why}`);
+  const [b0, b1] = bytes;
+  if ((b0 === 0xff && b1 === 0xfe) || (b0 === 0xfe && b1 === 0xff)) {
+    throw notText("is UTF-16 (it starts with a UTF-16 byte order mark); convert it to UTF-8, e.g. iconv -f UTF-16 -t UTF-8");
+  }
+  const nul = bytes.indexOf(0);
+  if (nul >= 0) {
+    throw notText(`contains NUL bytes (the first at byte ${nul}): it is binary or UTF-16 without a byte order mark, not UTF-8 text`);
+  }
+  let text: string;
+  try {
+    text = new TextDecoder("utf-8", { fatal: true }).decode(bytes);
+  } catch {
+    const loose = new TextDecoder("utf-8").decode(bytes);
+    const line = loose.slice(0, loose.indexOf("\uFFFD")).split("\n").length;
+    throw notText(`is not valid UTF-8 (the first bad byte is on line ${line}); convert it to UTF-8, e.g. iconv -f LATIN1 -t UTF-8`);
+  }
+  // Control characters other than tab, newlines and form feed: a binary file that happens to be valid UTF-8.
+  let control = 0;
+  for (let i = 0; i < text.length; i++) {
+    const c = text.charCodeAt(i);
+    if (c < 0x20 && c !== 0x09 && c !== 0x0a && c !== 0x0d && c !== 0x0c) control++;
+  }
+  if (control > Math.max(8, text.length / 100)) throw notText(`looks binary: ${control} of its ${text.length} characters are control characters`);
   return text;
 }
 
@@ -323,18 +357,20 @@ function tokenizeChat(messages: unknown, tok: TextTokenizer, where: string, temp
   });
   const msgs = messages as ChatMessage[];
   const render = tok.applyChatTemplate?.bind(tok);
-  const noTemplate = () =>
+  // The tokenizer's CHAT_TEMPLATE_MISSING names the model's file; this error adds the data file and line.
+  const noTemplate = (cause?: PeftError) =>
     new PeftError(
       "DATA_NO_CHAT_TEMPLATE",
-      `${where}: a {"messages"} record needs a chat template and the model has none; give one: ` +
+      `${where}: a {"messages"} record needs a chat template and the model has none${cause ? ` (${cause.message})` : ""}; give one: ` +
         `chatTemplate (Jinja source), on the command line --chat-template <file.jinja|${Object.keys(NAMED_CHAT_TEMPLATES).join("|")}>`,
+      { cause },
     );
   if (!render) throw noTemplate();
   const apply = (m: ChatMessage[], o: { addGenerationPrompt: boolean }) => {
     try {
       return render(m, { ...o, template });
     } catch (e) {
-      throw e instanceof PeftError && e.code === "CHAT_TEMPLATE_MISSING" ? noTemplate() : e;
+      throw e instanceof PeftError && e.code === "CHAT_TEMPLATE_MISSING" ? noTemplate(e) : e;
     }
   };
   const enc = (s: string) => tok.encode(s, { addSpecial: false, parseSpecial: true });

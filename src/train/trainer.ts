@@ -10,7 +10,7 @@
  * (seed, step, micro-batch, layer, module), so a resumed run needs only the step, the adapter
  * and the optimizer state to continue with the same losses as an uninterrupted one.
  */
-import { mkdir, readFile, writeFile } from "node:fs/promises";
+import { readFile } from "node:fs/promises";
 import { join } from "node:path";
 import process from "node:process";
 import { PeftError } from "../errors.ts";
@@ -33,6 +33,7 @@ import { EpochPlan } from "./epochs.ts";
 import { lossOver } from "./evaluate.ts";
 import { CROSS_ENTROPY, type TrainingObjective } from "./objective.ts";
 import { lossCurveSvg } from "./loss_svg.ts";
+import { prepareOutputDir, writeRunFile } from "./output_dir.ts";
 import { formatEval, meanEvalSeconds, type MetricRecord, MetricsWriter, parseMetrics, ProgressReporter } from "./progress.ts";
 import { deriveSeed } from "../util/rng.ts";
 import { lrAt, type LrSchedulerName, validateSchedule } from "./schedule.ts";
@@ -279,6 +280,9 @@ async function evaluate(model: TrainableModel, hooks: Hooks<Tensor>, examples: E
 
 export async function train(model: TrainableModel, options: TrainOptions): Promise<TrainResult> {
   const r = resolve(options);
+  // Every output path is checked (and a killed run's temporaries removed) before any work.
+  const stale = r.outputDir ? await prepareOutputDir(r.outputDir) : [];
+  if (stale.length && r.progress) console.log(`[train] removed temporaries of an interrupted run: ${stale.join(", ")}`);
   const adapter = model.adapter(r.adapter);
   const ds = await loadDataset(r.data, model.tokenizer, {
     seqLen: r.seqLen, stride: r.stride, evalFraction: r.evalFraction, seed: r.seed, packing: r.packing, format: r.format, maxExamples: r.maxExamples,
@@ -408,6 +412,7 @@ export async function train(model: TrainableModel, options: TrainOptions): Promi
     const due = (strategy: Strategy, every: number, step: number) =>
       strategy === "steps" ? every > 0 && (step + 1) % every === 0 : strategy === "epoch" && epochs.endsEpoch(step);
 
+    let failure: unknown;
     try {
       if (startStep === 0) result.initialEvalLoss = await runEval(0);
       for (let step = startStep; step < totalSteps; step++) {
@@ -485,17 +490,19 @@ export async function train(model: TrainableModel, options: TrainOptions): Promi
           await model.saveAdapter(r.adapter, join(r.outputDir, "adapter"));
         }
       }
+    } catch (e) {
+      failure = e;
+      throw e;
     } finally {
       process.off("SIGINT", onSigint);
       result.peakGpuBytes = model.gpu.peakBytesHeld();
       result.lossScale = scaler?.scale;
       opt.release();
       if (r.outputDir) {
-        await mkdir(r.outputDir, { recursive: true });
-        await writeFile(join(r.outputDir, "loss.svg"), lossCurveSvg(
+        await writeRunFile(join(r.outputDir, "loss.svg"), lossCurveSvg(
           records.map((m) => ({ step: m.step, loss: m.loss, evalLoss: m.eval_loss })),
           { title: `${adapter.method.label(adapter.config)} ${r.objective === CROSS_ENTROPY ? "fine-tune" : "distillation"} of ${model.source.split("/").pop()} (${r.adapter})` },
-        ));
+        ), failure);
       }
     }
     return result;

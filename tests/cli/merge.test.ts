@@ -40,7 +40,7 @@ Deno.test("merge CLI: the merged GGUF's greedy text equals the unmerged adapter'
       merged.close();
     }
 
-    await merge(["--model", STORIES, "--adapter", join(dir, "adapter"), "--out", join(dir, "merged16.gguf"), "--dtype", "f16"]);
+    await merge(["--model", STORIES, "--adapter", join(dir, "adapter"), "--out", join(dir, "merged16.gguf"), "--type", "f16"]);
     const [f32, f16] = [(await stat(join(dir, "merged.gguf"))).size, (await stat(join(dir, "merged16.gguf"))).size];
     assert.ok(f16 < 0.6 * f32, `f16 ${f16} vs f32 ${f32} bytes`);
     const m16 = await loadModel(join(dir, "merged16.gguf"), { gpu });

@@ -29,13 +29,20 @@ const METHODS: [string, string, string, string][] = [
   ["bitfit", "1e-2", "BITFIT", "q_proj.bias"],
   ["ln_tuning", "1e-2", "LN_TUNING", "ln_tuning_layers.weight"],
   ["partial", "2e-3", "PARTIAL", "down_proj.weight"],
+  ["prompt_tuning", "3e-2", "PROMPT_TUNING", "prompt_embeddings"],
+  ["p_tuning", "1e-2", "P_TUNING", "prompt_embeddings"],
+  ["prefix_tuning", "1e-2", "PREFIX_TUNING", "prompt_embeddings"],
+  ["bottleneck", "1e-2", "BOTTLENECK", "output_adapters"],
+  ["mam", "5e-3", "HYBRID", "prefix/prompt_embeddings"],
 ];
 
 for (const [type, lr, peftType, key] of METHODS) {
   Deno.test(`CLI: train --peft-type ${type} lowers eval loss; a fresh generate --adapter gives the trained process's text`, async () => {
     const out = await mkdtemp(join(tmpdir(), `cli-${type}-`));
     try {
-      const extra = type === "partial" ? ["--last-layers", "1"] : [];
+      const extra = type === "partial" ? ["--last-layers", "1"] : /tuning|mam/.test(type) ? ["--num-virtual-tokens", "8"] : [];
+      if (type === "prefix_tuning" || type === "mam") extra.push("--prefix-projection", "--encoder-hidden-size", "32");
+      if (type === "bottleneck") extra.push("--bottleneck", "double_seq_bn");
       const stdout = cli([
         "train", "--model", STORIES, "--data", `${SHARED}data/tinyshakespeare.txt`, "--out", out, "--peft-type", type, ...extra,
         "--max-steps", "8", "--seq-len", "64", "--batch-size", "4", "--lr", lr, "--max-examples", "120", "--eval-fraction", "0.1",
@@ -46,7 +53,7 @@ for (const [type, lr, peftType, key] of METHODS) {
       const cfg = JSON.parse(await readFile(join(out, "adapter", "adapter_config.json"), "utf8"));
       assert.equal(cfg.peft_type, peftType);
       if (type === "dora") assert.equal(cfg.use_dora, true);
-      const st = await readFile(join(out, "adapter", "adapter_model.safetensors"));
+      const st = await readFile(join(out, "adapter", type === "bottleneck" ? "adapter.safetensors" : "adapter_model.safetensors"));
       assert.ok(new TextDecoder().decode(st.subarray(0, 20000)).includes(key), `${type}: the file holds ${key} tensors`);
       const sampled = stdout.slice(stdout.indexOf("[sample] ") + "[sample] ".length).replace(/\n$/, "");
       const again = cli([
@@ -59,3 +66,12 @@ for (const [type, lr, peftType, key] of METHODS) {
     }
   });
 }
+
+Deno.test("train flags -> PEFT config: --peft-type full is partial fine-tuning of every block module; choosing modules there is a usage error", async () => {
+  const { adapterConfig, TRAIN } = await import("../../src/cli/train.ts");
+  const { parseFlags } = await import("../../src/cli/flags.ts");
+  const values = (...a: string[]) => parseFlags(TRAIN, ["--model", STORIES, "--data", "x.txt", "--out", "runs/x", ...a])!.values;
+  assert.deepEqual(adapterConfig(values("--peft-type", "full"), 5), { peft_type: "PARTIAL", target_modules: "all", layers_to_transform: null });
+  assert.deepEqual(adapterConfig(values("--peft-type", "partial", "--last-layers", "2"), 5), { peft_type: "PARTIAL", target_modules: undefined, layers_to_transform: [3, 4] });
+  assert.throws(() => adapterConfig(values("--peft-type", "full", "--layers", "1"), 5), /--peft-type partial/);
+});

@@ -21,6 +21,7 @@ import type { Command } from "../../src/cli/flags.ts";
 import { DEMO } from "../../src/cli/demo.ts";
 import { DISTILL } from "../../src/cli/distill.ts";
 import { EVAL } from "../../src/cli/eval.ts";
+import { EXPORT } from "../../src/cli/export.ts";
 import { GENERATE } from "../../src/cli/generate.ts";
 import { MERGE } from "../../src/cli/merge.ts";
 import { QUANTIZE } from "../../src/cli/quantize.ts";
@@ -29,7 +30,7 @@ import { TOKENIZE } from "../../src/cli/tokenize.ts";
 import { TRAIN } from "../../src/cli/train.ts";
 
 const root = fileURLToPath(new URL("../../", import.meta.url));
-const COMMANDS: Record<string, Command> = Object.fromEntries([DEMO, GENERATE, TRAIN, DISTILL, EVAL, MERGE, SERVE, TOKENIZE, QUANTIZE].map((c) => [c.name, c]));
+const COMMANDS: Record<string, Command> = Object.fromEntries([DEMO, GENERATE, TRAIN, DISTILL, EVAL, MERGE, EXPORT, SERVE, TOKENIZE, QUANTIZE].map((c) => [c.name, c]));
 const readme = await readFile(join(root, "README.md"), "utf8");
 const tasks = JSON.parse(await readFile(join(root, "deno.json"), "utf8")).tasks as Record<string, string>;
 

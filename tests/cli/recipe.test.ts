@@ -57,7 +57,7 @@ Deno.test("recipe: finetuning_type freeze (last N layers, or -N first) and full 
   assert.deepEqual(map({ finetuning_type: "freeze", freeze_trainable_layers: -3, freeze_trainable_modules: "mlp,self_attn" }).values, {
     "peft-type": "partial", layers: "0,1,2", "target-modules": "gate_proj,up_proj,down_proj,q_proj,k_proj,v_proj,o_proj",
   });
-  assert.deepEqual(map({ finetuning_type: "full" }).values, { "peft-type": "partial", "target-modules": "all" });
+  assert.deepEqual(map({ finetuning_type: "full" }).values, { "peft-type": "full" });
   refuses({ finetuning_type: "freeze", lora_rank: 8 }, /r\.yaml: lora_rank: is a LoRA setting; finetuning_type is freeze/);
   refuses({ freeze_trainable_layers: 2 }, /freeze_trainable_layers: is a setting of finetuning_type freeze/);
   refuses({ finetuning_type: "oft" }, /finetuning_type: "oft" is not supported here: lora, freeze or full/);

@@ -12,6 +12,7 @@ import type { Command } from "../../src/cli/flags.ts";
 import { DEMO } from "../../src/cli/demo.ts";
 import { DISTILL } from "../../src/cli/distill.ts";
 import { EVAL } from "../../src/cli/eval.ts";
+import { EXPORT } from "../../src/cli/export.ts";
 import { GENERATE } from "../../src/cli/generate.ts";
 import { MERGE } from "../../src/cli/merge.ts";
 import { QUANTIZE } from "../../src/cli/quantize.ts";
@@ -22,7 +23,7 @@ import { STORIES } from "../helpers.ts";
 
 const root = fileURLToPath(new URL("../../", import.meta.url));
 const deno = `${root}node_modules/.bin/deno`;
-const COMMANDS: Command[] = [DEMO, GENERATE, TRAIN, DISTILL, EVAL, MERGE, SERVE, TOKENIZE, QUANTIZE];
+const COMMANDS: Command[] = [DEMO, GENERATE, TRAIN, DISTILL, EVAL, MERGE, EXPORT, SERVE, TOKENIZE, QUANTIZE];
 
 function cli(args: string[], runtime: "deno" | "node" = "deno") {
   const [bin, pre] = runtime === "deno" ? [deno, ["run", "-A", "src/cli/bin.ts"]] : ["node", ["dist/cli.js"]];
@@ -47,7 +48,7 @@ Deno.test("every command's --help lists every flag with a description, and exits
     assert.ok(r.stdout.startsWith(`${cmd.name}: ${cmd.summary}\n`), `${cmd.name} --help starts with its summary`);
     for (const [name, flag] of Object.entries(cmd.flags)) {
       assert.ok(flag.description.length >= 10, `${cmd.name} --${name} has a description`);
-      const line = r.stdout.split("\n").findIndex((l) => l.trimStart().startsWith(`--${name}`) && /[ <]|$/.test(l.trimStart()[name.length + 2] ?? ""));
+      const line = r.stdout.split("\n").findIndex((l) => l.trimStart().startsWith(`--${name}`) && /^(?:[ <]|$)/.test(l.trimStart()[name.length + 2] ?? ""));
       assert.ok(line >= 0, `${cmd.name} --help shows --${name}`);
       const text = r.stdout.split("\n").slice(line, line + 2).join(" ");
       assert.ok(text.includes(flag.description), `${cmd.name} --${name}: description shown`);
@@ -74,6 +75,8 @@ const MISTAKES: [string[], RegExp][] = [
   [["train", ...model, "--data", "x.txt", "--out", "o", "--optimizer", "sgd"], /--optimizer must be one of adamw, paged_adamw, adamw_8bit, got "sgd"/],
   [["train", ...model, "--data", "x.txt", "--out", "o", "--gpu-memory-budget", "lots"], /--gpu-memory-budget: "lots" is not a size/],
   [["merge", ...model, "--adapter", "a"], /--out is required/],
+  [["merge", ...model, "--adapter", "a", "--out", "m.gguf", "--dtype", "f16"], /unknown flag --dtype \(did you mean --type\?\)/],
+  [["export", ...model, "--adapter", "a", "--to", "a.gguf", "--type", "q8_0"], /--type applies to GGUF model exports/],
   [["quantize", ...model, "--out", "q.safetensors", "--double-quant", "true"], /unexpected argument "true" \(--double-quant takes no value\)/],
   [["serve", ...model, "--port", "70000"], /--port must be <= 65535, got 70000/],
   [["tokenize", "--vocab", STORIES, "--json=1"], /--json takes no value/],
@@ -110,5 +113,5 @@ Deno.test("under Node (the bundle): the same one line and exit codes", () => {
   assertOneError(cli(["tokenize", "--vocab", "missing.gguf", "hi"], "node"), 1, "TOKENIZER_FILE", /missing\.gguf/, "node: missing vocab");
   const help = cli(["merge", "--help"], "node");
   assert.equal(help.code, 0);
-  assert.match(help.stdout, /--dtype <f32\|f16>/);
+  assert.match(help.stdout, /--type <f32\|f16\|q8_0\|q4_k>/);
 });

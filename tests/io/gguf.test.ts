@@ -4,18 +4,9 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { PeftError } from "../../src/errors.ts";
 import { encodeGGUF, GgufType, type GgufWriteTensor, readGGUF, writeGGUF } from "../../src/io/gguf.ts";
-import { STORIES } from "../helpers.ts";
+import { STORIES, isErr } from "../helpers.ts";
 
 const original = new Uint8Array(await readFile(STORIES));
-
-function isErr(code: string, ...parts: string[]) {
-  return (e: unknown) => {
-    assert.ok(e instanceof PeftError, `expected PeftError, got ${e}`);
-    assert.equal(e.code, code, e.message);
-    for (const p of parts) assert.ok(e.message.includes(p), `"${e.message}" should mention "${p}"`);
-    return true;
-  };
-}
 
 /** Byte position just after a length-prefixed GGUF string `s` (its first occurrence). */
 function afterString(bytes: Uint8Array, s: string): number {
@@ -33,6 +24,16 @@ function afterString(bytes: Uint8Array, s: string): number {
 function tensorInfoAt(bytes: Uint8Array, name: string, nDims: number) {
   const p = afterString(bytes, name);
   return { name: p - name.length, type: p + 4 + 8 * nDims, offset: p + 4 + 8 * nDims + 4 };
+}
+
+function concatParts(parts: Uint8Array[]): Uint8Array {
+  const out = new Uint8Array(parts.reduce((n, p) => n + p.byteLength, 0));
+  let o = 0;
+  for (const p of parts) {
+    out.set(p, o);
+    o += p.byteLength;
+  }
+  return out;
 }
 
 function patched(fn: (v: DataView, b: Uint8Array) => void): Uint8Array {
@@ -178,14 +179,25 @@ Deno.test("gguf: corrupted copies in memory each give their error", async () => 
   );
   await assert.rejects(open(patched((d) => d.setUint32(embd.type, 99, true))), isErr("GGUF_UNSUPPORTED_TYPE", name, "99", "token_embd.weight"));
   await assert.rejects(open(patched((d) => d.setUint32(embd.type - 4 - 16, 7, true))), isErr("GGUF_BAD_TENSOR", name, "token_embd.weight", "7 dims"));
-  // A block-quantized type we size but do not decode (Q8_1) opens but cannot be read as f32.
-  const q81 = await open(patched((d) => d.setUint32(embd.type, 9, true)));
-  assert.equal(q81.tensors.get("token_embd.weight")!.byteLength, (512 * 64 / 32) * 36);
-  await assert.rejects(q81.readF32("token_embd.weight"), isErr("GGUF_UNSUPPORTED_TYPE", "cannot decode tensor type Q8_1", "token_embd.weight"));
-  assert.equal((await q81.readF32("blk.0.attn_q.weight")).length, 64 * 64, "other tensors still read");
-  await q81.close();
   // Rows must hold whole blocks: 64-wide rows cannot be Q4_K (blocks of 256), as in ggml.
   await assert.rejects(open(patched((d) => d.setUint32(embd.type, 12, true))), isErr("GGUF_BAD_TENSOR", name, "token_embd.weight", "not a multiple of Q4_K's block of 256"));
+  // A smaller type changes the tensor's data size, so every later tensor's offset is off (llama.cpp
+  // requires offsets in order, padded, without gaps or overlaps).
+  await assert.rejects(open(patched((d) => d.setUint32(embd.type, 8, true))), isErr("GGUF_BAD_TENSOR", name, "expected", "without gaps or overlaps"));
+  // On the last tensor a smaller type leaves bytes that belong to no tensor.
+  const last = tensorInfoAt(original, "blk.4.ffn_norm.weight", 1);
+  await assert.rejects(open(patched((d) => d.setUint32(last.type, 8, true))), isErr("GGUF_TRAILING_DATA", name, "belong to no tensor"));
+  // A type of the same size we size but do not decode (I32) opens but cannot be read as f32.
+  const i32 = await open(patched((d) => d.setUint32(last.type, 26, true)));
+  assert.equal(i32.tensors.get("blk.4.ffn_norm.weight")!.byteLength, 64 * 4);
+  await assert.rejects(i32.readF32("blk.4.ffn_norm.weight"), isErr("GGUF_UNSUPPORTED_TYPE", "cannot decode tensor type I32", "blk.4.ffn_norm.weight"));
+  assert.equal((await i32.readF32("blk.0.attn_q.weight")).length, 64 * 64, "other tensors still read");
+  await i32.close();
+  // So does a block-quantized one (Q8_1) in a file laid out for it.
+  const q81 = await open(concatParts(encodeGGUF({ metadata: {}, tensors: [{ name: "w", shape: [2, 64], data: new Uint8Array(2 * 2 * 36), ggmlType: 9 }] })));
+  assert.equal(q81.tensors.get("w")!.byteLength, 2 * 2 * 36);
+  await assert.rejects(q81.readF32("w"), isErr("GGUF_UNSUPPORTED_TYPE", "cannot decode tensor type Q8_1", "w"));
+  await q81.close();
   // Duplicate tensor names.
   const q1 = tensorInfoAt(original, "blk.1.attn_q.weight", 2).name;
   await assert.rejects(open(patched((_, b) => (b[q1 + 4] = "0".charCodeAt(0)))), isErr("GGUF_BAD_TENSOR", name, "duplicate", "blk.0.attn_q.weight"));

@@ -2,21 +2,11 @@ import assert from "node:assert/strict";
 import { mkdir, mkdtemp, readFile, rm, unlink, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { PeftError } from "../../src/errors.ts";
 import { readSafetensors, type SafetensorsWriteTensor, writeSafetensors } from "../../src/io/safetensors.ts";
 import { permuteQK } from "../../src/model/config.ts";
 import { configFromHF, hfConfigJson, hfWeights, writeHfDirectory } from "../../src/model/hf_weights.ts";
 import { ggufWeights } from "../../src/model/weights.ts";
-import { STORIES } from "../helpers.ts";
-
-function isErr(code: string, ...parts: string[]) {
-  return (e: unknown) => {
-    assert.ok(e instanceof PeftError, `expected PeftError, got ${e}`);
-    assert.equal(e.code, code, e.message);
-    for (const p of parts) assert.ok(e.message.includes(p), `"${e.message}" should mention "${p}"`);
-    return true;
-  };
-}
+import { STORIES, isErr } from "../helpers.ts";
 
 /** stories260K converted to an HF directory once per test, in a fresh temp dir. */
 async function withStoriesHf(fn: (dir: string, root: string) => Promise<void>) {
@@ -175,10 +165,13 @@ Deno.test("hf weights: bad directories give clear errors", async () => {
     // Config disagrees with the tensors: shape error names the tensor and both shapes.
     await writeFile(cfgPath, JSON.stringify({ ...cfg, intermediate_size: 100 }));
     await assert.rejects(hfWeights(dir), isErr("HF_BAD_TENSOR", "mlp.gate_proj.weight", "[172,64]", "[100,64]"));
+    // A layer count that disagrees with the layers present is refused before anything is sized by it.
     await writeFile(cfgPath, JSON.stringify({ ...cfg, num_hidden_layers: 6 }));
-    await assert.rejects(hfWeights(dir), isErr("HF_MISSING_TENSOR", "model.layers.5."));
+    await assert.rejects(hfWeights(dir), isErr("HF_BAD_CONFIG", cfgPath, "num_hidden_layers is 6", "5 layers"));
     await writeFile(cfgPath, JSON.stringify({ ...cfg, num_hidden_layers: 4 }));
-    await assert.rejects(hfWeights(dir), isErr("HF_UNKNOWN_TENSOR", "model.layers.4."));
+    await assert.rejects(hfWeights(dir), isErr("HF_BAD_CONFIG", cfgPath, "num_hidden_layers is 4", "5 layers"));
+    await writeFile(cfgPath, JSON.stringify({ ...cfg, num_hidden_layers: 2 ** 31 }));
+    await assert.rejects(hfWeights(dir), isErr("HF_BAD_CONFIG", cfgPath, "num_hidden_layers is 2147483648"));
     await writeFile(cfgPath, cfgText);
 
     // A tensor a llama does not have (e.g. a bias) is refused rather than silently ignored.

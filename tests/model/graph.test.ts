@@ -91,6 +91,16 @@ Deno.test("graph: rmsnorm (input and weight), rope and attention match finite di
   fdCheck("attention with prefix rows", [[3, 8], [5, 8], [5, 8]], (g, [q, k, v]) => g.attention(q, k, v, pre), [3, 8], { eps: 3e-3 });
 });
 
+Deno.test("graph: blocks of rows and columns, virtual-token rows and activations match finite differences", () => {
+  fdCheck("sliceRows", [[5, 3]], (g, [x]) => g.sliceRows(x, 1, 3), [3, 3]);
+  fdCheck("sliceCols", [[4, 7]], (g, [x]) => g.sliceCols(x, 2, 4), [4, 4]);
+  fdCheck("concatRows", [[2, 3], [3, 3]], (g, [a, b]) => g.concatRows([a, b, a]), [7, 3]);
+  fdCheck("concatCols", [[3, 2], [3, 5]], (g, [a, b]) => g.concatCols([b, a]), [3, 7]);
+  // 3 sequences of 2 rows, each after the same 2 prefix rows
+  fdCheck("prefixRows", [[2, 4], [6, 4]], (g, [p, x]) => g.prefixRows(p, x, 3), [12, 4]);
+  for (const fn of ["relu", "tanh", "sigmoid", "silu", "gelu"] as const) fdCheck(`act ${fn}`, [[3, 5]], (g, [x]) => g.act(x, fn), [3, 5], { eps: 1e-3 });
+});
+
 Deno.test("graph: checkpointing gives the plain tape's gradients; values used twice sum their gradients", () => {
   const be = new CpuBackend(BASE);
   const build: Build<HostTensor> = (g, [x, w, v]) => {

@@ -9,23 +9,13 @@ import { mkdtemp, readFile, rm, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { loadModel, type Model } from "../../src/api/model.ts";
-import { PeftError } from "../../src/errors.ts";
 import { readSafetensors, writeSafetensors } from "../../src/io/safetensors.ts";
 import { linearShape, permuteQK } from "../../src/model/config.ts";
 import { matchKeys } from "../../src/peft/keys.ts";
 import { loraKeys } from "../../src/peft/lora/method.ts";
-import { randn, STORIES, testGpu } from "../helpers.ts";
+import { randn, STORIES, testGpu, isErr } from "../helpers.ts";
 
 const R = 4;
-
-function isErr(code: string, ...parts: string[]) {
-  return (e: unknown) => {
-    assert.ok(e instanceof PeftError, `expected PeftError, got ${e}`);
-    assert.equal(e.code, code, e.message);
-    for (const p of parts) assert.ok(e.message.includes(p), `"${e.message}" should mention "${p}"`);
-    return true;
-  };
-}
 
 function loraConfig(over: Record<string, unknown> = {}) {
   return {
@@ -132,7 +122,7 @@ Deno.test("adapter files: every bad config field, shape, missing or unexpected t
       [{ modules_to_save: ["lm_head"] }, "ADAPTER_BAD_CONFIG", "modules_to_save"],
       [{ rank_pattern: { q_proj: 8 } }, "ADAPTER_BAD_CONFIG", "rank_pattern"],
       [{ init_lora_weights: 3 }, "ADAPTER_BAD_CONFIG", "init_lora_weights"],
-      [{ peft_type: "PREFIX_TUNING" }, "ADAPTER_UNSUPPORTED", "PREFIX_TUNING"],
+      [{ peft_type: "LOKR" }, "ADAPTER_UNSUPPORTED", "LOKR"],
       [{ peft_type: "FOO" }, "ADAPTER_BAD_CONFIG", "unknown peft_type"],
       [{ target_modules: ["rotary_proj"] }, "ADAPTER_BAD_CONFIG", "rotary_proj"],
     ];

@@ -67,7 +67,7 @@ Deno.test("paged_adamw under a budget that forces paging gives the resident Adam
     console.log(`  optimizer state resident ${plan.classes.optimizer} B; paged: pages of ${pr.plan.optimizer.pageElements} values, GPU peak ${pr.peakGpuBytes} <= budget ${budget}`);
     assert.ok(pr.peakGpuBytes <= budget, `peak ${pr.peakGpuBytes} over budget ${budget}`);
     assert.deepEqual(pr.losses, rr.losses, "same losses step by step");
-    const a = await resident.adapter("a").peftTensors(), b = await paged.adapter("a").peftTensors();
+    const a = (await resident.adapter("a").peftTensors()).tensors, b = (await paged.adapter("a").peftTensors()).tensors;
     let n = 0;
     for (const [k, t] of a) {
       const u = b.get(k)!;

@@ -77,3 +77,51 @@ Deno.test("server: every method per request, and weighted per-request combinatio
     await Deno.remove(dir, { recursive: true });
   }
 });
+
+Deno.test("server: prompt tuning, prefix tuning and bottleneck adapters per request equal the script; virtual tokens count against the context", async () => {
+  // A short context keeps the overflow prompt cheap to prefill on lavapipe.
+  const m = await loadModel(STORIES, { gpu: await testGpu(), contextLength: 48 });
+  try {
+    const names = ["prompt_tuning", "prefix_tuning", "houlsby"];
+    const expected: Record<string, string> = {};
+    const base = await m.complete(PROMPT, { maxTokens: N, temperature: 0 });
+    for (const n of names) {
+      await m.loadAdapter(n, `${FIXTURES}${n}`);
+      expected[n] = await m.complete(PROMPT, { adapter: n, maxTokens: N, temperature: 0 });
+      m.deleteAdapter(n);
+    }
+    const engine = new ModelEngine(m, { modelId: "stories260K", maxQueue: 8 });
+    for (const n of names) engine.registry.register(n, `${FIXTURES}${n}`);
+    const app = createApp(engine, { logError: () => {} });
+    const post = async (body: Record<string, unknown>) => {
+      const r = await app.request("/v1/completions", {
+        method: "POST", headers: { "content-type": "application/json" },
+        body: JSON.stringify({ prompt: PROMPT, max_tokens: N, temperature: 0, ...body }),
+      });
+      return { status: r.status, json: await r.json() };
+    };
+    for (const n of names) {
+      const r = await post({ model: `stories260K:${n}` });
+      assert.equal(r.status, 200, JSON.stringify(r.json));
+      assert.equal(r.json.choices[0].text, expected[n], n);
+      assert.equal(r.json.usage.prompt_tokens, m.encodePrompt(PROMPT).length, "virtual tokens are not prompt tokens");
+    }
+    // Mixed in one batch: each request keeps its own method.
+    const mixed = await Promise.all(["", ...names].map((n) => post({ model: n ? `stories260K:${n}` : "stories260K" })));
+    assert.deepEqual(mixed.map((r) => r.json.choices[0].text), [base, ...names.map((n) => expected[n])]);
+    // A prompt that fits the context alone but not after 6 virtual tokens: a 400 naming them.
+    const ctx = m.config.contextLength;
+    const ids = m.encodePrompt(PROMPT);
+    const long = Array.from({ length: ctx - 3 }, (_, i) => ids[1 + (i % (ids.length - 1))]);
+    const okBase = await post({ model: "stories260K", prompt: long, max_tokens: 1 });
+    assert.equal(okBase.status, 200, JSON.stringify(okBase.json));
+    for (const n of ["prompt_tuning", "prefix_tuning"]) {
+      const r = await post({ model: `stories260K:${n}`, prompt: long, max_tokens: 1 });
+      assert.equal(r.status, 400, JSON.stringify(r.json));
+      assert.match(r.json.error.message, /6 virtual tokens/);
+    }
+    await engine.idle();
+  } finally {
+    m.close();
+  }
+});

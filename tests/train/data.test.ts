@@ -15,6 +15,7 @@ import {
   type TextTokenizer,
 } from "../../src/train/data.ts";
 import { PeftError } from "../../src/errors.ts";
+import { readGGUF } from "../../src/io/gguf.ts";
 import { SHARED, STORIES } from "../helpers.ts";
 import { NAMED_CHAT_TEMPLATES, Tokenizer } from "../../src/tokenizer/mod.ts";
 import { defaultChatPrompt } from "../../src/serve/engine.ts";
@@ -149,6 +150,38 @@ Deno.test("bad data files: missing, empty, shorter than one sequence, too short 
   );
   await throwsCode(loadDataset(SHAKESPEARE, bytes, { seqLen: 0, evalFraction: 0, seed: 1 }), "BAD_DATA_OPTION", /seqLen/);
   await throwsCode(loadDataset(SHAKESPEARE, bytes, { seqLen: 8, evalFraction: 1, seed: 1 }), "BAD_DATA_OPTION", /evalFraction/);
+});
+
+Deno.test("bad data files: binary, NUL-filled, UTF-16 or invalid UTF-8 text is refused naming the file (issue #17)", async () => {
+  const write = async (name: string, b: Uint8Array) => {
+    const p = join(dir, name);
+    await writeFile(p, b);
+    return p;
+  };
+  const o = { seqLen: 8, evalFraction: 0, seed: 1 };
+  const utf16 = new Uint8Array([0xff, 0xfe, ...[..."Hello, world. ".repeat(20)].flatMap((c) => [c.charCodeAt(0), 0])]);
+  await throwsCode(loadDataset(await write("utf16.txt", utf16), bytes, o), "DATA_NOT_TEXT", /utf16\.txt is UTF-16/);
+  // The same text without a byte order mark: its NULs give it away.
+  await throwsCode(loadDataset(await write("utf16-nobom.txt", utf16.slice(2)), bytes, o), "DATA_NOT_TEXT", /utf16-nobom\.txt contains NUL bytes \(the first at byte 1\)/);
+  await throwsCode(loadDataset(await write("zeros.txt", new Uint8Array(4096)), bytes, o), "DATA_NOT_TEXT", /zeros\.txt contains NUL bytes/);
+  const utf8Text = new TextEncoder().encode("line one\tcaf\u00e9\n\fline two\n".repeat(4));
+  const bad = new Uint8Array([...new TextEncoder().encode("line one\nline two caf"), 0xe9, 0x0a]);
+  await throwsCode(loadDataset(await write("latin1.txt", bad), bytes, o), "DATA_NOT_TEXT", /latin1\.txt is not valid UTF-8 \(the first bad byte is on line 2\)/);
+  const random = Uint8Array.from({ length: 8192 }, (_, i) => (i * 2654435761) >>> 24 || 1);
+  await throwsCode(loadDataset(await write("random.bin", random), bytes, o), "DATA_NOT_TEXT", /random\.bin/);
+  const ctrl = new TextEncoder().encode("\x01\x02\x03abc\x04\x05\x06".repeat(200));
+  await throwsCode(loadDataset(await write("ctrl.txt", ctrl), bytes, o), "DATA_NOT_TEXT", /ctrl\.txt looks binary/);
+  // Valid UTF-8 with a byte order mark and a few tabs/form feeds is text.
+  const ok = await loadDataset(await write("bom.txt", new Uint8Array([0xef, 0xbb, 0xbf, ...utf8Text])), bytes, o);
+  assert.ok(ok.train.length > 0);
+});
+
+Deno.test("JSONL: chat records without a chat template name the data file and the model's tokenizer file (issue #17)", async () => {
+  const g = await readGGUF(STORIES);
+  const tok = Tokenizer.fromGGUF(g);
+  await g.close();
+  const p = await file("chat-none.jsonl", JSON.stringify({ messages: [{ role: "user", content: "Hi" }, { role: "assistant", content: "Hello" }] }) + "\n");
+  await throwsCode(loadDataset(p, tok, { seqLen: 32, evalFraction: 0, seed: 1 }), "DATA_NO_CHAT_TEMPLATE", new RegExp(`chat-none\\.jsonl:1: .*${STORIES.replace(/[.*+?^${}()|[\]\\]/g, "\\$&")}`));
 });
 
 Deno.test("JSONL: text and prompt/completion records mask exactly the non-loss tokens", async () => {

@@ -12,6 +12,7 @@ import { loadModel } from "../../src/api/model.ts";
 import { batches, type Example, IGNORE_INDEX, lengthGroupedOrder } from "../../src/train/data.ts";
 import { EpochPlan } from "../../src/train/epochs.ts";
 import { rotateCheckpoints } from "../../src/train/checkpoints.ts";
+import { prepareOutputDir } from "../../src/train/output_dir.ts";
 import { train } from "../../src/train/trainer.ts";
 import { Rng } from "../../src/util/rng.ts";
 import { STORIES, testGpu } from "../helpers.ts";
@@ -60,16 +61,17 @@ Deno.test("group_by_length: transformers' megabatch order (longest first), batch
   }
 });
 
-Deno.test("rotateCheckpoints: keeps the newest N and the best, never a later checkpoint; deletes by rename, then removes", async () => {
+Deno.test("rotateCheckpoints: keeps the newest N and the best, never a later checkpoint; deletes by rename, then removes (a leftover goes with the next run)", async () => {
   const dir = await tmp("peft-rotate-");
   for (const s of [5, 10, 15, 20, 999]) {
     await mkdir(join(dir, `checkpoint-${s}`));
     await writeFile(join(dir, `checkpoint-${s}`, "trainer_state.json"), "{}");
   }
-  await mkdir(join(dir, "checkpoint-3.deleting-abc")); // a crash between rename and remove
   const deleted = await rotateCheckpoints(dir, { limit: 1, step: 20, keep: join(dir, "checkpoint-5") });
   assert.deepEqual(deleted.sort(), [join(dir, "checkpoint-10"), join(dir, "checkpoint-15")]);
   assert.deepEqual((await readdir(dir)).sort(), ["checkpoint-20", "checkpoint-5", "checkpoint-999"]);
+  await mkdir(join(dir, "checkpoint-3.deleting-abc")); // a crash between the rename and the removal
+  assert.deepEqual(await prepareOutputDir(dir), ["checkpoint-3.deleting-abc"], "the next run removes it");
   await rm(dir, { recursive: true });
 });
 

@@ -61,7 +61,7 @@ function loraHook<T>(config: LoraConfig, t: LoraTarget, p: { A: Param<T>; B: Par
     needsBase: true,
     output(g: Graph<T>, y: V<T>, ctx: LinearOutputContext<T>): V<T> {
       const A = g.param(p.A), B = g.param(p.B), m = g.param(magnitude);
-      const norms = g.constant(adaptedRowNorms(g.be, ctx.site.weight, p.A.value, p.B.value, scale, t, config.r));
+      const norms = g.input(adaptedRowNorms(g.be, ctx.site.weight, p.A.value, p.B.value, scale, t, config.r));
       const mn = g.div(m, norms); // m / ‖W + s·B·A‖, the norm detached
       g.free(norms);
       const dropped = g.training && dropout > 0;
@@ -70,7 +70,9 @@ function loraHook<T>(config: LoraConfig, t: LoraTarget, p: { A: Param<T>; B: Par
       let out: V<T>;
       if (!dropped && y === ctx.yBase) {
         // The usual case: (m/n)·(W·x + s·B·A·x).
-        out = g.mulCols(g.matmulAdd(y, ax, B, { transB: true, alpha: scale }), mn);
+        const full = g.matmulAdd(y, ax, B, { transB: true, alpha: scale });
+        out = g.mulCols(full, mn);
+        g.free(full);
       } else {
         const base = dropped ? g.baseLinear(xd, ctx.site.weight) : g.keep(ctx.yBase);
         const full = g.matmulAdd(g.keep(base), ax, B, { transB: true, alpha: scale });
