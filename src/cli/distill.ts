@@ -14,7 +14,7 @@ import { type Command, type Flag, usageError } from "./flags.ts";
 import { loadModelFromFlags, MODEL_FLAGS } from "./model_flags.ts";
 import { parseWithRecipe } from "./recipe.ts";
 import {
-  addRunAdapter, adapterName, checkRunFlags, evalLine, fitSeqLen, quantizedBaseLine, type RunValues, TRAIN, trainOptionsFrom, writeRunConfig,
+  addRunAdapter, adapterName, checkRunFlags, evalLine, fitSeqLen, printSample, quantizedBaseLine, type RunValues, TRAIN, trainOptionsFrom, writeRunConfig,
 } from "./train.ts";
 
 const teacher = "teacher", kd = "distillation loss";
@@ -97,7 +97,7 @@ export async function main(args: string[]): Promise<void> {
     if (student.isQuantized) console.log(quantizedBaseLine(student));
     spec = fromFile ? undefined : await loadTeacher(v as RunValues, student);
     if (spec && spec.model !== student) console.log(`[distill] teacher ${v.teacher}${v["teacher-adapter"] ? ` + ${v["teacher-adapter"]}` : ""}: ${spec.model.llama.config.nLayers} layers, dim ${spec.model.llama.config.dim}`);
-    fitSeqLen(rv, student);
+    fitSeqLen(rv, student, ...(spec ? [spec.model as Model] : []));
     const name = adapterName(rv.out);
     await addRunAdapter(student, rv, name);
     await writeRunConfig(DISTILL, rv, f.source);
@@ -106,6 +106,7 @@ export async function main(args: string[]): Promise<void> {
     });
     if (res.initialEvalLoss !== undefined && res.finalEvalLoss !== undefined) console.log(evalLine("distill", "distillation loss", res.initialEvalLoss, res.finalEvalLoss));
     if (!res.stoppedEarly) console.log(`[distill] student adapter saved to ${rv.out}/adapter (compare: eval --model ${rv.model} --adapter ${rv.out}/adapter --data <held-out file>)`);
+    if (v.sample !== undefined && !res.stoppedEarly) await printSample(student, name, v.sample);
   } finally {
     if (spec && spec.model !== student) (spec.model as Model).close();
     student.close();

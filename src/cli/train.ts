@@ -235,9 +235,9 @@ export function checkRunFlags(v: RunValues, given: Set<string>): void {
   if (v.resume && v["resume-from"] !== undefined) throw usageError("give --resume or --resume-from, not both");
 }
 
-/** --seq-len beyond the model's context is cut to it (LLaMA-Factory's cutoff_len is a maximum). */
-export function fitSeqLen(v: RunValues, model: Model): void {
-  const ctx = model.config.contextLength;
+/** --seq-len beyond the models' context is cut to it (LLaMA-Factory's cutoff_len is a maximum). */
+export function fitSeqLen(v: RunValues, ...models: Model[]): void {
+  const ctx = Math.min(...models.map((m) => m.config.contextLength));
   if (v["seq-len"] <= ctx) return;
   console.log(`[train] --seq-len ${v["seq-len"]} is longer than the model's context of ${ctx} tokens: sequences of ${ctx}`);
   (v as { "seq-len": number })["seq-len"] = ctx;
@@ -299,6 +299,12 @@ export function evalLine(tag: string, what: string, before: number, after: numbe
     (what === "loss" ? `, perplexity ${Math.exp(before).toFixed(2)} -> ${Math.exp(after).toFixed(2)}` : "");
 }
 
+/** --sample: 64 tokens of the prompt with the adapter (the settings generate's test reproduces). */
+export async function printSample(model: Model, adapter: string, prompt: string): Promise<void> {
+  const text = await model.complete(prompt, { adapter, maxTokens: 64, temperature: 0.8, topP: 0.9, seed: 1 });
+  console.log(`[sample] ${prompt}${text}`);
+}
+
 export async function main(args: string[]): Promise<void> {
   const f = await parseWithRecipe(TRAIN, args, "train");
   if (!f) return;
@@ -317,10 +323,7 @@ export async function main(args: string[]): Promise<void> {
     if (!res.stoppedEarly) {
       console.log(`[train] adapter saved to ${v.out}/adapter (use: generate --adapter ${v.out}/adapter, or merge it: merge --adapter ${v.out}/adapter); loss curve: ${v.out}/loss.svg`);
     }
-    if (v.sample !== undefined && !res.stoppedEarly) {
-      const text = await model.complete(v.sample, { adapter: name, maxTokens: 64, temperature: 0.8, topP: 0.9, seed: 1 });
-      console.log(`[sample] ${v.sample}${text}`);
-    }
+    if (v.sample !== undefined && !res.stoppedEarly) await printSample(model, name, v.sample);
   } finally {
     model.close();
   }
