@@ -57,8 +57,9 @@ async function loadTeacher(v: RunValues & { teacher?: string; "teacher-adapter"?
   const model = student && (v.teacher === undefined || v.teacher === v.model)
     ? student
     : await loadModel(v.teacher!, { gpu: student?.gpu, computeDtype: v["compute-dtype"] as "f32", ...(v["teacher-quantize"] ? { quantize: v["teacher-quantize"] as "nf4" } : {}) });
-  if (v["teacher-adapter"]) await model.loadAdapter("teacher", v["teacher-adapter"]);
-  return { model, adapter: v["teacher-adapter"] ? "teacher" : undefined };
+  // ".teacher" cannot clash with the student's adapter (adapterName never starts with ".").
+  if (v["teacher-adapter"]) await model.loadAdapter(".teacher", v["teacher-adapter"]);
+  return { model, adapter: v["teacher-adapter"] ? ".teacher" : undefined };
 }
 
 export async function main(args: string[]): Promise<void> {
