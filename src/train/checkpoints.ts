@@ -6,8 +6,7 @@
  * `checkpoint-N` namespace before deleting it, so a crash mid-delete never leaves half of one
  * either (the leftover `*.deleting-*` directory is removed by the next rotation).
  */
-import { readdir, readFile, rename, rm } from "node:fs/promises";
-import { join } from "node:path";
+import { join, readdir, readFile, rename, rm } from "../util/host.ts";
 import { PeftError } from "../errors.ts";
 import { readSafetensors, writeSafetensors } from "../io/safetensors.ts";
 import { Adapter } from "../peft/adapter.ts";

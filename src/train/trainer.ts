@@ -10,9 +10,7 @@
  * (seed, step, micro-batch, layer, module), so a resumed run needs only the step, the adapter
  * and the optimizer state to continue with the same losses as an uninterrupted one.
  */
-import { readFile } from "node:fs/promises";
-import { join } from "node:path";
-import process from "node:process";
+import { join, onInterrupt, readFile } from "../util/host.ts";
 import { PeftError } from "../errors.ts";
 import { sumOfSquares } from "../kernels/adamw.ts";
 import { LossScaler, type LossScaleState, type LossScalerOptions } from "./loss_scale.ts";
@@ -28,7 +26,7 @@ import type { Adapter } from "../peft/adapter.ts";
 import type { PeftModel } from "../peft/peft_model.ts";
 import { BestModelTracker, type BestModelState } from "./best_model.ts";
 import { latestCheckpoint, restoreAdapter, restoreCheckpoint, rotateCheckpoints, writeCheckpoint } from "./checkpoints.ts";
-import { type Batch, batches, batchesPerEpoch, evalBatches, type Example, loadDataset } from "./data.ts";
+import { type Batch, batches, batchesPerEpoch, dataName, evalBatches, type Example, loadDataset, type TrainingText } from "./data.ts";
 import { EpochPlan } from "./epochs.ts";
 import { lossOver } from "./evaluate.ts";
 import { CROSS_ENTROPY, type TrainingObjective } from "./objective.ts";
@@ -56,8 +54,11 @@ export interface TrainableModel {
 export interface TrainOptions {
   /** Name of the adapter to train (model.addAdapter first). */
   adapter: string;
-  /** Plain text or JSONL ({"text"}, {"prompt","completion"}, {"messages"}). */
-  data: string;
+  /**
+   * Plain text or JSONL ({"text"}, {"prompt","completion"}, {"messages"}): a file path, or
+   * `{ text, name? }` (a web page's pasted or dropped text; a name ending in .jsonl means JSONL).
+   */
+  data: string | TrainingText;
   seqLen?: number;
   batchSize?: number;
   gradientAccumulationSteps?: number;
@@ -146,10 +147,15 @@ export const STRATEGIES: readonly Strategy[] = ["steps", "epoch", "no"];
 
 export interface StepRecord {
   step: number;
+  /** Steps this run ends at. */
+  totalSteps: number;
   loss: number;
   lr: number;
   gradNorm: number;
   tokens: number;
+  /** Training tokens per second so far, and seconds left: the figures of the progress line. */
+  tokensPerSecond: number;
+  etaSeconds: number;
 }
 
 export interface TrainResult {
@@ -288,8 +294,9 @@ export async function train(model: TrainableModel, options: TrainOptions): Promi
     seqLen: r.seqLen, stride: r.stride, evalFraction: r.evalFraction, seed: r.seed, packing: r.packing, format: r.format, maxExamples: r.maxExamples,
     chatTemplate: r.chatTemplate,
   });
-  if (ds.train.length === 0) throw new PeftError("DATA_TOO_SHORT", `${r.data}: no training sequences after the eval split`);
-  if (r.loadBestModelAtEnd && ds.eval.length === 0) throw new PeftError("BAD_TRAIN_OPTION", `loadBestModelAtEnd needs evaluation data: ${r.data} left no eval sequences`);
+  const dataLabel = typeof r.data === "string" ? r.data : dataName(r.data);
+  if (ds.train.length === 0) throw new PeftError("DATA_TOO_SHORT", `${dataLabel}: no training sequences after the eval split`);
+  if (r.loadBestModelAtEnd && ds.eval.length === 0) throw new PeftError("BAD_TRAIN_OPTION", `loadBestModelAtEnd needs evaluation data: ${dataLabel} left no eval sequences`);
   const epochs = new EpochPlan(batchesPerEpoch(ds.train.length, r.batchSize), r.gradientAccumulationSteps, r);
   const totalSteps = epochs.totalSteps;
   const sched = { learningRate: r.learningRate, lrScheduler: r.lrScheduler, warmupRatio: r.warmupRatio, warmupSteps: r.warmupSteps, totalSteps };
@@ -378,7 +385,7 @@ export async function train(model: TrainableModel, options: TrainOptions): Promi
     const onSigint = () => {
       interrupted = true;
     };
-    process.on("SIGINT", onSigint);
+    const stopListening = onInterrupt(onSigint);
     const progress = new ProgressReporter({
       total: totalSteps, startStep, evalSteps: ds.eval.length && r.evalStrategy === "steps" ? r.evalSteps : undefined, evalSecondsEstimate: meanEvalSeconds(records),
       write: r.progress ? undefined : () => {},
@@ -461,7 +468,7 @@ export async function train(model: TrainableModel, options: TrainOptions): Promi
         const tokens = micro.reduce((s, b) => s + b.rows * b.seqLen, 0);
         const tps = progress.step({ step: done, loss, lr, tokens });
         await record({ step: done, loss, lr, tokens_per_s: Math.round(tps), epoch: +result.epochs.toFixed(4) });
-        options.onStep?.({ step: done, loss, lr, gradNorm, tokens });
+        options.onStep?.({ step: done, totalSteps, loss, lr, gradNorm, tokens, tokensPerSecond: tps, etaSeconds: progress.eta(done) });
         if (done < totalSteps && due(r.evalStrategy, r.evalSteps, step)) await runEval(done);
         if (done < totalSteps && due(r.saveStrategy, r.saveSteps, step)) await checkpoint(done);
         if (best.shouldStop && done < totalSteps) {
@@ -494,7 +501,7 @@ export async function train(model: TrainableModel, options: TrainOptions): Promi
       failure = e;
       throw e;
     } finally {
-      process.off("SIGINT", onSigint);
+      stopListening();
       result.peakGpuBytes = model.gpu.peakBytesHeld();
       result.lossScale = scaler?.scale;
       opt.release();
