@@ -295,7 +295,7 @@ export async function hfWeights(dir: string): Promise<WeightSource> {
       key: (f) => HF_CONFIG_KEYS[f],
       tensor: (gg) => ({ file: located.get(gg)?.file.name ?? dir, name: ggufToHfName(gg, config) ?? gg }),
       codes: { badKey: "HF_BAD_CONFIG", missingTensor: "HF_MISSING_TENSOR", badTensor: "HF_BAD_TENSOR", unusedTensor: "HF_UNKNOWN_TENSOR" },
-    });
+    }, false); // HF has no rope_freqs tensor: Llama 3 factors come from rope_scaling
   } catch (e) {
     await closeAll();
     throw e;

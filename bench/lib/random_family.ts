@@ -1,0 +1,190 @@
+/**
+ * Tiny (or bench-sized) random-weight models of each family (src/model/families/family.ts),
+ * written as a GGUF with llama.cpp's names and metadata (our writeGGUF) and as a Hugging Face
+ * directory with transformers' names and config.json keys. The weights are a pure function of
+ * (spec, tensor name, index) — an integer hash that scripts/dev/make_family_fixtures.py computes
+ * identically — so the PyTorch fixtures need no committed weights. Tokenizer: stories260K's.
+ *
+ * HF layout is the source: the GGUF gets q/k rows permuted for adjacent-pair families (llama,
+ * mistral; llama.cpp's convert_hf_to_gguf.py permute), unpermuted for NEOX ones (qwen2, phi3),
+ * and Llama 3's rope_freqs.weight computed from rope_scaling as the converter does.
+ */
+import { mkdir, writeFile } from "node:fs/promises";
+import { join } from "node:path";
+import { GgufType, type GgufMetaEntry, type GgufWriteTensor, writeGGUF } from "../../src/io/gguf.ts";
+import { writeSafetensors } from "../../src/io/safetensors.ts";
+import { llama3FreqFactors, permuteQK } from "../../src/model/config.ts";
+import { hfToGgufName } from "../../src/model/hf_weights.ts";
+import { storiesTokenizerMeta } from "./random_llama.ts";
+
+export interface FamilySpec {
+  name: string;
+  family: "llama" | "mistral" | "qwen2" | "phi3";
+  dim: number;
+  nLayers: number;
+  nHeads: number;
+  nKvHeads: number;
+  hiddenDim: number;
+  vocab: number;
+  contextLength: number;
+  ropeBase: number;
+  normEps: number;
+  tied: boolean;
+  /** 0: none. */
+  slidingWindow: number;
+  /** Rotary dims per head (< head dim: phi3's partial rotation). */
+  ropeDim: number;
+  llama3: { factor: number; lowFreqFactor: number; highFreqFactor: number; originalMaxPositionEmbeddings: number } | null;
+  seed: number;
+}
+
+export interface HostTensorF32 {
+  shape: number[];
+  data: Float32Array;
+}
+
+const headDim = (s: FamilySpec) => s.dim / s.nHeads;
+
+/** FNV-1a over the UTF-8 bytes of s. */
+function fnv1a(s: string): number {
+  let h = 0x811c9dc5;
+  for (const b of new TextEncoder().encode(s)) h = Math.imul(h ^ b, 0x01000193) >>> 0;
+  return h;
+}
+
+/** A 32-bit integer mix (the "lowbias32" hash). */
+function mix32(x: number): number {
+  x = (x ^ (x >>> 16)) >>> 0;
+  x = Math.imul(x, 0x7feb352d) >>> 0;
+  x = (x ^ (x >>> 15)) >>> 0;
+  x = Math.imul(x, 0x846ca68b) >>> 0;
+  return (x ^ (x >>> 16)) >>> 0;
+}
+
+/** Value i of tensor `name`: offset + scale·u, u uniform in [-1, 1) from the hash (f64, then rounded to f32). */
+function hashTensor(seed: number, name: string, n: number, scale: number, offset: number): Float32Array {
+  const h = fnv1a(`${seed}:${name}`);
+  const out = new Float32Array(n);
+  for (let i = 0; i < n; i++) {
+    const x = mix32((h ^ Math.imul(i + 1, 0x9e3779b1)) >>> 0);
+    out[i] = offset + scale * (((x >>> 8) / 16777216) * 2 - 1);
+  }
+  return out;
+}
+
+/** Scale and offset of a tensor's values by its HF name (norms near 1, biases larger than weights). */
+function valueRange(name: string): [number, number] {
+  if (name.endsWith("norm.weight")) return [0.25, 1];
+  if (name.endsWith(".bias")) return [0.5, 0];
+  if (name === "model.embed_tokens.weight") return [1, 0];
+  return [0.25, 0];
+}
+
+/** The model's tensors by HF name, in HF order (transformers' layout). */
+export function hfTensors(s: FamilySpec): Map<string, HostTensorF32> {
+  const hd = headDim(s), q = s.nHeads * hd, kv = s.nKvHeads * hd;
+  const shapes: [string, number[]][] = [["model.embed_tokens.weight", [s.vocab, s.dim]]];
+  for (let l = 0; l < s.nLayers; l++) {
+    const p = `model.layers.${l}.`;
+    shapes.push([p + "input_layernorm.weight", [s.dim]], [p + "post_attention_layernorm.weight", [s.dim]]);
+    if (s.family === "phi3") {
+      shapes.push([p + "self_attn.qkv_proj.weight", [q + 2 * kv, s.dim]], [p + "mlp.gate_up_proj.weight", [2 * s.hiddenDim, s.dim]]);
+    } else {
+      shapes.push([p + "self_attn.q_proj.weight", [q, s.dim]], [p + "self_attn.k_proj.weight", [kv, s.dim]], [p + "self_attn.v_proj.weight", [kv, s.dim]]);
+      shapes.push([p + "mlp.gate_proj.weight", [s.hiddenDim, s.dim]], [p + "mlp.up_proj.weight", [s.hiddenDim, s.dim]]);
+      if (s.family === "qwen2") shapes.push([p + "self_attn.q_proj.bias", [q]], [p + "self_attn.k_proj.bias", [kv]], [p + "self_attn.v_proj.bias", [kv]]);
+    }
+    shapes.push([p + "self_attn.o_proj.weight", [s.dim, q]], [p + "mlp.down_proj.weight", [s.dim, s.hiddenDim]]);
+  }
+  shapes.push(["model.norm.weight", [s.dim]]);
+  if (!s.tied) shapes.push(["lm_head.weight", [s.vocab, s.dim]]);
+  const out = new Map<string, HostTensorF32>();
+  for (const [name, shape] of shapes) {
+    const [scale, offset] = valueRange(name);
+    out.set(name, { shape, data: hashTensor(s.seed, name, shape.reduce((a, b) => a * b, 1), scale, offset) });
+  }
+  return out;
+}
+
+/** llama.cpp's general.architecture for the family (its converter writes Mistral as llama). */
+export function ggufArchitecture(s: FamilySpec): string {
+  return s.family === "mistral" ? "llama" : s.family;
+}
+
+/** The GGUF llama.cpp's convert_hf_to_gguf.py would write for the model (F32), with the stories260K tokenizer. */
+export async function writeFamilyGguf(s: FamilySpec, path: string): Promise<void> {
+  const arch = ggufArchitecture(s), hd = headDim(s);
+  const meta = await storiesTokenizerMeta(s.vocab);
+  const u32 = (value: number): GgufMetaEntry => ({ type: GgufType.UINT32, value });
+  const f32 = (value: number): GgufMetaEntry => ({ type: GgufType.FLOAT32, value });
+  meta.set("general.architecture", { type: GgufType.STRING, value: arch });
+  meta.set("general.name", { type: GgufType.STRING, value: `random-${s.name}` });
+  meta.set("general.file_type", u32(0));
+  const k = (key: string) => `${arch}.${key}`;
+  meta.set(k("vocab_size"), u32(s.vocab));
+  meta.set(k("context_length"), u32(s.contextLength));
+  meta.set(k("embedding_length"), u32(s.dim));
+  meta.set(k("feed_forward_length"), u32(s.hiddenDim));
+  meta.set(k("block_count"), u32(s.nLayers));
+  meta.set(k("attention.head_count"), u32(s.nHeads));
+  meta.set(k("attention.head_count_kv"), u32(s.nKvHeads));
+  meta.set(k("rope.dimension_count"), u32(s.ropeDim));
+  meta.set(k("rope.freq_base"), f32(s.ropeBase));
+  meta.set(k("attention.layer_norm_rms_epsilon"), f32(s.normEps));
+  if (s.family === "phi3") {
+    meta.set(k("rope.scaling.original_context_length"), u32(s.contextLength));
+    meta.set(k("attention.sliding_window"), u32(s.slidingWindow));
+  } else if (s.slidingWindow) meta.set(k("attention.sliding_window"), u32(s.slidingWindow));
+
+  const tensors: GgufWriteTensor[] = [];
+  if (s.llama3) {
+    const f = s.llama3;
+    tensors.push({ name: "rope_freqs.weight", shape: [hd / 2], data: llama3FreqFactors(f, s.ropeBase, hd) });
+  }
+  for (const [name, t] of hfTensors(s)) {
+    const gg = hfToGgufName(name)!;
+    let data = t.data;
+    if (s.family === "llama" || s.family === "mistral") {
+      if (/\.attn_[qk]\.weight$/.test(gg)) data = permuteQK(data, t.shape[0], t.shape[1], hd, "hf_to_gguf");
+    }
+    tensors.push({ name: gg, shape: t.shape, data });
+  }
+  await writeGGUF(path, { metadata: meta, tensors });
+}
+
+/** config.json as transformers saves it for the family. */
+export function familyHfConfig(s: FamilySpec): Record<string, unknown> {
+  const common = {
+    hidden_size: s.dim, intermediate_size: s.hiddenDim, num_hidden_layers: s.nLayers, num_attention_heads: s.nHeads,
+    num_key_value_heads: s.nKvHeads, hidden_act: "silu", rms_norm_eps: s.normEps, rope_theta: s.ropeBase,
+    max_position_embeddings: s.contextLength, vocab_size: s.vocab, tie_word_embeddings: s.tied, torch_dtype: "float32",
+    bos_token_id: 1, eos_token_id: 2,
+  };
+  switch (s.family) {
+    case "llama":
+      return {
+        architectures: ["LlamaForCausalLM"], model_type: "llama", ...common, attention_bias: false, mlp_bias: false,
+        rope_scaling: s.llama3
+          ? { rope_type: "llama3", factor: s.llama3.factor, low_freq_factor: s.llama3.lowFreqFactor, high_freq_factor: s.llama3.highFreqFactor, original_max_position_embeddings: s.llama3.originalMaxPositionEmbeddings }
+          : null,
+      };
+    case "mistral":
+      return { architectures: ["MistralForCausalLM"], model_type: "mistral", ...common, sliding_window: s.slidingWindow || null };
+    case "qwen2":
+      return { architectures: ["Qwen2ForCausalLM"], model_type: "qwen2", ...common, use_sliding_window: false, sliding_window: 32768, max_window_layers: s.nLayers };
+    case "phi3":
+      return {
+        architectures: ["Phi3ForCausalLM"], model_type: "phi3", ...common, sliding_window: s.slidingWindow || null, rope_scaling: null,
+        original_max_position_embeddings: s.contextLength, partial_rotary_factor: s.ropeDim / headDim(s),
+        resid_pdrop: 0, embd_pdrop: 0, attention_dropout: 0,
+      };
+  }
+}
+
+/** The HF directory (config.json + model.safetensors, F32). */
+export async function writeFamilyHf(s: FamilySpec, dir: string): Promise<void> {
+  await mkdir(dir, { recursive: true });
+  const tensors = [...hfTensors(s)].map(([name, t]) => ({ name, dtype: "F32" as const, shape: t.shape, data: t.data }));
+  await writeSafetensors(join(dir, "model.safetensors"), tensors, { format: "pt" });
+  await writeFile(join(dir, "config.json"), JSON.stringify(familyHfConfig(s), null, 2) + "\n");
+}
