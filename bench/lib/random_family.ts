@@ -111,14 +111,18 @@ export function ggufArchitecture(s: FamilySpec): string {
   return s.family === "mistral" ? "llama" : s.family;
 }
 
-/** The GGUF llama.cpp's convert_hf_to_gguf.py would write for the model (F32), with the stories260K tokenizer. */
-export async function writeFamilyGguf(s: FamilySpec, path: string): Promise<void> {
+/**
+ * The GGUF llama.cpp's convert_hf_to_gguf.py would write for the model (F32), with the stories260K
+ * tokenizer. `wrongQK` (a test control) flips the family's q/k row convention.
+ */
+export async function writeFamilyGguf(s: FamilySpec, path: string, o: { wrongQK?: boolean } = {}): Promise<void> {
   const arch = ggufArchitecture(s), hd = headDim(s);
   const meta = await storiesTokenizerMeta(s.vocab);
   const u32 = (value: number): GgufMetaEntry => ({ type: GgufType.UINT32, value });
   const f32 = (value: number): GgufMetaEntry => ({ type: GgufType.FLOAT32, value });
   meta.set("general.architecture", { type: GgufType.STRING, value: arch });
-  meta.set("general.name", { type: GgufType.STRING, value: `random-${s.name}` });
+  // Not the family's name: llama.cpp sniffs "phi3" in general.name for Phi-3's special tokens.
+  meta.set("general.name", { type: GgufType.STRING, value: `random model, seed ${s.seed}` });
   meta.set("general.file_type", u32(0));
   const k = (key: string) => `${arch}.${key}`;
   meta.set(k("vocab_size"), u32(s.vocab));
@@ -144,7 +148,7 @@ export async function writeFamilyGguf(s: FamilySpec, path: string): Promise<void
   for (const [name, t] of hfTensors(s)) {
     const gg = hfToGgufName(name)!;
     let data = t.data;
-    if (s.family === "llama" || s.family === "mistral") {
+    if ((s.family === "llama" || s.family === "mistral") !== !!o.wrongQK) {
       if (/\.attn_[qk]\.weight$/.test(gg)) data = permuteQK(data, t.shape[0], t.shape[1], hd, "hf_to_gguf");
     }
     tensors.push({ name: gg, shape: t.shape, data });
