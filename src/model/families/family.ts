@@ -23,6 +23,8 @@ export interface Family {
   name: FamilyName;
   /** GGUF general.architecture values this family reads (llama.cpp's names). */
   ggufArchitectures: readonly string[];
+  /** The general.architecture llama.cpp runs the family as (what exports write: Mistral is llama there). */
+  llamaCppArchitecture: string;
   /** HF config.json `architectures` entries and `model_type`. */
   hfArchitectures: readonly string[];
   hfModelType: string;
@@ -44,19 +46,19 @@ const LLAMA_LINEARS = ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_
 
 export const FAMILIES: Readonly<Record<FamilyName, Family>> = {
   llama: {
-    name: "llama", ggufArchitectures: ["llama"], hfArchitectures: ["LlamaForCausalLM"], hfModelType: "llama",
+    name: "llama", llamaCppArchitecture: "llama", ggufArchitectures: ["llama"], hfArchitectures: ["LlamaForCausalLM"], hfModelType: "llama",
     rope: "normal", qkvBias: false, fused: false, linears: LLAMA_LINEARS, loraTargets: ["q_proj", "v_proj"], ropeFreqs: true,
   },
   mistral: {
-    name: "mistral", ggufArchitectures: ["mistral"], hfArchitectures: ["MistralForCausalLM"], hfModelType: "mistral",
+    name: "mistral", llamaCppArchitecture: "llama", ggufArchitectures: ["mistral"], hfArchitectures: ["MistralForCausalLM"], hfModelType: "mistral",
     rope: "normal", qkvBias: false, fused: false, linears: LLAMA_LINEARS, loraTargets: ["q_proj", "v_proj"], ropeFreqs: false,
   },
   qwen2: {
-    name: "qwen2", ggufArchitectures: ["qwen2"], hfArchitectures: ["Qwen2ForCausalLM"], hfModelType: "qwen2",
+    name: "qwen2", llamaCppArchitecture: "qwen2", ggufArchitectures: ["qwen2"], hfArchitectures: ["Qwen2ForCausalLM"], hfModelType: "qwen2",
     rope: "neox", qkvBias: true, fused: false, linears: LLAMA_LINEARS, loraTargets: ["q_proj", "v_proj"], ropeFreqs: false,
   },
   phi3: {
-    name: "phi3", ggufArchitectures: ["phi3"], hfArchitectures: ["Phi3ForCausalLM"], hfModelType: "phi3",
+    name: "phi3", llamaCppArchitecture: "phi3", ggufArchitectures: ["phi3"], hfArchitectures: ["Phi3ForCausalLM"], hfModelType: "phi3",
     rope: "neox", qkvBias: false, fused: true, linears: ["qkv_proj", "o_proj", "gate_up_proj", "down_proj"], loraTargets: ["qkv_proj"],
     ropeFreqs: false,
   },
