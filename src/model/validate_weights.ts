@@ -100,7 +100,7 @@ export function checkConfig(c: LlamaConfig, n: WeightNaming): void {
   if (!Number.isSafeInteger(w) || w < 0) throw bad("slidingWindow", "must be an integer >= 0 (0: no window)");
   if (family(c).rope === "normal" && c.ropeDim !== c.headDim) {
     // GGUF's q/k permutation is per head of headDim; llama.cpp's llama graph asserts n_rot == head dim.
-    throw bad("ropeDim", `must equal the head dimension ${c.headDim} for the ${c.architecture} architecture (partial rotary is supported for NEOX families: qwen2, phi3)`);
+    throw bad("ropeDim", `must equal the head dimension ${c.headDim} (${n.key("headDim")}) for the ${c.architecture} architecture (partial rotary is supported for NEOX families: qwen2, phi3)`);
   }
   if (!(Number.isFinite(c.ropeBase) && c.ropeBase > 0)) throw bad("ropeBase", "must be a finite number > 0");
   if (!(Number.isFinite(c.normEps) && c.normEps > 0 && c.normEps < 1)) throw bad("normEps", "must be a number in (0, 1)");
