@@ -12,7 +12,7 @@ import { PeftError } from "../errors.ts";
 import { writeFileAtomic } from "../io/bytes.ts";
 import { encodeSafetensors, readSafetensors, type SafetensorsFile, type SafetensorsWriteTensor } from "../io/safetensors.ts";
 import { HF_MODULE_PARENT, HF_TO_GGUF_MODULE, hfModuleOf, type Llama3RopeScaling, llama3FreqFactors, type LlamaConfig, reorderQK } from "./config.ts";
-import { type Family, familyOfHf, SUPPORTED_HF_ARCHITECTURES, SUPPORTED_HF_MODEL_TYPES, family } from "./families/family.ts";
+import { FAMILIES, type Family, family, familyOfHf, SUPPORTED_HF_ARCHITECTURES, SUPPORTED_HF_MODEL_TYPES } from "./families/family.ts";
 import { type ConfigField, ROPE_FREQS, validateLlamaWeights } from "./validate_weights.ts";
 import type { WeightSource } from "./weights.ts";
 
@@ -325,9 +325,15 @@ export async function hfWeights(dir: string): Promise<WeightSource> {
   return source;
 }
 
+/** The HF family `c` is written as: a GGUF llama with a sliding window is a Mistral (llama.cpp's converter writes Mistral as llama). */
+function hfFamilyOf(c: LlamaConfig): Family {
+  const fam = family(c);
+  return fam.name === "llama" && c.slidingWindow ? FAMILIES.mistral : fam;
+}
+
 /** config.json contents describing `c` for transformers' model class of its family. */
 export function hfConfigJson(c: LlamaConfig, torchDtype = "float32"): Record<string, unknown> {
-  const fam = family(c);
+  const fam = hfFamilyOf(c);
   const json: Record<string, unknown> = {
     architectures: [fam.hfArchitectures[0]],
     model_type: fam.hfModelType,
@@ -370,7 +376,7 @@ export function hfConfigJson(c: LlamaConfig, torchDtype = "float32"): Record<str
 
 /** Why `c` cannot be written as an HF config (a value transformers' config class cannot express), or undefined. */
 function hfInexpressible(c: LlamaConfig): string | undefined {
-  const fam = family(c);
+  const fam = hfFamilyOf(c);
   if (c.ropeDim !== c.headDim && fam.name !== "phi3") return `partial rotary (rope dim ${c.ropeDim} < head dim ${c.headDim}) cannot be written as an HF ${fam.hfModelType}`;
   if ((fam.name === "qwen2" || fam.name === "phi3") && c.headDim * c.nHeads !== c.dim) return `${fam.hfModelType} configs have no head_dim (head dim ${c.headDim} is not hidden size / heads)`;
   if (c.slidingWindow && (fam.name === "llama" || fam.name === "qwen2")) return `a sliding window of ${c.slidingWindow} cannot be written for HF ${fam.hfModelType} (it has none)`;

@@ -8,10 +8,11 @@
 import assert from "node:assert/strict";
 import { llamaReferenceLogits } from "../../src/model/llama_reference.ts";
 import { LlamaGpu } from "../../src/model/llama.ts";
-import { hfWeights } from "../../src/model/hf_weights.ts";
+import { hfWeights, writeHfDirectory } from "../../src/model/hf_weights.ts";
+import { readSafetensors } from "../../src/io/safetensors.ts";
 import { ggufWeights, type WeightSource } from "../../src/model/weights.ts";
 import { type LlamaConfig, permuteQK } from "../../src/model/config.ts";
-import { maxAbsDiff, testGpu } from "../helpers.ts";
+import { isErr, maxAbsDiff, testGpu } from "../helpers.ts";
 import { FAMILY_SPECS, familyModel } from "./fixtures.ts";
 
 async function hostWeights(src: WeightSource): Promise<Map<string, Float32Array>> {
@@ -95,5 +96,45 @@ Deno.test("families: decoding from the KV cache (one token at a time after a pre
     }
     llama.destroy();
     assert.ok(max < 1e-4, `${name}: decode vs PyTorch max abs logit diff ${max}`);
+  }
+});
+
+Deno.test("families: HF export (writeHfDirectory, behind saveHf) writes each family as transformers names it — qwen2's biases, phi3's fused tensors, q/k rows back in HF order, Llama 3's rope_scaling — the same tensors as the HF source", async () => {
+  const out = await Deno.makeTempDir();
+  try {
+    for (const spec of FAMILY_SPECS) {
+      const m = await familyModel(spec.name);
+      const src = await hfWeights(m.hf), gg = await ggufWeights(m.gguf);
+      try {
+        const dst = `${out}/${spec.name}`;
+        if (spec.llama3) {
+          // From the GGUF only the factors are known, not the rope_scaling parameters they came from.
+          await assert.rejects(writeHfDirectory(`${dst}-gguf`, gg), isErr("HF_UNSUPPORTED", "rope_freqs.weight", "rope_scaling"));
+        } else {
+          await writeHfDirectory(`${dst}-gguf`, gg);
+        }
+        await writeHfDirectory(dst, src);
+        const cfg = JSON.parse(await Deno.readTextFile(`${dst}/config.json`));
+        const want = JSON.parse(await Deno.readTextFile(`${m.hf}/config.json`));
+        assert.deepEqual(cfg.architectures, want.architectures);
+        assert.deepEqual(cfg.rope_scaling ?? null, want.rope_scaling ?? null);
+        assert.equal(cfg.sliding_window ?? null, spec.family === "qwen2" ? null : want.sliding_window ?? null);
+        const a = await readSafetensors(`${dst}/model.safetensors`), b = await readSafetensors(`${m.hf}/model.safetensors`);
+        assert.deepEqual([...a.tensors.keys()].sort(), [...b.tensors.keys()].sort());
+        for (const n of b.tensors.keys()) assert.deepEqual(await a.readF32(n), await b.readF32(n), `${spec.name}: ${n}`);
+        for (const d of spec.llama3 ? [] : [`${dst}-gguf`]) {
+          const c = await readSafetensors(`${d}/model.safetensors`);
+          for (const n of b.tensors.keys()) assert.deepEqual(await c.readF32(n), await b.readF32(n), `${spec.name} from GGUF: ${n}`);
+          await c.close();
+        }
+        await a.close();
+        await b.close();
+      } finally {
+        await src.close();
+        await gg.close();
+      }
+    }
+  } finally {
+    await Deno.remove(out, { recursive: true });
   }
 });

@@ -26,8 +26,16 @@ async function greedy(model: Model, prompt: number[]): Promise<number[]> {
   return ids;
 }
 
-function llamaCpp(models: string[], prompt: number[]): number[][] {
-  const runs = models.map((model) => ({ model }));
+/** llama.cpp's ids equal ours for N tokens, or up to our EOS (which llama.cpp then generates). */
+function assertSameIds(theirs: number[], ours: number[], what: string) {
+  let k = 0;
+  while (k < ours.length && ours[k] === theirs[k]) k++;
+  const stoppedAtEos = ours.length < N && k === ours.length && theirs[k] === 2;
+  assert.ok(k >= N || stoppedAtEos, `${what}: llama.cpp agrees for ${k} tokens\n ours  ${ours.join(",")}\n llama ${theirs.join(",")}`);
+}
+
+function llamaCpp(models: (string | { model: string; lora?: string })[], prompt: number[]): number[][] {
+  const runs = models.map((model) => typeof model === "string" ? { model } : model);
   const r = spawnSync("node", ["tests/cli/llamacpp_greedy.mjs", JSON.stringify({ runs, prompt, n: N })], { cwd: root, encoding: "utf8", timeout: 120_000 });
   assert.equal(r.status, 0, `llama.cpp run failed: ${r.stderr}`);
   return r.stdout.trim().split("\n").map((l) => JSON.parse(l).ids);
@@ -55,13 +63,62 @@ Deno.test({
       const model = await loadModel(m.gguf, { gpu });
       const ours = await greedy(model, prompt);
       model.close();
-      const eos = 2;
-      let k = 0;
-      while (k < ours.length && ours[k] === theirs[i][k]) k++;
-      const stoppedAtEos = ours.length < N && k === ours.length && theirs[i][k] === eos;
-      assert.ok(k >= N || stoppedAtEos, `${m.spec.name}: llama.cpp agrees for ${k} tokens\n ours  ${ours.join(",")}\n llama ${theirs[i].join(",")}`);
+      assertSameIds(theirs[i], ours, m.spec.name);
       assert.ok(new Set(ours).size > 3, `${m.spec.name}: the greedy text is not a single repeated token (${ours.join(",")})`);
     }
     assert.notDeepEqual(theirs[models.length], theirs[3], "qwen2 with llama's q/k permutation runs differently in llama.cpp (the convention is seen)");
+  },
+});
+
+Deno.test({
+  name: "families: exports llama.cpp runs — LoRA GGUF on qwen2 (q/k lora_b unpermuted) and phi3 (attn_qkv, ffn_up) with llama.cpp's runtime LoRA, merged q8_0 qwen2 and f16 Llama 3 (rope_freqs kept) — give our greedy ids",
+  ignore: !available,
+  async fn() {
+    const gpu = await testGpu();
+    const dir = await Deno.makeTempDir();
+    try {
+      const runs: { model: string; lora?: string }[] = [];
+      const ours: [string, number[]][] = [];
+      const qwen = await familyModel("qwen2", { seed: 22 }), phi = await familyModel("phi3", WIDE), l3 = await familyModel("llama3");
+      const prompt = qwen.prompts[0];
+      for (const [m, cfg] of [
+        [qwen, { r: 4, lora_alpha: 4, target_modules: ["q_proj", "k_proj", "v_proj", "o_proj"], init_lora_weights: false }],
+        [phi, { r: 4, lora_alpha: 4, target_modules: ["qkv_proj", "gate_up_proj"], init_lora_weights: false }],
+      ] as const) {
+        const model = await loadModel(m.gguf, { gpu });
+        model.addAdapter("a", cfg, 3);
+        const base = await greedy(model, prompt);
+        const adapted = [];
+        for await (const p of model.generateStream(prompt, { maxTokens: N, temperature: 0, adapter: "a" })) adapted.push(p.id);
+        assert.notDeepEqual(adapted, base, `${m.spec.name}: the adapter changes the greedy text`);
+        const lora = join(dir, `${m.spec.name}-lora.gguf`);
+        await model.saveAdapterGguf("a", lora);
+        runs.push({ model: m.gguf, lora });
+        ours.push([`${m.spec.name} LoRA`, adapted]);
+        if (m === qwen) {
+          await model.mergeAndUnload("a");
+          const merged = join(dir, "qwen2-merged-q8_0.gguf");
+          await model.save(merged, { dtype: "q8_0" });
+          runs.push({ model: merged });
+          const reloaded = await loadModel(merged, { gpu });
+          ours.push(["qwen2 merged q8_0 (ours on the same file)", await greedy(reloaded, prompt)]);
+          reloaded.close();
+        }
+        model.close();
+      }
+      const model = await loadModel(l3.gguf, { gpu });
+      const f16 = join(dir, "llama3-f16.gguf");
+      await model.save(f16, { dtype: "f16" });
+      model.close();
+      const reloaded = await loadModel(f16, { gpu });
+      assert.ok(reloaded.config.ropeFreqFactors, "the f16 export keeps rope_freqs.weight");
+      runs.push({ model: f16 });
+      ours.push(["llama3 f16 (ours on the same file)", await greedy(reloaded, prompt)]);
+      reloaded.close();
+      const theirs = llamaCpp(runs, prompt);
+      ours.forEach(([what, ids], i) => assertSameIds(theirs[i], ids, what));
+    } finally {
+      await Deno.remove(dir, { recursive: true });
+    }
   },
 });
