@@ -9,13 +9,16 @@
  * mistral; llama.cpp's convert_hf_to_gguf.py permute), unpermuted for NEOX ones (qwen2, phi3),
  * and Llama 3's rope_freqs.weight computed from rope_scaling as the converter does.
  */
-import { mkdir, writeFile } from "node:fs/promises";
+import { mkdir, stat, writeFile } from "node:fs/promises";
+import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { GgufType, type GgufMetaEntry, type GgufWriteTensor, writeGGUF } from "../../src/io/gguf.ts";
 import { writeSafetensors } from "../../src/io/safetensors.ts";
 import { llama3FreqFactors, permuteQK } from "../../src/model/config.ts";
 import { hfToGgufName } from "../../src/model/hf_weights.ts";
-import { storiesTokenizerMeta } from "./random_llama.ts";
+import { STORIES260K, storiesTokenizerMeta } from "./random_llama.ts";
+import { readGGUF } from "../../src/io/gguf.ts";
+import { spmTokenizerJson } from "../../tests/tokenizer/spm_json_fixture.ts";
 
 export interface FamilySpec {
   name: string;
@@ -36,6 +39,25 @@ export interface FamilySpec {
   ropeDim: number;
   llama3: { factor: number; lowFreqFactor: number; highFreqFactor: number; originalMaxPositionEmbeddings: number } | null;
   seed: number;
+  /** Multiplies every non-norm tensor (bench models: small weights as trained models have); default 1. */
+  weightScale?: number;
+}
+
+/** A qwen2-shaped random model of ~25M non-embedding parameters (Qwen2.5's GQA 4:1, biases, tied head, theta 1e6). */
+export const QWEN2_25M: FamilySpec = {
+  name: "qwen2-25m", family: "qwen2", dim: 512, nLayers: 8, nHeads: 8, nKvHeads: 2, hiddenDim: 1536, vocab: 32000, contextLength: 2048,
+  ropeBase: 1000000, normEps: 1e-6, tied: true, slidingWindow: 0, ropeDim: 64, llama3: null, seed: 1, weightScale: 0.08,
+};
+
+/** Non-embedding and total parameter counts of a spec. */
+export function familyParameterCounts(s: FamilySpec): { total: number; nonEmbedding: number } {
+  let total = 0, emb = 0;
+  for (const [name, t] of hfTensorShapes(s)) {
+    const n = t.reduce((a, b) => a * b, 1);
+    total += n;
+    if (name === "model.embed_tokens.weight" || name === "lm_head.weight") emb += n;
+  }
+  return { total, nonEmbedding: total - emb };
 }
 
 export interface HostTensorF32 {
@@ -80,8 +102,8 @@ function valueRange(name: string): [number, number] {
   return [0.25, 0];
 }
 
-/** The model's tensors by HF name, in HF order (transformers' layout). */
-export function hfTensors(s: FamilySpec): Map<string, HostTensorF32> {
+/** The model's tensor names and shapes in HF naming. */
+function hfTensorShapes(s: FamilySpec): [string, number[]][] {
   const hd = headDim(s), q = s.nHeads * hd, kv = s.nKvHeads * hd;
   const shapes: [string, number[]][] = [["model.embed_tokens.weight", [s.vocab, s.dim]]];
   for (let l = 0; l < s.nLayers; l++) {
@@ -98,12 +120,29 @@ export function hfTensors(s: FamilySpec): Map<string, HostTensorF32> {
   }
   shapes.push(["model.norm.weight", [s.dim]]);
   if (!s.tied) shapes.push(["lm_head.weight", [s.vocab, s.dim]]);
+  return shapes;
+}
+
+/** The model's tensors by HF name, in HF order (transformers' layout). */
+export function hfTensors(s: FamilySpec): Map<string, HostTensorF32> {
   const out = new Map<string, HostTensorF32>();
-  for (const [name, shape] of shapes) {
+  for (const [name, shape] of hfTensorShapes(s)) {
     const [scale, offset] = valueRange(name);
-    out.set(name, { shape, data: hashTensor(s.seed, name, shape.reduce((a, b) => a * b, 1), scale, offset) });
+    const k = name.endsWith("norm.weight") ? 1 : s.weightScale ?? 1;
+    out.set(name, { shape, data: hashTensor(s.seed, name, shape.reduce((a, b) => a * b, 1), scale * k, offset) });
   }
   return out;
+}
+
+/** Writes (or reuses, cached in the OS temp dir by spec) the spec's GGUF and returns its path (bench models). */
+export async function cachedFamilyGguf(s: FamilySpec): Promise<string> {
+  const tag = [s.family, s.dim, s.nLayers, s.nHeads, s.nKvHeads, s.hiddenDim, s.vocab, s.tied ? "t" : "u", s.seed, s.weightScale ?? 1].join("-");
+  const path = join(tmpdir(), `edge-peft-bench-${tag}.gguf`);
+  const bytes = familyParameterCounts(s).total * 4;
+  const size = await stat(path).then((st) => st.size, () => 0);
+  if (size >= bytes && size < bytes + (4 << 20)) return path;
+  await writeFamilyGguf(s, path);
+  return path;
 }
 
 /** llama.cpp's general.architecture for the family (its converter writes Mistral as llama). */
@@ -185,9 +224,19 @@ export function familyHfConfig(s: FamilySpec): Record<string, unknown> {
   }
 }
 
-/** The HF directory (config.json + model.safetensors, F32). */
+/**
+ * The HF directory: config.json, model.safetensors (F32) and the stories260K vocabulary as a
+ * Llama-2-style tokenizer.json (transformers' LlamaConverter form, tests/tokenizer/spm_json_fixture.ts).
+ */
 export async function writeFamilyHf(s: FamilySpec, dir: string): Promise<void> {
   await mkdir(dir, { recursive: true });
+  const g = await readGGUF(STORIES260K);
+  try {
+    if (s.vocab !== (g.get<string[]>("tokenizer.ggml.tokens") ?? []).length) throw new Error(`writeFamilyHf: tokenizer.json needs vocab 512, got ${s.vocab}`);
+    await writeFile(join(dir, "tokenizer.json"), spmTokenizerJson(g, "legacy"));
+  } finally {
+    await g.close();
+  }
   const tensors = [...hfTensors(s)].map(([name, t]) => ({ name, dtype: "F32" as const, shape: t.shape, data: t.data }));
   await writeSafetensors(join(dir, "model.safetensors"), tensors, { format: "pt" });
   await writeFile(join(dir, "config.json"), JSON.stringify(familyHfConfig(s), null, 2) + "\n");

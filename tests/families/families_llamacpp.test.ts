@@ -49,7 +49,7 @@ const CASES: [string, Record<string, number | boolean>][] = [
 ];
 
 Deno.test({
-  name: "families: llama.cpp loads each family's GGUF and its greedy ids equal ours for 32 tokens",
+  name: "families: llama.cpp loads each family's GGUF and its greedy ids equal ours for 32 tokens (ours from the GGUF and from the HF directory)",
   ignore: !available,
   async fn() {
     const gpu = await testGpu();
@@ -64,6 +64,9 @@ Deno.test({
       const ours = await greedy(model, prompt);
       model.close();
       assertSameIds(theirs[i], ours, m.spec.name);
+      const fromHf = await loadModel(m.hf, { gpu });
+      assert.deepEqual(await greedy(fromHf, prompt), ours, `${m.spec.name}: the HF directory generates the GGUF's ids`);
+      fromHf.close();
       assert.ok(new Set(ours).size > 3, `${m.spec.name}: the greedy text is not a single repeated token (${ours.join(",")})`);
     }
     assert.notDeepEqual(theirs[models.length], theirs[3], "qwen2 with llama's q/k permutation runs differently in llama.cpp (the convention is seen)");
