@@ -39,7 +39,7 @@ export function hfToGgufName(hf: string): string | undefined {
 }
 
 /** GGUF tensor name -> HF checkpoint name in c's family, or undefined for names without an HF equivalent. */
-export function ggufToHfName(gguf: string, c: { architecture: string } = { architecture: "llama" }): string | undefined {
+export function ggufToHfName(gguf: string, c: { architecture: string }): string | undefined {
   if (gguf === "token_embd.weight") return "model.embed_tokens.weight";
   if (gguf === "output_norm.weight") return "model.norm.weight";
   if (gguf === "output.weight") return "lm_head.weight";
@@ -269,6 +269,9 @@ export async function hfWeights(dir: string): Promise<WeightSource> {
         if (!gg) {
           throw new PeftError("HF_UNKNOWN_TENSOR", `${f.name}: tensor ${hfName} is not part of a ${config.architecture} model (unsupported)`);
         }
+        const twin = located.get(gg);
+        // llama's up_proj and phi3's gate_up_proj are both GGUF ffn_up: one directory cannot hold both.
+        if (twin) throw new PeftError("HF_UNKNOWN_TENSOR", `${f.name}: tensors ${twin.hfName} and ${hfName} are the same ${config.architecture} weight (${gg}); one of them does not belong to the model`);
         located.set(gg, { file: f, hfName, shape: t.shape });
       }
     }

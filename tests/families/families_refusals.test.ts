@@ -95,6 +95,8 @@ Deno.test("refusals (HF): unknown architecture and model_type, unsupported rope_
     ["use_sliding_window", editHf(qwen, "swa", (c) => void (c.use_sliding_window = true)), "HF_UNSUPPORTED", ["use_sliding_window", "max_window_layers"]],
     ["bias in a llama", editHf(llama, "llama-bias", (_c, t) => void t.set("model.layers.0.self_attn.q_proj.bias", { shape: [64], data: new Float32Array(64) })), "HF_UNKNOWN_TENSOR",
       ["model.layers.0.self_attn.q_proj.bias", "llama"]],
+    ["up_proj beside gate_up_proj", editHf(phi, "phi-twin", (_c, t) => void t.set("model.layers.1.mlp.up_proj.weight", { shape: [96, 64], data: new Float32Array(96 * 64) })),
+      "HF_UNKNOWN_TENSOR", ["gate_up_proj", "up_proj", "blk.1.ffn_up.weight"]],
     ["fused in a llama", editHf(phi, "phi-as-llama", (c) => void (c.architectures = ["LlamaForCausalLM"], c.model_type = "llama", delete c.partial_rotary_factor)), "HF_MISSING_TENSOR",
       ["model.layers.0.self_attn.q_proj.weight"]],
   ];
