@@ -6,8 +6,7 @@
  * sees the same tensors whichever format the weights came from. NEOX families (qwen2, phi3) keep
  * HF's row order, as llama.cpp's converter does.
  */
-import { mkdir, readFile, stat } from "node:fs/promises";
-import { basename, join } from "node:path";
+import { basename, join, mkdir, readFile, stat } from "../util/host.ts";
 import { PeftError } from "../errors.ts";
 import { writeFileAtomic } from "../io/bytes.ts";
 import { encodeSafetensors, readSafetensors, type SafetensorsFile, type SafetensorsWriteTensor } from "../io/safetensors.ts";
