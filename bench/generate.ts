@@ -4,7 +4,10 @@
  * on the same GGUF files and the same prompt ids, in the same run:
  *   - stories260K (dim 64, 5 layers, vocab 512);
  *   - a random llama of ~25M non-embedding parameters (dim 512, 8 layers, 8 heads, ffn 1376,
- *     vocab 32000, untied head), written as an F32 GGUF by bench/lib/random_llama.ts.
+ *     vocab 32000, untied head), written as an F32 GGUF by bench/lib/random_llama.ts;
+ *   - a random qwen2-shaped model of ~25M non-embedding parameters (dim 512, 8 layers, 8 heads /
+ *     2 kv heads, ffn 2048, q/k/v biases, NEOX rope, tied head, vocab 32000), GGUF qwen2 written
+ *     by bench/lib/random_family.ts.
  * Ours goes through the real generation path (generateTokens: prefill in one pass, then one
  * forward + logits readback + host sampling per token; greedy, EOS ignored so every run decodes
  * the same number of tokens). Also reports GPU dispatches / submits / readbacks per decoded token.
@@ -18,6 +21,7 @@ import { add } from "../src/kernels/elementwise.ts";
 import { generateTokens, type GenerationTokenizer } from "../src/infer/generate.ts";
 import { loadModel, type Model } from "../src/api/model.ts";
 import { LLAMA_25M, median, parameterCounts, promptIds, randomLlamaGGUF, STORIES260K } from "./lib/random_llama.ts";
+import { cachedFamilyGguf, familyParameterCounts, QWEN2_25M } from "./lib/random_family.ts";
 
 const quick = Deno.args.includes("--quick");
 const noPeer = Deno.args.includes("--no-peer");
@@ -31,6 +35,13 @@ const cases: Case[] = [
   const { total, nonEmbedding } = parameterCounts(LLAMA_25M);
   cases.push({
     name: "random llama 25M (d512 L8 ffn1376 V32000)", path: await randomLlamaGGUF(LLAMA_25M), vocab: LLAMA_25M.vocab,
+    prompt: 128, decode: quick ? 16 : 64, params: `${(nonEmbedding / 1e6).toFixed(1)}M + ${((total - nonEmbedding) / 1e6).toFixed(1)}M emb`,
+  });
+}
+{
+  const q = QWEN2_25M, { total, nonEmbedding } = familyParameterCounts(q);
+  cases.push({
+    name: `random qwen2 25M (d${q.dim} L${q.nLayers} kv${q.nKvHeads} ffn${q.hiddenDim} V${q.vocab}, biases, tied)`, path: await cachedFamilyGguf(q), vocab: q.vocab,
     prompt: 128, decode: quick ? 16 : 64, params: `${(nonEmbedding / 1e6).toFixed(1)}M + ${((total - nonEmbedding) / 1e6).toFixed(1)}M emb`,
   });
 }
