@@ -30,10 +30,11 @@ interface CosSinTable {
   tensor: Tensor;
   positions: number;
 }
-// One table per GPU and (base, ropeDim); grown to the next power of two of positions as needed.
+// One table per GPU and (base, ropeDim); grown to the next power of two of positions as needed
+// (shared with rope_rows.ts).
 const tables = new WeakMap<Gpu, Map<string, CosSinTable>>();
 
-function cosSinTable(gpu: Gpu, ropeDim: number, base: number, positions: number): Tensor {
+export function cosSinTable(gpu: Gpu, ropeDim: number, base: number, positions: number): Tensor {
   let perGpu = tables.get(gpu);
   if (!perGpu) tables.set(gpu, perGpu = new Map());
   const key = `${base}:${ropeDim}`;
