@@ -1,0 +1,181 @@
+/**
+ * One forward pass over a ragged batch (vLLM's flattened batch): several sequences, each with a
+ * segment of new tokens (a prompt or a chunk of it, or the one token a decode step adds) at its
+ * own positions, its keys and values in a paged KV cache, and its own adapter hooks. The block is
+ * block.ts (the same code as one-at-a-time inference); only the positions (per-row rope, paged
+ * attention) and the hooks (row groups) differ. Returns the logits of each segment's last row.
+ */
+import { PeftError } from "../errors.ts";
+import type { Tensor } from "../gpu/gpu.ts";
+import { loraGather } from "../kernels/lora_gather.ts";
+import { packPagedMeta, pagedAttention, type PagedLayout, pagedWriteKv } from "../kernels/paged_attention.ts";
+import { ropeRows } from "../kernels/rope_rows.ts";
+import { type BlockContext, blocks, finalNorm, headSite, linear, type Positions } from "./block.ts";
+import { Graph, type V } from "./graph.ts";
+import type { LlamaGpu } from "./llama.ts";
+import type { LoraBank } from "./lora_bank.ts";
+import type { KvPool } from "./paged_kv.ts";
+import { type LowRankBatch, rowGroupHooks, type RowGroup } from "./row_groups.ts";
+import { type Hooks, type LinearSite, virtualTokens } from "./sites.ts";
+
+export interface BatchSegment {
+  /** New token ids of this step. */
+  ids: number[];
+  /** Position of ids[0]. A sequence's first segment starts at its virtual-token count P (0 without prompt/prefix hooks). */
+  pos0: number;
+  /** The sequence's blocks (covering every position this segment writes). */
+  table: readonly number[];
+  /** The sequence's adapter hooks. Segments with the same hooks object should be adjacent (one row group). */
+  hooks: Hooks<Tensor>;
+  /** First segment of the sequence: its virtual tokens (prompt / prefix tuning) go in first. */
+  start: boolean;
+}
+
+export interface BatchForwardOptions {
+  /** Bank for LoRA hooks: every LoRA row of a site in one gathered dispatch (else each group's hook runs on its rows). */
+  bank?: LoraBank;
+}
+
+/** Logits [segments.length, V]: row s is the next-token logits after segment s. Caller releases. */
+export function forwardBatch(llama: LlamaGpu, pool: KvPool, segments: readonly BatchSegment[], o: BatchForwardOptions = {}): Tensor {
+  const c = llama.config, gpu = llama.gpu;
+  if (!segments.length) throw new PeftError("BAD_INPUT", "forwardBatch: no segments");
+  // Rows: each segment's virtual-token embeddings (prompt tuning, first segment) then its tokens.
+  const seq: number[] = [], pos: number[] = [], lastRows: number[] = [];
+  const rowGroups: RowGroup<Tensor>[] = [], headGroups: RowGroup<Tensor>[] = [];
+  const prefixWrites: { s: number; P: number; hooks: Hooks<Tensor> }[] = [];
+  const embedParts: { s: number; P: number; hooks: Hooks<Tensor> }[] = [];
+  segments.forEach((sg, s) => {
+    for (const id of sg.ids) {
+      if (!Number.isInteger(id) || id < 0 || id >= c.vocabSize) throw new PeftError("BAD_TOKEN", `token id ${id} is outside the vocabulary (0..${c.vocabSize - 1})`);
+    }
+    if (!sg.ids.length) throw new PeftError("BAD_INPUT", `forwardBatch: segment ${s} has no tokens`);
+    const P = sg.start ? virtualTokens(sg.hooks) : 0;
+    const embedded = P > 0 && !!sg.hooks.embedPrefix;
+    if (sg.start && sg.pos0 !== P) throw new PeftError("BAD_INPUT", `forwardBatch: segment ${s} starts a sequence with ${P} virtual tokens at position ${sg.pos0}`);
+    if (P > 0 && embedded) embedParts.push({ s, P, hooks: sg.hooks });
+    else if (P > 0) prefixWrites.push({ s, P, hooks: sg.hooks });
+    const first = embedded ? 0 : sg.pos0, n = sg.ids.length + (embedded ? P : 0);
+    const row0 = seq.length;
+    for (let t = 0; t < n; t++) seq.push(s), pos.push(first + t);
+    lastRows.push(seq.length - 1);
+    const g = rowGroups[rowGroups.length - 1];
+    if (g && g.hooks === sg.hooks) {
+      g.rows += n;
+      headGroups[headGroups.length - 1].rows++;
+    } else {
+      rowGroups.push({ row0, rows: n, hooks: sg.hooks });
+      headGroups.push({ row0: s, rows: 1, hooks: sg.hooks });
+    }
+  });
+  const layout: PagedLayout = { blockSize: pool.blockSize, seq, pos, tables: segments.map((sg) => sg.table) };
+  const heads = { nHeads: c.nHeads, nKvHeads: c.nKvHeads, headDim: c.headDim };
+  const g = new Graph(llama.backend(), { grad: false, training: false, seed: 0 });
+  const uploads: Tensor[] = [];
+  const upload = (a: Uint32Array) => {
+    const t = gpu.upload(a, [a.length], "u32", "activations");
+    uploads.push(t);
+    return t;
+  };
+  try {
+    const lowRank = o.bank ? gatheredLowRank(o.bank) : undefined;
+    const ctx: BlockContext<Tensor> = {
+      g,
+      config: c,
+      hooks: rowGroups.length === 1 ? { ...rowGroups[0].hooks, kvPrefix: undefined, embedPrefix: undefined, virtualTokens: 0 } : rowGroupHooks(rowGroups, lowRank),
+      positions: new PagedPositions(llama, pool, layout, upload(new Uint32Array(pos)), Math.max(...pos), heads, upload(packPagedMeta(layout).meta)),
+    };
+    // Prefix tuning's keys and values go into the first P positions of their sequences, once.
+    for (const w of prefixWrites) {
+      const prefixLayout: PagedLayout = { blockSize: pool.blockSize, seq: Array(w.P).fill(0), pos: Array.from({ length: w.P }, (_, i) => i), tables: [segments[w.s].table] };
+      for (let l = 0; l < c.nLayers; l++) {
+        const p = w.hooks.kvPrefix?.(g, l);
+        if (!p) continue;
+        pagedWriteKv(gpu, p.k.value, p.v.value, pool.k[l], pool.v[l], prefixLayout, heads);
+        g.free(p.k);
+        g.free(p.v);
+      }
+    }
+    const ids = upload(Uint32Array.from(segments.flatMap((sg) => sg.ids)));
+    let x = g.embedding(g.constant(llama.w("token_embd.weight")), ids);
+    if (embedParts.length) x = withVirtualRows(g, x, segments, embedParts);
+    x = blocks(ctx, x);
+    const last = g.embedding(x, upload(Uint32Array.from(lastRows)));
+    g.free(x);
+    const headCtx = { ...ctx, hooks: headGroups.length === 1 ? ctx.hooks : rowGroupHooks(headGroups, lowRank) };
+    const xf = finalNorm(headCtx, last);
+    const logits = linear(headCtx, xf, headSite(c));
+    g.free(xf);
+    return g.detach(logits);
+  } finally {
+    g.dispose();
+    gpu.flush();
+    for (const t of uploads) t.release();
+  }
+}
+
+/** x's token rows with the virtual-token embeddings of the segments that start with prompt tuning before them. */
+function withVirtualRows(g: Graph<Tensor>, x: V<Tensor>, segments: readonly BatchSegment[], parts: { s: number; P: number; hooks: Hooks<Tensor> }[]): V<Tensor> {
+  const pieces: V<Tensor>[] = [];
+  let row = 0;
+  segments.forEach((sg, s) => {
+    const p = parts.find((q) => q.s === s);
+    if (p) pieces.push(p.hooks.embedPrefix!(g));
+    pieces.push(g.sliceRows(x, row, sg.ids.length));
+    row += sg.ids.length;
+  });
+  const out = g.concatRows(pieces);
+  for (const v of pieces) g.free(v);
+  g.free(x);
+  return out;
+}
+
+/** LoRA deltas of every group at a site through the bank and one gathered dispatch pair. */
+function gatheredLowRank(bank: LoraBank): LowRankBatch<Tensor> {
+  return (g: Graph<Tensor>, y: V<Tensor>, x: V<Tensor>, site: LinearSite, runs) => {
+    // Offsets from one bank generation (a reset while collecting them voids the earlier ones).
+    let entries, gen;
+    do {
+      gen = bank.generation;
+      entries = runs.map((r) => ({ row0: r.row0, rows: r.rows, aOff: bank.offsetOf(r.lowRank.A), bOff: bank.offsetOf(r.lowRank.B), rank: r.lowRank.rank, scale: r.lowRank.scale }));
+    } while (gen !== bank.generation);
+    // Accumulate in place when nothing else holds y (inference: the fresh output of the base linear).
+    let out = y;
+    if (!(y.owned && y.refs === 1)) {
+      out = g.replaceRows(y, []);
+      g.free(y);
+    }
+    loraGather(bank.gpu, x.value, out.value, bank.tensor, entries, { R: x.rows, K: site.inFeatures, N: site.outFeatures });
+    return out;
+  };
+}
+
+/** Positions of a ragged batch: rope at each row's position, attention through the block tables. */
+class PagedPositions implements Positions<Tensor> {
+  constructor(
+    readonly llama: LlamaGpu,
+    readonly pool: KvPool,
+    readonly layout: PagedLayout,
+    readonly positions: Tensor,
+    readonly maxPos: number,
+    readonly heads: { nHeads: number; nKvHeads: number; headDim: number },
+    /** The packed layout on the GPU, shared by every layer's dispatches. */
+    readonly meta: Tensor,
+  ) {}
+  rope(g: Graph<Tensor>, x: V<Tensor>, nHeads: number): V<Tensor> {
+    const c = this.llama.config;
+    const out = g.be.copy(x.value);
+    g.free(x);
+    ropeRows(this.llama.gpu, out, this.positions, this.maxPos, { nHeads, headDim: c.headDim, ropeDim: c.ropeDim, base: c.ropeBase });
+    return g.input(out);
+  }
+  attention(g: Graph<Tensor>, l: number, q: V<Tensor>, k: V<Tensor>, v: V<Tensor>): V<Tensor> {
+    const gpu = this.llama.gpu;
+    pagedWriteKv(gpu, k.value, v.value, this.pool.k[l], this.pool.v[l], this.layout, this.heads, this.meta);
+    g.free(k);
+    g.free(v);
+    const y = pagedAttention(gpu, q.value, this.pool.k[l], this.pool.v[l], this.layout, this.heads, this.meta);
+    g.free(q);
+    return g.input(y);
+  }
+}
