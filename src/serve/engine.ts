@@ -1,12 +1,14 @@
 /**
  * The serving engine behind the HTTP app: one base model on the GPU, many adapters (an LRU of
- * resident ones, loaded from disk on first use), and a scheduler that runs generations through
- * a bounded queue. `concurrency` generations run at once (1 here: one KV cache per model; the
- * interface already hands the scheduler whole requests, so batching requests that use different
- * adapters can slot in later without changing the app).
+ * resident ones, loaded from disk on first use), and one of two schedulers behind a bounded queue:
+ *  - "continuous" (default): continuous batching (infer/batch_scheduler.ts): every running request
+ *    is a row of one batched step, whatever adapter it uses, over a paged KV cache;
+ *  - "off": one generation at a time on the model's own KV cache (the previous engine, kept for
+ *    comparison in bench/serve.ts and as a fallback).
  */
 import { PeftError } from "../errors.ts";
-import type { FinishReason, GeneratedPiece, GenerationResult } from "../infer/generate.ts";
+import { type FinishReason, type GeneratedPiece, type GenerationResult, piecesFromIds } from "../infer/generate.ts";
+import { BatchScheduler, type BatchStats } from "../infer/batch_scheduler.ts";
 import { type AdapterInfo, type AdapterLease, AdapterRegistry, checkAdapterId } from "../infer/adapter_registry.ts";
 import type { Model } from "../api/model.ts";
 
@@ -60,6 +62,8 @@ export interface EngineStats {
   adapterEvictions: number;
   gpuBytes: number;
   gpuBytesByCategory: Record<string, number>;
+  /** The continuous-batching scheduler's figures (absent when batching is off). */
+  batch?: BatchStats;
 }
 
 /** What the HTTP app needs of an engine. */
@@ -162,6 +166,16 @@ export interface ModelEngineOptions {
   adapterBudgetBytes?: number;
   /** Jinja chat template for chat requests instead of the model's own (or of defaultChatPrompt when it has none). */
   chatTemplate?: string;
+  /** "continuous" (default): requests share batched steps; "off": one generation at a time. */
+  batching?: "continuous" | "off";
+  /** Continuous batching: sequences per step (default 32). */
+  maxBatch?: number;
+  /** Continuous batching: tokens per step, decode rows and prefill chunks together (default 256). */
+  maxStepTokens?: number;
+  /** Continuous batching: KV cache blocks in the pool (default: 8 full contexts, at most 1 GiB). */
+  kvBlocks?: number;
+  /** Continuous batching: positions per KV cache block (default 16). */
+  kvBlockSize?: number;
 }
 
 export class TimeoutError extends Error {
@@ -176,6 +190,8 @@ export class ModelEngine implements Engine {
   readonly modelId: string;
   readonly registry: AdapterRegistry;
   private readonly slots: Slots;
+  /** The continuous-batching scheduler (absent with batching "off"). */
+  readonly batcher?: BatchScheduler;
 
   private readonly chatTemplate?: string;
 
@@ -183,8 +199,16 @@ export class ModelEngine implements Engine {
     this.modelId = o.modelId;
     this.chatTemplate = o.chatTemplate;
     this.registry = new AdapterRegistry(model.peft, { budgetBytes: o.adapterBudgetBytes });
-    // One generation at a time: the model has one KV cache.
+    // Batching off: one generation at a time on the model's one KV cache.
     this.slots = new Slots(1, o.maxQueue ?? 64);
+    if ((o.batching ?? "continuous") === "continuous") {
+      this.batcher = new BatchScheduler(model.llama, model.tokenizer.eosId, {
+        maxBatch: o.maxBatch,
+        maxStepTokens: o.maxStepTokens,
+        maxQueue: o.maxQueue ?? 64,
+        kv: { numBlocks: o.kvBlocks, blockSize: o.kvBlockSize },
+      });
+    }
   }
 
   get contextLength(): number {
@@ -239,6 +263,7 @@ export class ModelEngine implements Engine {
       if (timer !== undefined) clearTimeout(timer);
       req.signal?.removeEventListener("abort", onAbort);
     };
+    if (this.batcher) return await this.startBatched(req, ids, ctl, cleanup, () => timedOut, t0);
     try {
       await this.slots.acquire(ctl.signal);
     } catch (e) {
@@ -286,6 +311,55 @@ export class ModelEngine implements Engine {
     return { pieces: pieces(), release };
   }
 
+  /** Pins the request's adapters and hands it to the batch scheduler; resolves once it joins the batch. */
+  private async startBatched(req: EngineRequest, ids: string[], ctl: AbortController, cleanup: () => void, timedOut: () => boolean, t0: number): Promise<Generation> {
+    const leases: AdapterLease[] = [];
+    let released = false;
+    const release = () => {
+      if (released) return;
+      released = true;
+      cleanup();
+      for (const l of leases) l.release();
+    };
+    let ticket;
+    try {
+      for (const id of ids) leases.push(await this.registry.acquire(id));
+      const hooks = this.model.peft.hooksFor(req.adapters ? req.adapters.map((a) => ({ name: a.id, weight: a.weight })) : req.adapter ?? []);
+      ticket = this.batcher!.submit({
+        ids: req.ids,
+        hooks,
+        maxTokens: req.maxTokens,
+        sampling: { temperature: req.temperature, topK: req.topK, topP: req.topP, seed: req.seed },
+        signal: ctl.signal,
+      });
+      await ticket.admitted;
+    } catch (e) {
+      ticket?.cancel();
+      release();
+      throw e;
+    }
+    const queueMs = performance.now() - t0;
+    const tok = this.model.tokenizer;
+    const source = ticket.ids;
+    const t = ticket;
+    async function* pieces(): AsyncGenerator<GeneratedPiece, EngineResult> {
+      try {
+        const r = yield* piecesFromIds(tok, req.ids, source, { maxTokens: req.maxTokens, stop: req.stop, signal: ctl.signal });
+        return { ...r, finishReason: r.finishReason === "abort" && timedOut() ? "timeout" : r.finishReason, queueMs };
+      } finally {
+        t.cancel();
+        release();
+      }
+    }
+    return {
+      pieces: pieces(),
+      release: () => {
+        t.cancel();
+        release();
+      },
+    };
+  }
+
   adapters(): AdapterInfo[] {
     return this.registry.list();
   }
@@ -304,10 +378,12 @@ export class ModelEngine implements Engine {
   }
 
   stats(): EngineStats {
+    const b = this.batcher?.stats();
     return {
-      running: this.slots.running,
-      queued: this.slots.waiters.length,
-      maxQueue: this.slots.maxQueue,
+      running: b ? b.running : this.slots.running,
+      queued: b ? b.queued : this.slots.waiters.length,
+      maxQueue: b ? b.maxQueue : this.slots.maxQueue,
+      batch: b,
       adaptersKnown: this.registry.list().length,
       adaptersResident: this.registry.residentCount(),
       adapterBytes: this.registry.residentBytes(),
@@ -319,6 +395,11 @@ export class ModelEngine implements Engine {
   }
 
   idle(): Promise<void> {
-    return this.slots.idle();
+    return this.batcher ? this.batcher.idle() : this.slots.idle();
+  }
+
+  /** Frees the scheduler's KV pool and LoRA bank (the model stays loaded). */
+  close(): void {
+    this.batcher?.destroy();
   }
 }
