@@ -11,6 +11,7 @@ import { type FinishReason, type GeneratedPiece, type GenerationResult, piecesFr
 import { BatchScheduler, type BatchStats } from "../infer/batch_scheduler.ts";
 import { type AdapterInfo, type AdapterLease, AdapterRegistry, checkAdapterId } from "../infer/adapter_registry.ts";
 import type { Model } from "../api/model.ts";
+import type { S3AdapterStore } from "./adapter_store.ts";
 
 export interface ChatMessage {
   role: "system" | "user" | "assistant";
@@ -59,6 +60,8 @@ export interface EngineStats {
   adaptersResident: number;
   adapterBytes: number;
   adapterLoads: number;
+  /** Adapter uses that found it resident (loads are the misses). */
+  adapterHits: number;
   adapterEvictions: number;
   gpuBytes: number;
   gpuBytesByCategory: Record<string, number>;
@@ -80,9 +83,15 @@ export interface Engine {
   start(req: EngineRequest): Promise<Generation>;
   adapters(): AdapterInfo[];
   hasAdapter(id: string): boolean;
-  /** Registers a PEFT directory and loads it (validated against the base model). */
+  /** Registers a PEFT directory and loads it (validated against the base model); with a store, publishes it there. */
   addAdapter(id: string, dir: string): Promise<AdapterInfo>;
-  deleteAdapter(id: string): void;
+  deleteAdapter(id: string): void | Promise<void>;
+  /** With a shared store: registers `id` if the store has it (true), false if not; throws when the store is down. */
+  lookupAdapter?(id: string): Promise<boolean>;
+  /** With a shared store: registers every adapter the store lists (store errors are not thrown). */
+  refreshAdapters?(): Promise<void>;
+  /** Readiness: the model is loaded and the store (if any) answers. */
+  ready?(): Promise<{ ready: boolean; detail: string }>;
   stats(): EngineStats;
   /** Resolves when nothing is running or queued. */
   idle(): Promise<void>;
@@ -176,7 +185,18 @@ export interface ModelEngineOptions {
   kvBlocks?: number;
   /** Continuous batching: positions per KV cache block (default 16). */
   kvBlockSize?: number;
+  /** A shared adapter store (S3-compatible): adapters uploaded through any replica are served by all. */
+  store?: S3AdapterStore;
 }
+
+const checkAdapterIdOk = (id: string) => {
+  try {
+    checkAdapterId(id);
+    return true;
+  } catch {
+    return false;
+  }
+};
 
 export class TimeoutError extends Error {
   constructor(ms: number) {
@@ -192,12 +212,14 @@ export class ModelEngine implements Engine {
   private readonly slots: Slots;
   /** The continuous-batching scheduler (absent with batching "off"). */
   readonly batcher?: BatchScheduler;
+  readonly store?: S3AdapterStore;
 
   private readonly chatTemplate?: string;
 
   constructor(readonly model: Model, o: ModelEngineOptions) {
     this.modelId = o.modelId;
     this.chatTemplate = o.chatTemplate;
+    this.store = o.store;
     this.registry = new AdapterRegistry(model.peft, { budgetBytes: o.adapterBudgetBytes });
     // Batching off: one generation at a time on the model's one KV cache.
     this.slots = new Slots(1, o.maxQueue ?? 64);
@@ -370,11 +392,56 @@ export class ModelEngine implements Engine {
 
   async addAdapter(id: string, dir: string): Promise<AdapterInfo> {
     checkAdapterId(id);
-    return await this.registry.add(id, dir);
+    if (this.store && await this.store.manifest(id)) throw new PeftError("ADAPTER_EXISTS", `an adapter named ${id} already exists in the store`);
+    const info = await this.registry.add(id, dir); // validated against the base model before anyone else can see it
+    if (this.store) {
+      try {
+        await this.store.put(id, dir);
+      } catch (e) {
+        this.registry.remove(id);
+        throw e;
+      }
+    }
+    return info;
   }
 
-  deleteAdapter(id: string): void {
+  async deleteAdapter(id: string): Promise<void> {
+    if (!this.registry.has(id)) throw new PeftError("UNKNOWN_ADAPTER", `no adapter named ${id}`);
+    await this.store?.delete(id);
     this.registry.remove(id);
+  }
+
+  async lookupAdapter(id: string): Promise<boolean> {
+    if (this.registry.has(id)) return true;
+    if (!this.store || !(await this.store.manifest(id))) return false;
+    if (!this.registry.has(id)) this.registerFromStore(id);
+    return true;
+  }
+
+  async refreshAdapters(): Promise<void> {
+    if (!this.store) return;
+    let ids: string[];
+    try {
+      ids = await this.store.list();
+    } catch {
+      return; // the store is down: list what is known (GET /ready says why)
+    }
+    for (const id of ids) if (!this.registry.has(id) && checkAdapterIdOk(id)) this.registerFromStore(id);
+  }
+
+  private registerFromStore(id: string) {
+    const store = this.store!;
+    this.registry.registerSource(id, () => store.fetch(id));
+  }
+
+  async ready(): Promise<{ ready: boolean; detail: string }> {
+    if (!this.store) return { ready: true, detail: "model loaded" };
+    try {
+      await this.store.ping();
+      return { ready: true, detail: `model loaded; adapter store ${this.store.description} reachable` };
+    } catch (e) {
+      return { ready: false, detail: e instanceof Error ? e.message : String(e) };
+    }
   }
 
   stats(): EngineStats {
@@ -388,6 +455,7 @@ export class ModelEngine implements Engine {
       adaptersResident: this.registry.residentCount(),
       adapterBytes: this.registry.residentBytes(),
       adapterLoads: this.registry.loads,
+      adapterHits: this.registry.hits,
       adapterEvictions: this.registry.evictions,
       gpuBytes: this.model.gpu.bytesHeld(),
       gpuBytesByCategory: this.model.memoryReport(),
