@@ -326,8 +326,15 @@ export class BatchScheduler {
       }
       items.forEach((w, row) => {
         if (!w.samples || w.seq.done) return;
-        const id = this.sampleRow(w.seq, flat.subarray(row * V, (row + 1) * V));
         const seq = w.seq;
+        const logits = flat.subarray(row * V, (row + 1) * V);
+        if (logits.some((x) => Number.isNaN(x))) {
+          // This request alone fails (an adapter with non-finite weights); the batch goes on.
+          seq.error = new PeftError("BAD_TOKEN", "the logits of this request are NaN (an adapter with non-finite weights?): the sampled id would be outside the vocabulary");
+          this.finish(seq);
+          return;
+        }
+        const id = this.sampleRow(seq, logits);
         seq.made++;
         seq.last = id;
         seq.out.push(id);

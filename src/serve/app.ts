@@ -379,11 +379,15 @@ export function createApp(engine: Engine, options: AppOptions = {}): Hono {
           if (r.value.text) await chunk([shape.delta(r.value.text)]);
           r = await gen.pieces.next();
         }
-        if (r.done) {
+        if (r.done && r.value.finishReason === "abort") {
+          // The client went away and the engine noticed first: a disconnect, nothing to write.
+          metrics.observeGeneration(modelName, r.value.promptTokens, r.value.completionTokens, req.adapter ?? req.adapters?.map((a) => a.id).join("+"));
+          metrics.countAborted();
+          status = 499;
+        } else if (r.done) {
           const s = r.value;
           metrics.observeGeneration(modelName, s.promptTokens, s.completionTokens, req.adapter ?? req.adapters?.map((a) => a.id).join("+"));
           noteGeneration(c, req.adapter, s);
-          if (s.finishReason === "abort") metrics.countAborted();
           await chunk([shape.final(mapFinish(s.finishReason))]);
           if (body.stream_options?.include_usage) await chunk([], { usage: usage(s) });
           await stream.writeSSE({ data: "[DONE]" });
