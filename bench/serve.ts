@@ -117,6 +117,8 @@ async function benchModel(path: string, name: string): Promise<Row[]> {
     }
     await server.shutdown();
     engine.close();
+    // The next engine loads them from disk again (a fresh start for both).
+    for (const n of names) if (model.adapters.has(n)) model.deleteAdapter(n);
   }
   model.close();
   await rm(dir, { recursive: true, force: true });
