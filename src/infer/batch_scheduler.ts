@@ -16,7 +16,7 @@
  */
 import { PeftError } from "../errors.ts";
 import type { Tensor } from "../gpu/gpu.ts";
-import { sampleReference } from "../kernels/sample.ts";
+import { rowSamplingParams, sampleReference, sampleRowsOnGpu } from "../kernels/sample.ts";
 import { type BatchSegment, forwardBatch } from "../model/batch_forward.ts";
 import type { LlamaGpu } from "../model/llama.ts";
 import { LoraBank } from "../model/lora_bank.ts";
@@ -36,6 +36,11 @@ export interface BatchSchedulerOptions {
   kv?: KvPoolOptions;
   /** Apply LoRA rows through the bank and the gathered kernel (default true). */
   gatheredLora?: boolean;
+  /**
+   * Decode steps per host round trip when every row samples on the GPU (default 8; 1 = sample
+   * every step on the host). A new request waits at most this many steps to join.
+   */
+  gpuChunk?: number;
 }
 
 export interface BatchRequest {
@@ -68,6 +73,13 @@ export interface BatchTicket {
   cancel(): void;
 }
 
+interface Work {
+  seq: Seq;
+  seg: BatchSegment;
+  /** The step's last row of this sequence is sampled (a decode row, or the last prefill chunk). */
+  samples: boolean;
+}
+
 interface Seq {
   req: BatchRequest;
   /** Virtual tokens (prompt / prefix tuning) before the prompt. */
@@ -96,6 +108,7 @@ export class BatchScheduler {
   readonly maxBatch: number;
   readonly maxStepTokens: number;
   readonly maxQueue: number;
+  readonly gpuChunk: number;
   private readonly waiting: Seq[] = [];
   private readonly running: Seq[] = [];
   private loop: Promise<void> | null = null;
@@ -110,7 +123,8 @@ export class BatchScheduler {
     this.maxBatch = o.maxBatch ?? 32;
     this.maxStepTokens = o.maxStepTokens ?? 256;
     this.maxQueue = o.maxQueue ?? 64;
-    for (const [k, v] of [["maxBatch", this.maxBatch], ["maxStepTokens", this.maxStepTokens]] as const) {
+    this.gpuChunk = o.gpuChunk ?? 8;
+    for (const [k, v] of [["maxBatch", this.maxBatch], ["maxStepTokens", this.maxStepTokens], ["gpuChunk", this.gpuChunk]] as const) {
       if (!Number.isInteger(v) || v < 1) throw new PeftError("BAD_PARAMETER", `batch scheduler: ${k} must be an integer >= 1, got ${v}`);
     }
     this.pool = new KvPool(llama.gpu, llama.config, o.kv);
@@ -280,7 +294,7 @@ export class BatchScheduler {
   /** One step: decode rows, then prefill chunks in the budget left; one forward per batch class. */
   private async step(): Promise<void> {
     let budget = this.maxStepTokens;
-    const work: { seq: Seq; seg: BatchSegment; samples: boolean }[] = [];
+    const work: Work[] = [];
     for (const seq of this.running) {
       if (seq.prefilled < seq.req.ids.length || seq.done) continue;
       work.push({ seq, seg: { ids: [seq.last], pos0: seq.P + seq.req.ids.length + seq.made - 1, table: seq.blocks, hooks: seq.req.hooks, start: false }, samples: true });
@@ -299,19 +313,19 @@ export class BatchScheduler {
       budget -= take + extra;
     }
     if (!work.length) return;
+    const K = this.chunkSteps(work);
+    if (K > 1) return await this.decodeChunk(this.ordered(work), K);
     // Batch classes: every row that shares the base weights in one forward (grouped by adapter),
     // each weight-replacing adapter's rows in a forward of their own.
     const classes = new Map<unknown, typeof work>();
-    const order = new Map<Hooks<Tensor>, number>();
     for (const w of work) {
       const key = w.seq.shareable ? "shared" : w.seq.req.hooks;
       if (!classes.has(key)) classes.set(key, []);
       classes.get(key)!.push(w);
-      if (!order.has(w.seq.req.hooks)) order.set(w.seq.req.hooks, order.size);
     }
     const launched: { items: typeof work; logits: Tensor }[] = [];
-    for (const items of classes.values()) {
-      items.sort((a, b) => order.get(a.seq.req.hooks)! - order.get(b.seq.req.hooks)!);
+    for (const list of classes.values()) {
+      const items = this.ordered(list);
       launched.push({ items, logits: forwardBatch(this.llama, this.pool, items.map((w) => w.seg), { bank: this.bank }) });
     }
     this.steps++;
@@ -326,30 +340,80 @@ export class BatchScheduler {
       }
       items.forEach((w, row) => {
         if (!w.samples || w.seq.done) return;
-        const seq = w.seq;
-        const logits = flat.subarray(row * V, (row + 1) * V);
-        if (logits.some((x) => Number.isNaN(x))) {
-          // This request alone fails (an adapter with non-finite weights); the batch goes on.
-          seq.error = new PeftError("BAD_TOKEN", "the logits of this request are NaN (an adapter with non-finite weights?): the sampled id would be outside the vocabulary");
-          this.finish(seq);
-          return;
-        }
-        const id = this.sampleRow(seq, logits);
-        seq.made++;
-        seq.last = id;
-        seq.out.push(id);
-        this.tokensGenerated++;
-        if (seq.made >= seq.cap || id === this.eosId) {
-          // Nothing more to compute: the consumer drains `out`, then the sequence ends.
-          seq.done = true;
-          if (seq.blocks.length) this.pool.free(seq.blocks);
-          seq.blocks = [];
-          const r = this.running.indexOf(seq);
-          if (r >= 0) this.running.splice(r, 1);
-        }
-        seq.wake?.();
+        const logitsRow = flat.subarray(row * V, (row + 1) * V);
+        this.accept(w.seq, logitsRow.some((x) => Number.isNaN(x)) ? -1 : this.sampleRow(w.seq, logitsRow));
       });
     }
+  }
+
+  /**
+   * K decode steps of the same batch with one host round trip: each step's ids are sampled on
+   * the GPU (per-row parameters) and feed the next step's embedding; the K·R ids are read back at
+   * once. K never passes any row's remaining tokens (its reserved blocks end there); ids sampled
+   * after a row's EOS are dropped.
+   */
+  private async decodeChunk(items: Work[], K: number): Promise<void> {
+    const gpu = this.llama.gpu, V = this.llama.config.vocabSize, R = items.length;
+    const next = gpu.upload(Uint32Array.from(items.map((w) => w.seq.last)), [R], "u32", "activations");
+    const out = gpu.tensor([K * R], "u32");
+    const params = gpu.upload(rowSamplingParams(items.map((w) => ({ ...w.seq.sample, step: w.seq.made }))), [4 * R], "u32", "activations");
+    try {
+      for (let j = 0; j < K; j++) {
+        const logits = forwardBatch(this.llama, this.pool, items.map((w) => ({ ...w.seg, pos0: w.seg.pos0 + j })), { bank: this.bank, ids: next });
+        sampleRowsOnGpu(gpu, logits, next, out, params, { V, R, slot: j, stepAdd: j });
+        logits.release();
+      }
+      const ids = await gpu.read(out, K * R) as Uint32Array;
+      this.steps += K;
+      this.lastBatchRows = R;
+      for (let j = 0; j < K; j++) items.forEach((w, r) => w.seq.done || this.accept(w.seq, ids[j * R + r]));
+    } finally {
+      for (const t of [next, out, params]) t.release();
+    }
+  }
+
+  /** A sampled id for a running sequence (-1 or an id outside the vocabulary: NaN logits fail it alone). */
+  private accept(seq: Seq, id: number): void {
+    if (id < 0 || id >= this.llama.config.vocabSize) {
+      // This request alone fails (an adapter with non-finite weights); the batch goes on.
+      seq.error = new PeftError("BAD_TOKEN", "the logits of this request are NaN (an adapter with non-finite weights?): the sampled id would be outside the vocabulary");
+      this.finish(seq);
+      return;
+    }
+    seq.made++;
+    seq.last = id;
+    seq.out.push(id);
+    this.tokensGenerated++;
+    if (seq.made >= seq.cap || id === this.eosId) {
+      // Nothing more to compute: the consumer drains `out`, then the sequence ends.
+      seq.done = true;
+      if (seq.blocks.length) this.pool.free(seq.blocks);
+      seq.blocks = [];
+      const r = this.running.indexOf(seq);
+      if (r >= 0) this.running.splice(r, 1);
+    }
+    seq.wake?.();
+  }
+
+  /** Rows of one adapter next to each other (one row group each), in order of first appearance. */
+  private ordered(list: Work[]): Work[] {
+    const order = new Map<Hooks<Tensor>, number>();
+    for (const w of list) if (!order.has(w.seq.req.hooks)) order.set(w.seq.req.hooks, order.size);
+    return [...list].sort((a, b) => order.get(a.seq.req.hooks)! - order.get(b.seq.req.hooks)!);
+  }
+
+  /**
+   * Decode steps to run before the next host round trip: more than one only when the step is
+   * pure decode in one batch class, every row samples on the GPU (greedy or temperature alone),
+   * and no waiting request could join now.
+   */
+  private chunkSteps(work: Work[]): number {
+    if (!this.gpuChunk || work.some((w) => !w.samples || w.seg.start || w.seg.ids.length !== 1 || w.seq.sampler)) return 1;
+    const shared = work[0].seq.shareable;
+    if (work.some((w) => w.seq.shareable !== shared || (!shared && w.seq.req.hooks !== work[0].seq.req.hooks))) return 1;
+    const w0 = this.waiting[0];
+    if (w0 && this.running.length < this.maxBatch && this.pool.blocksFree >= w0.blocksNeeded) return 1;
+    return Math.min(this.gpuChunk, ...work.map((w) => w.seq.cap - w.seq.made));
   }
 
   private sampleRow(seq: Seq, logits: Float32Array): number {

@@ -34,6 +34,11 @@ export interface BatchSegment {
 export interface BatchForwardOptions {
   /** Bank for LoRA hooks: every LoRA row of a site in one gathered dispatch (else each group's hook runs on its rows). */
   bank?: LoraBank;
+  /**
+   * The token ids already on the GPU (u32 [segments], e.g. sampled by the previous step), for a
+   * decode step where every segment is one token: the segments' `ids` are then placeholders.
+   */
+  ids?: Tensor;
 }
 
 /** Logits [segments.length, V]: row s is the next-token logits after segment s. Caller releases. */
@@ -96,7 +101,10 @@ export function forwardBatch(llama: LlamaGpu, pool: KvPool, segments: readonly B
         g.free(p.v);
       }
     }
-    const ids = upload(Uint32Array.from(segments.flatMap((sg) => sg.ids)));
+    if (o.ids && (embedParts.length || segments.some((sg) => sg.ids.length !== 1) || o.ids.dtype !== "u32" || o.ids.size < segments.length)) {
+      throw new PeftError("BAD_INPUT", "forwardBatch: GPU ids need a decode step (one token per segment, no virtual tokens) and a u32 tensor of one id per segment");
+    }
+    const ids = o.ids ?? upload(Uint32Array.from(segments.flatMap((sg) => sg.ids)));
     let x = g.embedding(g.constant(llama.w("token_embd.weight")), ids);
     if (embedParts.length) x = withVirtualRows(g, x, segments, embedParts);
     x = blocks(ctx, x);

@@ -185,6 +185,8 @@ export interface ModelEngineOptions {
   kvBlocks?: number;
   /** Continuous batching: positions per KV cache block (default 16). */
   kvBlockSize?: number;
+  /** Continuous batching: decode steps per host round trip when every row samples on the GPU (default 8). */
+  gpuChunk?: number;
   /** A shared adapter store (S3-compatible): adapters uploaded through any replica are served by all. */
   store?: S3AdapterStore;
 }
@@ -229,6 +231,7 @@ export class ModelEngine implements Engine {
         maxStepTokens: o.maxStepTokens,
         maxQueue: o.maxQueue ?? 64,
         kv: { numBlocks: o.kvBlocks, blockSize: o.kvBlockSize },
+        gpuChunk: o.gpuChunk,
       });
     }
   }

@@ -11,6 +11,7 @@ import { pagedAttention, pagedAttentionReference, pagedWriteKv, pagedWriteKvRefe
 import { rope } from "../../src/kernels/rope.ts";
 import { ropeRows, ropeRowsReference } from "../../src/kernels/rope_rows.ts";
 import { PeftError } from "../../src/errors.ts";
+import { rowSamplingParams, sampleReference, sampleRowsOnGpu } from "../../src/kernels/sample.ts";
 import { assertClose, randn, rng, testGpu } from "../helpers.ts";
 
 /** Sequences of the given lengths laid out in a pool of scrambled blocks; query rows = the last `q[i]` positions of each. */
@@ -157,5 +158,36 @@ Deno.test("mixed-adapter LoRA kernel (BGMV rows, SGMV segments, ranks 1/3/8 in o
     }
     assert.throws(() => loraGather(gpu, x, y, bank, [{ row0: R, rows: 1, ...slots[0], scale: 1 }], { R, K, N }), (e) => e instanceof PeftError && e.code === "KERNEL_ARGS");
     for (const t of [x, y, bank]) t.release();
+  }
+});
+
+Deno.test("batched GPU sampling: each row picks its reference id (greedy, temperature, ties, NaN) for awkward V", async () => {
+  const gpu = await testGpu();
+  for (const V of [1, 3, 17, 513]) {
+    const rows = [
+      { temperature: 0, seed: 1, step: 0 },
+      { temperature: 0.7, seed: 42, step: 3 },
+      { temperature: 1.5, seed: 7, step: 11 },
+      { temperature: 0, seed: 0, step: 0 }, // ties: the lowest index
+      { temperature: 0, seed: 0, step: 0 }, // NaN logits: no index
+    ];
+    const R = rows.length;
+    const logits = randn(R * V, V + 3);
+    logits.fill(2, 3 * V, 4 * V);
+    logits.fill(NaN, 4 * V, 5 * V);
+    const lt = gpu.upload(logits, [R, V], "f32", "activations");
+    const next = gpu.tensor([R], "u32"), out = gpu.tensor([2 * R], "u32");
+    const params = gpu.upload(rowSamplingParams(rows), [R * 4], "u32", "activations");
+    for (const slot of [0, 1]) {
+      sampleRowsOnGpu(gpu, lt, next, out, params, { V, R, slot, stepAdd: slot });
+      const got = await gpu.read(out, 2 * R) as Uint32Array;
+      const nx = await gpu.read(next, R) as Uint32Array;
+      rows.forEach((r, i) => {
+        const want = i === 4 ? 0xffffffff : sampleReference(logits.subarray(i * V, (i + 1) * V), { V, temperature: r.temperature, seed: r.seed, step: r.step + slot });
+        assert.equal(got[slot * R + i], want, `V=${V} row ${i} slot ${slot}`);
+        assert.equal(nx[i], want);
+      });
+    }
+    for (const t of [lt, next, out, params]) t.release();
   }
 });

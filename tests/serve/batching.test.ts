@@ -118,6 +118,27 @@ Deno.test("10 clients disconnecting mid-stream free their KV blocks", opts, asyn
   assert.equal(r.choices[0].text, (await setup).expected.r2[PROMPTS[0]]);
 });
 
+Deno.test("host sampling every step (gpuChunk 1) gives the same texts as the GPU-sampled chunks", opts, async () => {
+  const { m, expected, names } = await setup;
+  const engine = new ModelEngine(m, { modelId: "stories260K", gpuChunk: 1, kvBlockSize: 4 });
+  // Adapters still resident from the other engine are adopted as they are; the rest load from disk.
+  for (const n of names) if (!engine.hasAdapter(n)) engine.registry.register(n, (await setup).engine.registry.info(n).dir!);
+  try {
+    const out = await Promise.all(["base", ...names].map(async (n, i) => {
+      const p = PROMPTS[i % PROMPTS.length];
+      const gen = await engine.start({ ids: m.encodePrompt(p), adapter: n === "base" ? undefined : n, maxTokens: N, temperature: 0, topK: 0, topP: 1, seed: 1, stop: [] });
+      let text = "";
+      for (let r = await gen.pieces.next(); !r.done; r = await gen.pieces.next()) text += r.value.text;
+      return [text, expected[n][p]];
+    }));
+    for (const [got, want] of out) assert.equal(got, want);
+    assert.equal(engine.batcher!.pool.blocksUsed, 0);
+  } finally {
+    await engine.idle();
+    engine.close();
+  }
+});
+
 Deno.test("batching: shut down", opts, async () => {
   const { server, engine, m } = await setup;
   await server.shutdown();
