@@ -16,14 +16,19 @@ const pct = (xs, p) => [...xs].sort((a, b) => a - b)[Math.min(xs.length - 1, Mat
 const llama = await getLlama({ gpu: false, build: "never", skipDownload: true, logLevel: LlamaLogLevel.error, maxThreads: threads });
 const model = await llama.loadModel({ modelPath: path, gpuLayers: 0 });
 const longest = Math.max(...prompts.map((p) => p.length));
-const ctx = await model.createContext({ contextSize: sequences * (longest + maxTokens + 8), sequences, batchSize: 512, threads: { ideal: threads, min: threads } });
+const ctxSize = sequences * Math.max(256, 2 * (longest + maxTokens + 8));
+const ctx = await model.createContext({ contextSize: ctxSize, sequences, batchSize: Math.min(512, ctxSize), threads: { ideal: threads, min: threads } });
+// One sequence per concurrent request slot, its history cleared between requests.
 const free = Array.from({ length: sequences }, () => ctx.getSequence());
 
 async function one(i) {
+  // As bench/llamacpp_generate.mjs: the prompt without generating, then greedy tokens from its last token.
   const seq = free.pop();
+  const ids = prompts[i % prompts.length];
   const t0 = performance.now();
   let first = 0, tokens = 0;
-  for await (const _t of seq.evaluate(prompts[i % prompts.length], { temperature: 0 })) {
+  if (ids.length > 1) await seq.evaluateWithoutGeneratingNewTokens(ids.slice(0, -1));
+  for await (const _t of seq.evaluate(ids.slice(-1), { temperature: 0 })) {
     if (tokens++ === 0) first = performance.now() - t0;
     if (tokens >= maxTokens) break;
   }
