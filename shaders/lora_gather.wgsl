@@ -8,9 +8,10 @@
 //   shrink  v[vOff + i*rank + j] = sum_k x[row0 + i, k] * A[j, k]          one thread per v element
 //   expand  y[row, n] += sum_{e covers row} scale_e * sum_j v[e, row, j] * B[n, j]   one thread per (row, n)
 // Entries are visited in order, so the result is deterministic (no atomics).
-// Bindings: x: [R, K] f32; y: [R, N] f32 (read_write); bank: f32; v: [total] f32; entries: [E*7] u32;
-//           p: {E, K, N, R, total}. Grids: grid1d(total, 64) and grid1d(R*N, 64).
-struct Params { E: u32, K: u32, N: u32, R: u32, total: u32 }
+// Bindings: x: [R, K] f32; y: [R, N] f32 (read_write); bank: f32; v: [total] f32;
+//           entries: u32, this dispatch's E entries from entry eBase on (one upload serves every site of a pass);
+//           p: {E, K, N, R, total, eBase}. Grids: grid1d(total, 64) and grid1d(R*N, 64).
+struct Params { E: u32, K: u32, N: u32, R: u32, total: u32, eBase: u32 }
 @group(0) @binding(0) var<storage, read> x: array<f32>;
 @group(0) @binding(1) var<storage, read_write> y: array<f32>;
 @group(0) @binding(2) var<storage, read> bank: array<f32>;
@@ -29,9 +30,9 @@ fn shrink(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups
   var hi = p.E;
   while (hi - lo > 1u) {
     let mid = (lo + hi) / 2u;
-    if (entries[mid * F + 6u] <= idx) { lo = mid; } else { hi = mid; }
+    if (entries[(p.eBase + mid) * F + 6u] <= idx) { lo = mid; } else { hi = mid; }
   }
-  let e = lo * F;
+  let e = (p.eBase + lo) * F;
   let rank = entries[e + 4u];
   let loc = idx - entries[e + 6u];
   let row = entries[e] + loc / rank;
@@ -49,7 +50,7 @@ fn expand(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups
   let n = idx % p.N;
   var acc = y[idx];
   for (var i = 0u; i < p.E; i++) {
-    let e = i * F;
+    let e = (p.eBase + i) * F;
     let row0 = entries[e];
     if (row < row0 || row >= row0 + entries[e + 1u]) { continue; }
     let rank = entries[e + 4u];

@@ -20,7 +20,8 @@ export interface LoraEntry {
 
 const FIELDS = 7;
 
-function pack(entries: readonly LoraEntry[], R: number, K: number, N: number, bankSize: number): { data: Uint32Array; total: number } {
+/** The entries as the shader reads them (7 u32 each) and the intermediate's size; checked against the shapes. */
+export function packLoraEntries(entries: readonly LoraEntry[], R: number, K: number, N: number, bankSize: number): { data: Uint32Array; total: number } {
   const data = new Uint32Array(entries.length * FIELDS);
   const f = new Float32Array(1), u = new Uint32Array(f.buffer);
   let total = 0;
@@ -36,21 +37,39 @@ function pack(entries: readonly LoraEntry[], R: number, K: number, N: number, ba
   return { data, total };
 }
 
-/** y ([R, N], accumulated in place) += the entries' deltas over x ([R, K]). */
-export function loraGather(gpu: Gpu, x: Tensor, y: Tensor, bank: Tensor, entries: readonly LoraEntry[], o: { R: number; K: number; N: number }): void {
+/**
+ * y ([R, N], accumulated in place) += the entries' deltas over x ([R, K]). `packed` passes the
+ * entries already on the GPU (packLoraEntries' data at entry `base` of a larger upload, with its
+ * count and total) so a pass uploads once for all its sites.
+ */
+export function loraGather(
+  gpu: Gpu,
+  x: Tensor,
+  y: Tensor,
+  bank: Tensor,
+  entries: readonly LoraEntry[],
+  o: { R: number; K: number; N: number; packed?: { tensor: Tensor; base: number; total: number } },
+): void {
   const { R, K, N } = o;
   if (!entries.length) return;
   check(x.dtype === "f32" && x.size >= R * K, "KERNEL_ARGS", `loraGather: x [${x.shape}] holds fewer than ${R}x${K}`);
   check(y.dtype === "f32" && y.size >= R * N, "KERNEL_ARGS", `loraGather: y [${y.shape}] holds fewer than ${R}x${N}`);
   check(x !== y && bank !== y, "KERNEL_ARGS", "loraGather: y must not alias x or the bank");
-  const { data, total } = pack(entries, R, K, N, bank.size);
-  const meta = gpu.upload(data, [data.length], "u32", "activations");
+  let meta: Tensor, total: number, base = 0;
+  if (o.packed) {
+    ({ tensor: meta, base, total } = o.packed);
+    check(meta.dtype === "u32" && meta.size >= (base + entries.length) * FIELDS, "KERNEL_ARGS", `loraGather: packed entries [${meta.shape}] end before entry ${base + entries.length}`);
+  } else {
+    const p = packLoraEntries(entries, R, K, N, bank.size);
+    meta = gpu.upload(p.data, [p.data.length], "u32", "activations");
+    total = p.total;
+  }
   const v = gpu.tensor([total]);
   const bindings = { x, y, bank, v, entries: meta };
-  const params = [entries.length, K, N, R, total];
+  const params = [entries.length, K, N, R, total, base];
   gpu.dispatch("lora_gather", "shrink", { bindings, params, workgroups: grid1d(total, 64) });
   gpu.dispatch("lora_gather", "expand", { bindings, params, workgroups: grid1d(R * N, 64) });
-  meta.release();
+  if (!o.packed) meta.release();
   v.release();
 }
 

@@ -7,15 +7,16 @@
  */
 import { PeftError } from "../errors.ts";
 import type { Tensor } from "../gpu/gpu.ts";
-import { loraGather } from "../kernels/lora_gather.ts";
+import { loraGather, type LoraEntry, packLoraEntries } from "../kernels/lora_gather.ts";
 import { packPagedMeta, pagedAttention, type PagedLayout, pagedWriteKv } from "../kernels/paged_attention.ts";
 import { ropeRows } from "../kernels/rope_rows.ts";
-import { type BlockContext, blocks, finalNorm, headSite, linear, type Positions } from "./block.ts";
+import { type BlockContext, blocks, finalNorm, headSite, linear, linearSite, type Positions } from "./block.ts";
+import { type LlamaConfig, LINEAR_MODULES } from "./config.ts";
 import { Graph, type V } from "./graph.ts";
 import type { LlamaGpu } from "./llama.ts";
 import type { LoraBank } from "./lora_bank.ts";
 import type { KvPool } from "./paged_kv.ts";
-import { type LowRankBatch, rowGroupHooks, type RowGroup } from "./row_groups.ts";
+import { type LowRankBatch, lowRankRuns, rowGroupHooks, type RowGroup, sharesBaseWeights } from "./row_groups.ts";
 import { type Hooks, type LinearSite, virtualTokens } from "./sites.ts";
 
 export interface BatchSegment {
@@ -83,11 +84,16 @@ export function forwardBatch(llama: LlamaGpu, pool: KvPool, segments: readonly B
     return t;
   };
   try {
-    const lowRank = o.bank ? gatheredLowRank(o.bank) : undefined;
+    // One group whose hooks replace weights (its own sub-batch) runs them as they are; otherwise
+    // row groups, with LoRA through the bank (faster than per-group matmuls even for one group).
+    const plain = rowGroups.length === 1 && (!o.bank || !sharesBaseWeights(rowGroups[0].hooks, c));
+    const lowRank = o.bank && !plain
+      ? planLowRank(o.bank, [{ groups: rowGroups, sites: blockSites(c) }, { groups: headGroups, sites: [headSite(c)] }], upload)
+      : undefined;
     const ctx: BlockContext<Tensor> = {
       g,
       config: c,
-      hooks: rowGroups.length === 1 ? { ...rowGroups[0].hooks, kvPrefix: undefined, embedPrefix: undefined, virtualTokens: 0 } : rowGroupHooks(rowGroups, lowRank),
+      hooks: plain ? { ...rowGroups[0].hooks, kvPrefix: undefined, embedPrefix: undefined, virtualTokens: 0 } : rowGroupHooks(rowGroups, lowRank),
       positions: new PagedPositions(llama, pool, layout, upload(new Uint32Array(pos)), Math.max(...pos), heads, upload(packPagedMeta(layout).meta)),
     };
     // Prefix tuning's keys and values go into the first P positions of their sequences, once.
@@ -110,7 +116,7 @@ export function forwardBatch(llama: LlamaGpu, pool: KvPool, segments: readonly B
     x = blocks(ctx, x);
     const last = g.embedding(x, upload(Uint32Array.from(lastRows)));
     g.free(x);
-    const headCtx = { ...ctx, hooks: headGroups.length === 1 ? ctx.hooks : rowGroupHooks(headGroups, lowRank) };
+    const headCtx = { ...ctx, hooks: plain ? ctx.hooks : rowGroupHooks(headGroups, lowRank) };
     const xf = finalNorm(headCtx, last);
     const logits = linear(headCtx, xf, headSite(c));
     g.free(xf);
@@ -138,24 +144,62 @@ function withVirtualRows(g: Graph<Tensor>, x: V<Tensor>, segments: readonly Batc
   return out;
 }
 
-/** LoRA deltas of every group at a site through the bank and one gathered dispatch pair. */
-function gatheredLowRank(bank: LoraBank): LowRankBatch<Tensor> {
-  return (g: Graph<Tensor>, y: V<Tensor>, x: V<Tensor>, site: LinearSite, runs) => {
-    // Offsets from one bank generation (a reset while collecting them voids the earlier ones).
-    let entries, gen;
-    do {
-      gen = bank.generation;
-      entries = runs.map((r) => ({ row0: r.row0, rows: r.rows, aOff: bank.offsetOf(r.lowRank.A), bOff: bank.offsetOf(r.lowRank.B), rank: r.lowRank.rank, scale: r.lowRank.scale }));
-    } while (gen !== bank.generation);
+/**
+ * LoRA deltas through the bank: the entries of every site of the pass are worked out and uploaded
+ * once before the pass (an upload submits the commands before it: one per site would cost a
+ * submit each), then each site is one gathered dispatch pair.
+ */
+function planLowRank(bank: LoraBank, passes: { groups: RowGroup<Tensor>[]; sites: LinearSite[] }[], upload: (a: Uint32Array) => Tensor): LowRankBatch<Tensor> | undefined {
+  const plan = new Map<string, { entries: LoraEntry[]; base: number; total: number }>();
+  let gen;
+  do {
+    gen = bank.generation;
+    plan.clear();
+    let base = 0;
+    for (const { groups, sites } of passes) {
+      for (const site of sites) {
+        const runs = lowRankRuns(groups, site);
+        if (!runs.length) continue;
+        const entries = runs.map((r) => ({ row0: r.row0, rows: r.rows, aOff: bank.offsetOf(r.lowRank.A), bOff: bank.offsetOf(r.lowRank.B), rank: r.lowRank.rank, scale: r.lowRank.scale }));
+        plan.set(site.weight, { entries, base, total: 0 });
+        base += entries.length;
+      }
+    }
+  } while (gen !== bank.generation); // a bank reset voids offsets handed out before it
+  if (!plan.size) return undefined;
+  const rowsOf = (groups: RowGroup<Tensor>[]) => groups.reduce((n, gr) => Math.max(n, gr.row0 + gr.rows), 0);
+  const packed: Uint32Array[] = [];
+  for (const { groups, sites } of passes) {
+    for (const site of sites) {
+      const p = plan.get(site.weight);
+      if (!p) continue;
+      const { data, total } = packLoraEntries(p.entries, rowsOf(groups), site.inFeatures, site.outFeatures, bank.tensor.size);
+      p.total = total;
+      packed.push(data);
+    }
+  }
+  const all = new Uint32Array(packed.reduce((n, a) => n + a.length, 0));
+  packed.reduce((o, a) => (all.set(a, o), o + a.length), 0);
+  const meta = upload(all);
+  return (g: Graph<Tensor>, y: V<Tensor>, x: V<Tensor>, site: LinearSite) => {
+    const p = plan.get(site.weight);
+    if (!p) throw new PeftError("BAD_INPUT", `forwardBatch: no LoRA plan for ${site.weight}`);
     // Accumulate in place when nothing else holds y (inference: the fresh output of the base linear).
     let out = y;
     if (!(y.owned && y.refs === 1)) {
       out = g.replaceRows(y, []);
       g.free(y);
     }
-    loraGather(bank.gpu, x.value, out.value, bank.tensor, entries, { R: x.rows, K: site.inFeatures, N: site.outFeatures });
+    loraGather(bank.gpu, x.value, out.value, bank.tensor, p.entries, { R: x.rows, K: site.inFeatures, N: site.outFeatures, packed: { tensor: meta, base: p.base, total: p.total } });
     return out;
   };
+}
+
+/** Every linear site of the blocks. */
+function blockSites(c: LlamaConfig): LinearSite[] {
+  const out: LinearSite[] = [];
+  for (let l = 0; l < c.nLayers; l++) for (const m of LINEAR_MODULES) out.push(linearSite(c, l, m));
+  return out;
 }
 
 /** Positions of a ragged batch: rope at each row's position, attention through the block tables. */

@@ -41,6 +41,22 @@ export function sharesBaseWeights<T>(h: Hooks<T>, c: LlamaConfig): boolean {
   return !h.norm("output_norm.weight") && !h.linear(headSite(c)).some((x) => x.weight);
 }
 
+/**
+ * The low-rank runs at a site: every group whose output hooks there are all low-rank (LoRA), one
+ * run per hook. Those groups' deltas go to the gathered kernel; the other groups' hooks run on
+ * their rows.
+ */
+export function lowRankRuns<T>(groups: readonly RowGroup<T>[], site: LinearSite): LowRankRun<T>[] {
+  const runs: LowRankRun<T>[] = [];
+  for (const gr of groups) {
+    if (gr.rows <= 0) continue;
+    const outs = gr.hooks.linear(site).filter((h) => h.output);
+    if (!outs.length || !outs.every((h) => h.lowRank)) continue;
+    for (const h of outs) runs.push({ row0: gr.row0, rows: gr.rows, lowRank: h.lowRank! });
+  }
+  return runs;
+}
+
 /** The hooks of a batch of row groups (contiguous, in row order). Virtual tokens are the caller's business. */
 export function rowGroupHooks<T>(groups: readonly RowGroup<T>[], lowRank?: LowRankBatch<T>): Hooks<T> {
   const active = groups.filter((gr) => gr.rows > 0);
@@ -91,7 +107,7 @@ function siteHooks<T>(groups: readonly RowGroup<T>[], site: LinearSite, lowRank?
   }
   if (outputs.length) {
     hook.output = (g, y, ctx) => {
-      // Groups whose every output hook is low-rank go to the gathered kernel together.
+      // Groups whose every output hook is low-rank go to the gathered kernel together (lowRankRuns).
       const gathered = lowRank && !g.training ? outputs.filter((x) => x.hooks.every((h) => !h.output || h.lowRank)) : [];
       const sliced = outputs.filter((x) => !gathered.includes(x));
       const parts = sliced.map(({ gr, hooks }) => {
@@ -109,10 +125,7 @@ function siteHooks<T>(groups: readonly RowGroup<T>[], site: LinearSite, lowRank?
         for (const p of parts) g.free(p.v);
         g.free(y);
       }
-      if (gathered.length) {
-        const runs = gathered.flatMap(({ gr, hooks }) => hooks.filter((h) => h.output).map((h) => ({ row0: gr.row0, rows: gr.rows, lowRank: h.lowRank! })));
-        out = lowRank!(g, out, ctx.x, ctx.site, runs);
-      }
+      if (gathered.length) out = lowRank!(g, out, ctx.x, ctx.site, lowRankRuns(gathered.map((x) => x.gr), ctx.site));
       return out;
     };
   }
