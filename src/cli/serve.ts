@@ -1,21 +1,25 @@
 /**
- * `serve --model <gguf|hf dir> [--adapters <dir>] [--port 8080] [--host 127.0.0.1] [--api-key K]`
+ * `serve --model <gguf|hf dir> [--adapters <dir>] [--adapter-store s3://bucket/prefix] [--port 8080] ...`
  * — the OpenAI-compatible adapter server. Every subdirectory of --adapters holding an
  * adapter_config.json is served as "<model>:<subdir>" (loaded on first use); uploads go there too.
+ * With --adapter-store, adapters are shared through an S3-compatible bucket (replicas see each
+ * other's uploads). Requests run in continuous batches (--batching off: one at a time).
  * SIGINT/SIGTERM shut down gracefully: in-flight requests finish, then the process exits.
  */
-import { readdir, stat } from "node:fs/promises";
+import { mkdir, readdir, stat } from "node:fs/promises";
+import { tmpdir } from "node:os";
 import { basename, join } from "node:path";
 import process from "node:process";
 import { ADAPTER_ID_PATTERN } from "../infer/adapter_registry.ts";
 import { createApp } from "../serve/app.ts";
+import { S3AdapterStore } from "../serve/adapter_store.ts";
 import { ModelEngine } from "../serve/engine.ts";
 import { onShutdownSignal, startServer } from "../serve/server.ts";
 import { chatTemplateFlag, resolveChatTemplate } from "./chat_template_flag.ts";
 import { type Command, parseFlags, usageError } from "./flags.ts";
 import { CONTEXT_FLAG, describeModel, loadModelFromFlags, MODEL_FLAGS } from "./model_flags.ts";
 
-const http = "server", limits = "limits";
+const http = "server", limits = "limits", batching = "batching", store = "adapter store";
 
 export const SERVE = {
   name: "serve",
@@ -43,6 +47,20 @@ export const SERVE = {
     "adapter-budget-mb": { type: "number", defaultText: "unlimited", min: 0, units: "MiB", group: limits, description: "GPU memory resident adapters may hold together (least recently used ones are unloaded)" },
     "max-body-bytes": { type: "int", default: 1 << 20, min: 1, units: "bytes", group: limits, description: "largest JSON request body" },
     "max-upload-bytes": { type: "int", default: 256 << 20, min: 1, units: "bytes", group: limits, description: "largest adapter upload" },
+    batching: {
+      type: "string", default: "continuous", choices: ["continuous", "off"], group: batching,
+      description: "continuous: every running request is a row of one batched step, whatever its adapter; off: one generation at a time",
+    },
+    "max-batch": { type: "int", default: 32, min: 1, units: "requests", group: batching, description: "requests in the running batch at most" },
+    "max-step-tokens": { type: "int", default: 256, min: 1, units: "tokens", group: batching, description: "tokens one step forwards at most (decode rows first, then prefill chunks)" },
+    "kv-blocks": { type: "int", defaultText: "8 full contexts, at most 1 GiB", min: 1, units: "blocks", group: batching, description: "blocks in the paged KV cache pool (a request reserves its blocks when it joins)" },
+    "kv-block-size": { type: "int", default: 16, min: 1, units: "positions", group: batching, description: "positions per KV cache block" },
+    "adapter-store": {
+      type: "string", value: "<s3://bucket/prefix>", defaultText: "none", group: store,
+      description: "share adapters through an S3-compatible bucket (credentials and endpoint from AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY, AWS_REGION, AWS_ENDPOINT_URL_S3 / AWS_ENDPOINT_URL)",
+    },
+    "store-cache": { type: "string", value: "<dir>", defaultText: "a directory under the system temp dir", group: store, description: "local cache of adapters fetched from the store" },
+    "store-cache-mb": { type: "number", default: 1024, min: 1, units: "MiB", group: store, description: "bytes the local store cache may hold (least recently used adapters are removed)" },
   },
   notes: [
     "example:",
@@ -62,12 +80,28 @@ export async function main(args: string[]): Promise<void> {
   if (budgetMb !== undefined && !(budgetMb > 0)) throw usageError("--adapter-budget-mb must be > 0");
   const chatTemplate = await resolveChatTemplate(v["chat-template"]);
 
+  let adapterStore: S3AdapterStore | undefined;
+  let adaptersDir = v.adapters;
+  if (v["adapter-store"]) {
+    const cacheDir = v["store-cache"] ?? join(tmpdir(), `edge-peft-store-${process.pid}`);
+    adapterStore = new S3AdapterStore({ url: v["adapter-store"], cacheDir, cacheBytes: v["store-cache-mb"] * 2 ** 20 });
+    await adapterStore.cleanCache();
+    // Uploads are staged and validated locally before they are published to the store.
+    if (!adaptersDir) await mkdir(adaptersDir = join(cacheDir, "uploads"), { recursive: true });
+  }
+
   const model = await loadModelFromFlags(v);
   const engine = new ModelEngine(model, {
     modelId,
     maxQueue: v["max-queue"],
     adapterBudgetBytes: budgetMb === undefined ? undefined : budgetMb * 2 ** 20,
     chatTemplate,
+    batching: v.batching as "continuous" | "off",
+    maxBatch: v["max-batch"],
+    maxStepTokens: v["max-step-tokens"],
+    kvBlocks: v["kv-blocks"],
+    kvBlockSize: v["kv-block-size"],
+    store: adapterStore,
   });
   if (v.adapters) {
     let names: string[] = [];
@@ -88,9 +122,10 @@ export async function main(args: string[]): Promise<void> {
       engine.registry.register(name, dir);
     }
   }
+  await engine.refreshAdapters();
   const app = createApp(engine, {
     apiKey,
-    adaptersDir: v.adapters,
+    adaptersDir,
     requestTimeoutMs: v["timeout-ms"],
     defaultMaxTokens: v["max-tokens"],
     maxBodyBytes: v["max-body-bytes"],
@@ -101,6 +136,7 @@ export async function main(args: string[]): Promise<void> {
   const adapters = engine.adapters().map((a) => a.id);
   process.stderr.write(
     `[serve] ${modelId} ${describeModel(model)}; adapters: ${adapters.join(", ") || "none"}` +
+      `${adapterStore ? `; adapter store ${adapterStore.description}` : ""}; batching ${v.batching}` +
       `${apiKey ? "; API key required" : ""}\n[serve] listening on ${server.url}\n`,
   );
   let unlisten = () => {};
@@ -108,6 +144,7 @@ export async function main(args: string[]): Promise<void> {
     onShutdownSignal((sig) => {
       process.stderr.write(`[serve] ${sig}: finishing in-flight requests\n`);
       server.shutdown().then(() => {
+        engine.close();
         model.close();
         process.stderr.write("[serve] stopped\n");
         resolveDone();

@@ -44,6 +44,8 @@ export interface AdapterInfo {
 interface Entry {
   id: string;
   dir?: string;
+  /** Where a store-backed adapter's directory comes from (a shared store's local cache). */
+  source?: () => Promise<string>;
   pins: number;
   lastUsed: number;
   /** Set by remove() while pinned: freed when the last lease ends. */
@@ -68,6 +70,8 @@ export class AdapterRegistry {
   readonly budgetBytes: number;
   /** Loads from disk so far (first use, or again after an eviction). */
   loads = 0;
+  /** Acquisitions that found the adapter resident. */
+  hits = 0;
   evictions = 0;
 
   constructor(readonly model: PeftModel, o: AdapterRegistryOptions = {}) {
@@ -91,6 +95,13 @@ export class AdapterRegistry {
     checkAdapterId(id);
     if (this.entries.has(id)) throw new PeftError("ADAPTER_EXISTS", `an adapter named ${id} already exists`);
     this.entries.set(id, { id, dir, pins: 0, lastUsed: 0, deleted: false });
+  }
+
+  /** Registers an adapter whose directory `source` provides when it is first used (an adapter store). */
+  registerSource(id: string, source: () => Promise<string>): void {
+    checkAdapterId(id);
+    if (this.entries.has(id)) throw new PeftError("ADAPTER_EXISTS", `an adapter named ${id} already exists`);
+    this.entries.set(id, { id, source, pins: 0, lastUsed: 0, deleted: false });
   }
 
   /** Registers `dir` under `id` and loads it now (validating it against the base model); unregistered again if it fails. */
@@ -145,8 +156,9 @@ export class AdapterRegistry {
     e.pins++;
     e.lastUsed = ++this.clock;
     try {
-      if (!this.model.adapters.has(id)) {
-        if (!e.dir) throw new PeftError("UNKNOWN_ADAPTER", `adapter ${id} is no longer resident and has no directory to reload from`);
+      if (this.model.adapters.has(id)) this.hits++;
+      else {
+        if (!e.dir && !e.source) throw new PeftError("UNKNOWN_ADAPTER", `adapter ${id} is no longer resident and has no directory to reload from`);
         e.loading ??= this.load(e).finally(() => e.loading = undefined);
         await e.loading;
       }
@@ -166,7 +178,7 @@ export class AdapterRegistry {
   }
 
   private async load(e: Entry): Promise<Adapter> {
-    const a = await this.model.loadAdapter(e.id, e.dir!);
+    const a = await this.model.loadAdapter(e.id, e.dir ?? await e.source!());
     this.loads++;
     this.describe(e, a);
     this.evict();
@@ -202,7 +214,7 @@ export class AdapterRegistry {
     while (this.residentBytes() > this.budgetBytes) {
       let victim: Entry | undefined;
       for (const e of this.entries.values()) {
-        if (e.pins > 0 || !e.dir || e.loading || !this.model.adapters.has(e.id)) continue;
+        if (e.pins > 0 || !(e.dir || e.source) || e.loading || !this.model.adapters.has(e.id)) continue;
         if (!victim || e.lastUsed < victim.lastUsed) victim = e;
       }
       if (!victim) return; // everything resident is in use: allow the overshoot until leases end

@@ -76,6 +76,24 @@ export async function* generateTokens(
       `prompt has ${promptIds.length} tokens${P ? ` after the adapter's ${P} virtual tokens` : ""}; the model's context length is ${ctx}`,
     );
   }
+  const source = gpuSamplable(o)
+    ? gpuSampledIds(llama, promptIds, maxTokens, o, hooks)
+    : hostSampledIds(llama, promptIds, maxTokens, o, hooks);
+  return yield* piecesFromIds(tok, promptIds, source, { ...o, maxTokens });
+}
+
+/**
+ * The text side of generation: turns sampled ids from `source` (one-at-a-time or a batch
+ * scheduler's) into pieces, stopping at EOS, a stop string or maxTokens (`source.return()` then
+ * tells the producer to stop), or when the source ends (the context is full).
+ */
+export async function* piecesFromIds(
+  tok: GenerationTokenizer,
+  promptIds: number[],
+  source: AsyncGenerator<number>,
+  o: GenerateOptions & { maxTokens: number },
+): AsyncGenerator<GeneratedPiece, GenerationResult> {
+  const maxTokens = o.maxTokens;
   const decoder = tok.createStreamDecoder({ after: promptIds });
   const eog = new Set(tok.eogIds ?? []);
   const stops = (o.stop ?? []).filter((s) => s.length > 0);
@@ -84,9 +102,6 @@ export async function* generateTokens(
   let stopHit = false;
   const result: GenerationResult = { promptTokens: promptIds.length, completionTokens: 0, finishReason: "length", prefillMs: 0, decodeMs: 0 };
   const t0 = performance.now();
-  const source = gpuSamplable(o)
-    ? gpuSampledIds(llama, promptIds, maxTokens, o, hooks)
-    : hostSampledIds(llama, promptIds, maxTokens, o, hooks);
   try {
     let ended = true; // the source ran out: context full (or maxTokens reached)
     for (let i = 0; i < maxTokens; i++) {
@@ -96,7 +111,11 @@ export async function* generateTokens(
         break;
       }
       const next = await source.next();
-      if (next.done) break;
+      if (next.done) {
+        // A producer that stops because the request was cancelled (a batch scheduler) ends early.
+        if (o.signal?.aborted) result.finishReason = "abort", ended = false;
+        break;
+      }
       const id = next.value;
       if (i === 0) result.prefillMs = performance.now() - t0;
       if (id === tok.eosId || eog.has(id)) {

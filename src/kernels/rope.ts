@@ -44,13 +44,14 @@ interface CosSinTable {
   tensor: Tensor;
   positions: number;
 }
-// One table per GPU and (base, ropeDim, factors); grown to the next power of two of positions as needed.
+// One table per GPU and (base, ropeDim, factors); grown to the next power of two of positions as needed
+// (shared with rope_rows.ts).
 const tables = new WeakMap<Gpu, Map<string, CosSinTable>>();
 // Factor arrays by identity (a model's config holds one for its lifetime).
 const factorIds = new WeakMap<Float32Array, number>();
 let nextFactorId = 1;
 
-function cosSinTable(gpu: Gpu, ropeDim: number, base: number, positions: number, factors?: Float32Array): Tensor {
+export function cosSinTable(gpu: Gpu, ropeDim: number, base: number, positions: number, factors?: Float32Array): Tensor {
   let perGpu = tables.get(gpu);
   if (!perGpu) tables.set(gpu, perGpu = new Map());
   let fid = 0;

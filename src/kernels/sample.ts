@@ -4,7 +4,7 @@
  * several tokens per host round trip. Top-k / top-p need a sort and stay on the host sampler.
  */
 import { check } from "../errors.ts";
-import { f32, type Gpu, type Tensor } from "../gpu/gpu.ts";
+import { f32, type Gpu, grid1d, type Tensor } from "../gpu/gpu.ts";
 import { lowbias32 } from "./hash.ts";
 
 export interface GpuSampleOptions {
@@ -51,4 +51,37 @@ export function sampleReference(logits: ArrayLike<number>, o: Omit<GpuSampleOpti
   let best = 0;
   for (let i = 1; i < s.length; i++) if (s[i] > s[best]) best = i;
   return best;
+}
+
+/** One row's sampling parameters for sampleRowsOnGpu. */
+export interface RowSampling {
+  /** 0 = greedy. */
+  temperature: number;
+  seed: number;
+  /** The row's decode step at stepAdd = 0. */
+  step: number;
+}
+
+/**
+ * Samples every row of logits [R, V] at once (shaders/sample_rows.wgsl), each with its own
+ * parameters: next[r] = the id (fed to the next batched step), out[slot·R + r] = the same id.
+ * `rowParams` (from rowSamplingParams) stays valid for a whole chunk; stepAdd advances the steps.
+ */
+export function sampleRowsOnGpu(gpu: Gpu, logits: Tensor, next: Tensor, out: Tensor, rowParams: Tensor, o: { V: number; R: number; slot: number; stepAdd: number }): void {
+  check(logits.dtype === "f32" && logits.size >= o.R * o.V, "SAMPLE_ARGS", `sampleRows: logits [${logits.shape}] must hold ${o.R} rows of V = ${o.V}`);
+  check(next.dtype === "u32" && next.size >= o.R && out.dtype === "u32" && out.size >= (o.slot + 1) * o.R, "SAMPLE_ARGS", `sampleRows: next/out must be u32 with room for slot ${o.slot} of ${o.R} rows`);
+  check(rowParams.dtype === "u32" && rowParams.size >= 4 * o.R, "SAMPLE_ARGS", `sampleRows: row parameters must be u32 [${o.R}, 4]`);
+  gpu.dispatch("sample_rows", "main", { bindings: { logits, next, out, rowp: rowParams }, params: [o.V, o.R, o.slot, o.stepAdd >>> 0], workgroups: grid1d(o.R, 1) });
+}
+
+/** The u32 [R, 4] row parameters of sampleRowsOnGpu (seed, step, 1/temperature bits, greedy). */
+export function rowSamplingParams(rows: readonly RowSampling[]): Uint32Array {
+  const out = new Uint32Array(rows.length * 4);
+  const f = new Float32Array(1), u = new Uint32Array(f.buffer);
+  rows.forEach((r, i) => {
+    check(Number.isFinite(r.temperature) && r.temperature >= 0, "SAMPLE_ARGS", `sampleRows: row ${i} temperature ${r.temperature} must be >= 0`);
+    f[0] = r.temperature === 0 ? 1 : 1 / r.temperature;
+    out.set([r.seed >>> 0, r.step >>> 0, u[0], r.temperature === 0 ? 1 : 0], i * 4);
+  });
+  return out;
 }

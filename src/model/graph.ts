@@ -464,6 +464,23 @@ export class Graph<T> {
     return this.assemble([R, c], pieces, true);
   }
 
+  /** x with some of its row ranges replaced by other values (ranges in any order, never overlapping). */
+  replaceRows(x: V<T>, parts: readonly { row0: number; v: V<T> }[]): V<T> {
+    const R = x.rows, C = x.cols;
+    const pieces = [];
+    let r = 0;
+    for (const p of [...parts].sort((a, b) => a.row0 - b.row0)) {
+      if (p.v.cols !== C || p.row0 < r || p.row0 + p.v.rows > R) {
+        throw new PeftError("BAD_SHAPE", `graph replaceRows: [${p.v.shape}] at row ${p.row0} does not fit x [${x.shape}] (or overlaps)`);
+      }
+      if (p.row0 > r) pieces.push({ v: x, rows: p.row0 - r, cols: C, srcRow: r, srcCol: 0, dstRow: r, dstCol: 0 });
+      pieces.push({ v: p.v, rows: p.v.rows, cols: C, srcRow: 0, srcCol: 0, dstRow: p.row0, dstCol: 0 });
+      r = p.row0 + p.v.rows;
+    }
+    if (r < R) pieces.push({ v: x, rows: R - r, cols: C, srcRow: r, srcCol: 0, dstRow: r, dstCol: 0 });
+    return this.assemble([R, C], pieces, true);
+  }
+
   /** For B sequences of x ([B·T, C]): the P rows of `prefix` ([P, C]) before each one's T rows -> [B·(P+T), C]. */
   prefixRows(prefix: V<T>, x: V<T>, B: number): V<T> {
     const P = prefix.rows, C = x.cols, T = x.rows / B;

@@ -51,6 +51,11 @@ export interface LinearHook<T> {
   additive?: boolean;
   /** The output hook reads ctx.yBase (it must then be kept apart from y). */
   needsBase?: boolean;
+  /**
+   * The output hook adds scale·x·Aᵀ·Bᵀ and nothing else when not training (LoRA): a batch of rows
+   * with different adapters may then apply it with one gathered kernel instead of the hook.
+   */
+  lowRank?: { A: T; B: T; rank: number; scale: number };
 }
 
 export interface NormHook<T> {

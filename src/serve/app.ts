@@ -2,7 +2,8 @@
  * The HTTP app: `createApp(engine, options) -> Hono`, OpenAI-compatible.
  *
  *   GET    /health                  liveness (no auth)
- *   GET    /metrics                 Prometheus text
+ *   GET    /ready                   readiness: model loaded, adapter store reachable (503 if not; no auth)
+ *   GET    /metrics                 Prometheus text (prom-client)
  *   GET    /v1/models[/{id}]        the base model and every adapter ("base", "base:adapter")
  *   POST   /v1/completions          OpenAI completions (stream: true -> SSE)
  *   POST   /v1/chat/completions     OpenAI chat completions (chat template or the default one)
@@ -63,7 +64,7 @@ type ErrorType = "invalid_request_error" | "authentication_error" | "not_found_e
 
 class HttpError extends Error {
   constructor(
-    readonly status: 400 | 401 | 404 | 408 | 409 | 413 | 429 | 499 | 500 | 503,
+    readonly status: 400 | 401 | 404 | 408 | 409 | 413 | 429 | 499 | 500 | 502 | 503,
     message: string,
     readonly type: ErrorType = "invalid_request_error",
     readonly code: string | null = null,
@@ -83,6 +84,13 @@ const STATUS_BY_CODE: Record<string, HttpError["status"]> = {
   ADAPTER_NOT_FOUND: 400,
   ADAPTER_EXISTS: 409,
   QUEUE_FULL: 429,
+  // The paged KV cache cannot hold the request at all; the server is shutting down; the shared
+  // adapter store is down (cached adapters keep serving) or holds a corrupt object.
+  KV_CACHE_FULL: 503,
+  SHUTTING_DOWN: 503,
+  ADAPTER_STORE_UNAVAILABLE: 503,
+  ADAPTER_STORE_ERROR: 502,
+  ADAPTER_STORE_CORRUPT: 502,
 };
 
 const isAbort = (e: unknown) => e instanceof DOMException && e.name === "AbortError";
@@ -96,7 +104,7 @@ function toHttpError(e: unknown): HttpError {
   if (isAbort(e)) return new HttpError(499, "the client closed the request", "invalid_request_error", "client_closed_request");
   if (e instanceof PeftError) {
     const status = STATUS_BY_CODE[e.code] ?? 400;
-    const type: ErrorType = status === 404 ? "not_found_error" : status === 429 ? "rate_limit_error" : "invalid_request_error";
+    const type: ErrorType = status === 404 ? "not_found_error" : status === 429 ? "rate_limit_error" : status >= 500 ? "server_error" : "invalid_request_error";
     return new HttpError(status, e.message, type, e.code.toLowerCase());
   }
   if (e instanceof TimeoutError) return new HttpError(503, e.message, "server_error", "timeout");
@@ -142,9 +150,9 @@ export function createApp(engine: Engine, options: AppOptions = {}): Hono {
   const fail = (c: Context, e: unknown) => {
     const h = toHttpError(e);
     if (h.status === 500) logError(e);
-    if (h.status === 499) metrics.aborted++;
+    if (h.status === 499) metrics.countAborted();
     if (h.status === 429) {
-      metrics.rejectedQueueFull++;
+      metrics.countQueueFull();
       c.header("Retry-After", retryAfter);
     }
     if (h.status === 503) c.header("Retry-After", retryAfter);
@@ -163,6 +171,11 @@ export function createApp(engine: Engine, options: AppOptions = {}): Hono {
   });
 
   app.get("/health", (c) => c.json({ status: "ok", model: base }));
+  app.get("/ready", async (c) => {
+    const r = engine.ready ? await engine.ready() : { ready: true, detail: "model loaded" };
+    if (!r.ready) c.header("Retry-After", retryAfter);
+    return c.json({ status: r.ready ? "ready" : "unavailable", model: base, detail: r.detail }, r.ready ? 200 : 503);
+  });
 
   // A body that trickles in (or stops) is answered 408 instead of holding the handler for ever.
   app.use("*", bodyTimeout({
@@ -173,7 +186,7 @@ export function createApp(engine: Engine, options: AppOptions = {}): Hono {
 
   // Bearer auth on everything else.
   app.use("*", async (c, next) => {
-    if (options.apiKey === undefined || c.req.path === "/health") return await next();
+    if (options.apiKey === undefined || c.req.path === "/health" || c.req.path === "/ready") return await next();
     const h = c.req.header("authorization") ?? "";
     const m = /^Bearer\s+(.+)$/i.exec(h);
     if (!m || !(await safeEqual(m[1].trim(), options.apiKey))) {
@@ -199,14 +212,19 @@ export function createApp(engine: Engine, options: AppOptions = {}): Hono {
     return r.data;
   }
 
+  /** True when the engine knows the adapter, asking the shared store (if any) about ids it does not know yet. */
+  async function knownAdapter(id: string): Promise<boolean> {
+    return engine.hasAdapter(id) || (!!engine.lookupAdapter && await engine.lookupAdapter(id));
+  }
+
   /** "base" or "base:adapter" -> adapter id (undefined for the base). */
-  function resolveModel(model: string): string | undefined {
+  async function resolveModel(model: string): Promise<string | undefined> {
     if (model === base) return undefined;
     const prefix = `${base}:`;
     if (model.startsWith(prefix)) {
       const id = model.slice(prefix.length);
       if (!ADAPTER_ID_PATTERN.test(id)) throw new HttpError(400, `invalid adapter id in model ${JSON.stringify(model)}`, "invalid_request_error", "invalid_model", "model");
-      if (engine.hasAdapter(id)) return id;
+      if (await knownAdapter(id)) return id;
     }
     throw new HttpError(404, `the model ${JSON.stringify(model)} does not exist (GET /v1/models lists them)`, "not_found_error", "model_not_found", "model");
   }
@@ -234,17 +252,20 @@ export function createApp(engine: Engine, options: AppOptions = {}): Hono {
     };
   }
 
-  app.get("/v1/models", (c) => c.json({ object: "list", data: [modelObject(), ...engine.adapters().map(modelObject)] }));
-  app.get("/v1/models/:id{.+}", (c) => {
+  app.get("/v1/models", async (c) => {
+    await engine.refreshAdapters?.();
+    return c.json({ object: "list", data: [modelObject(), ...engine.adapters().map(modelObject)] });
+  });
+  app.get("/v1/models/:id{.+}", async (c) => {
     try {
-      const id = resolveModel(c.req.param("id"));
+      const id = await resolveModel(c.req.param("id"));
       return c.json(modelObject(id === undefined ? undefined : engine.adapters().find((a) => a.id === id)));
     } catch (e) {
       return fail(c, e);
     }
   });
 
-  app.get("/metrics", (c) => c.text(metrics.render(engine.stats()), 200, { "Content-Type": "text/plain; version=0.0.4; charset=utf-8" }));
+  app.get("/metrics", async (c) => c.text(await metrics.render(engine.stats()), 200, { "Content-Type": metrics.contentType }));
 
   interface Common {
     model: string;
@@ -259,17 +280,18 @@ export function createApp(engine: Engine, options: AppOptions = {}): Hono {
     lora?: { id: string; scale: number }[] | null;
   }
 
-  function engineRequest(c: Context, body: Common, ids: number[], maxTokens: number | null | undefined, adapter: string | undefined): EngineRequest & { clampedTo?: number } {
+  async function engineRequest(c: Context, body: Common, ids: number[], maxTokens: number | null | undefined, adapter: string | undefined): Promise<EngineRequest & { clampedTo?: number }> {
     const temperature = body.temperature ?? 1;
     let adapters: EngineRequest["adapters"];
     if (body.lora) {
       if (adapter !== undefined) throw new HttpError(400, "lora: give either model \"base:adapter\" or lora, not both", "invalid_request_error", "invalid_value", "lora");
-      adapters = body.lora.map((l) => {
-        if (!ADAPTER_ID_PATTERN.test(l.id) || !engine.hasAdapter(l.id)) {
+      adapters = [];
+      for (const l of body.lora) {
+        if (!ADAPTER_ID_PATTERN.test(l.id) || !(await knownAdapter(l.id))) {
           throw new HttpError(404, `lora: no adapter named ${JSON.stringify(l.id)} (GET /v1/adapters lists them)`, "not_found_error", "model_not_found", "lora");
         }
-        return { id: l.id, weight: l.scale };
-      });
+        adapters.push({ id: l.id, weight: l.scale });
+      }
     }
     // More tokens than the context has room for cannot be generated: ask for what fits and say so.
     const room = Math.max(1, engine.contextLength - ids.length);
@@ -325,9 +347,9 @@ export function createApp(engine: Engine, options: AppOptions = {}): Hono {
           r = await gen.pieces.next();
         }
         const s = r.value;
-        metrics.observeGeneration(modelName, s.promptTokens, s.completionTokens);
+        metrics.observeGeneration(modelName, s.promptTokens, s.completionTokens, req.adapter ?? req.adapters?.map((a) => a.id).join("+"));
         noteGeneration(c, req.adapter, s);
-        if (s.finishReason === "abort") metrics.aborted++;
+        if (s.finishReason === "abort") metrics.countAborted();
         return c.json({
           id,
           object: shape.object,
@@ -357,16 +379,20 @@ export function createApp(engine: Engine, options: AppOptions = {}): Hono {
           if (r.value.text) await chunk([shape.delta(r.value.text)]);
           r = await gen.pieces.next();
         }
-        if (r.done) {
+        if (r.done && r.value.finishReason === "abort") {
+          // The client went away and the engine noticed first: a disconnect, nothing to write.
+          metrics.observeGeneration(modelName, r.value.promptTokens, r.value.completionTokens, req.adapter ?? req.adapters?.map((a) => a.id).join("+"));
+          metrics.countAborted();
+          status = 499;
+        } else if (r.done) {
           const s = r.value;
-          metrics.observeGeneration(modelName, s.promptTokens, s.completionTokens);
+          metrics.observeGeneration(modelName, s.promptTokens, s.completionTokens, req.adapter ?? req.adapters?.map((a) => a.id).join("+"));
           noteGeneration(c, req.adapter, s);
-          if (s.finishReason === "abort") metrics.aborted++;
           await chunk([shape.final(mapFinish(s.finishReason))]);
           if (body.stream_options?.include_usage) await chunk([], { usage: usage(s) });
           await stream.writeSSE({ data: "[DONE]" });
         } else {
-          metrics.aborted++;
+          metrics.countAborted();
           status = 499;
           await gen.pieces.return(undefined as never);
         }
@@ -376,7 +402,7 @@ export function createApp(engine: Engine, options: AppOptions = {}): Hono {
         const h = toHttpError(e);
         status = h.status;
         if (h.status === 500) logError(e);
-        if (h.status === 499) metrics.aborted++;
+        if (h.status === 499) metrics.countAborted();
         else await stream.writeSSE({ event: "error", data: JSON.stringify(errorBody(h.message, h.type, h.code, h.param)) }).catch(() => {});
       } finally {
         gen.release();
@@ -388,7 +414,7 @@ export function createApp(engine: Engine, options: AppOptions = {}): Hono {
   app.post("/v1/completions", jsonLimit, async (c) => {
     try {
       const body = await parse(c, CompletionRequest);
-      const adapter = resolveModel(body.model);
+      const adapter = await resolveModel(body.model);
       const p = body.prompt;
       const ids = typeof p === "string" ? engine.encodeText(p) : typeof p[0] === "string" ? engine.encodeText(p[0] as string) : (p as number[]);
       if (typeof p !== "string" && typeof p[0] === "number") {
@@ -396,7 +422,7 @@ export function createApp(engine: Engine, options: AppOptions = {}): Hono {
         const bad = (p as number[]).find((t) => t >= engine.vocabSize);
         if (bad !== undefined) throw new HttpError(400, `prompt: token id ${bad} is outside the vocabulary`, "invalid_request_error", "invalid_value", "prompt");
       }
-      const req = engineRequest(c, body, ids, body.max_tokens, adapter);
+      const req = await engineRequest(c, body, ids, body.max_tokens, adapter);
       return await respond(c, body, req, {
         object: "text_completion",
         chunkObject: "text_completion",
@@ -413,13 +439,13 @@ export function createApp(engine: Engine, options: AppOptions = {}): Hono {
   app.post("/v1/chat/completions", jsonLimit, async (c) => {
     try {
       const body = await parse(c, ChatRequest);
-      const adapter = resolveModel(body.model);
+      const adapter = await resolveModel(body.model);
       const messages: ChatMessage[] = body.messages.map((m) => ({
         role: m.role === "developer" ? "system" : m.role,
         content: typeof m.content === "string" ? m.content : m.content.map((p) => p.text).join(""),
       }));
       const ids = engine.encodeChat(messages);
-      const req = engineRequest(c, body, ids, body.max_completion_tokens ?? body.max_tokens, adapter);
+      const req = await engineRequest(c, body, ids, body.max_completion_tokens ?? body.max_tokens, adapter);
       return await respond(c, body, req, {
         object: "chat.completion",
         chunkObject: "chat.completion.chunk",
@@ -476,7 +502,10 @@ export function createApp(engine: Engine, options: AppOptions = {}): Hono {
     return real;
   }
 
-  app.get("/v1/adapters", (c) => c.json({ object: "list", data: engine.adapters().map(modelObject) }));
+  app.get("/v1/adapters", async (c) => {
+    await engine.refreshAdapters?.();
+    return c.json({ object: "list", data: engine.adapters().map(modelObject) });
+  });
 
   /**
    * An adapter load's error with the server's own path replaced by what the client named (its
@@ -505,7 +534,7 @@ export function createApp(engine: Engine, options: AppOptions = {}): Hono {
         throw new HttpError(400, message, "invalid_request_error", "invalid_value", param);
       }
       const id = adapterIdFrom(r.data.id);
-      if (engine.hasAdapter(id)) throw new HttpError(409, `an adapter named ${id} already exists`, "invalid_request_error", "adapter_exists", "id");
+      if (await knownAdapter(id)) throw new HttpError(409, `an adapter named ${id} already exists`, "invalid_request_error", "adapter_exists", "id");
       const dir = await confinedDir(r.data.path);
       try {
         return c.json(modelObject(await engine.addAdapter(id, dir)), 201);
@@ -547,7 +576,7 @@ export function createApp(engine: Engine, options: AppOptions = {}): Hono {
       } catch (e) {
         throw new HttpError(400, `adapter_config.json is not valid JSON (${(e as Error).message})`, "invalid_request_error", "adapter_bad_config", "adapter_config.json");
       }
-      if (engine.hasAdapter(id)) throw new HttpError(409, `an adapter named ${id} already exists`, "invalid_request_error", "adapter_exists", "id");
+      if (await knownAdapter(id)) throw new HttpError(409, `an adapter named ${id} already exists`, "invalid_request_error", "adapter_exists", "id");
       const dir = join(root, id); // id is [A-Za-z0-9_][A-Za-z0-9_.-]*: one path component, never "." or ".."
       try {
         await mkdir(dir);
@@ -572,9 +601,10 @@ export function createApp(engine: Engine, options: AppOptions = {}): Hono {
   app.delete("/v1/adapters/:id{.+}", async (c) => {
     try {
       const id = adapterIdFrom(c.req.param("id"));
+      await knownAdapter(id);
       const info = engine.adapters().find((a) => a.id === id);
       if (!info) throw new HttpError(404, `no adapter named ${id}`, "not_found_error", "adapter_not_found", "id");
-      engine.deleteAdapter(id);
+      await engine.deleteAdapter(id);
       if (uploaded.delete(id) && info.dir && options.adaptersDir) {
         const root = await realpath(options.adaptersDir);
         if (info.dir.startsWith(root + sep)) await rm(info.dir, { recursive: true, force: true });

@@ -1,14 +1,17 @@
 /**
  * The serving engine behind the HTTP app: one base model on the GPU, many adapters (an LRU of
- * resident ones, loaded from disk on first use), and a scheduler that runs generations through
- * a bounded queue. `concurrency` generations run at once (1 here: one KV cache per model; the
- * interface already hands the scheduler whole requests, so batching requests that use different
- * adapters can slot in later without changing the app).
+ * resident ones, loaded from disk on first use), and one of two schedulers behind a bounded queue:
+ *  - "continuous" (default): continuous batching (infer/batch_scheduler.ts): every running request
+ *    is a row of one batched step, whatever adapter it uses, over a paged KV cache;
+ *  - "off": one generation at a time on the model's own KV cache (the previous engine, kept for
+ *    comparison in bench/serve.ts and as a fallback).
  */
 import { PeftError } from "../errors.ts";
-import type { FinishReason, GeneratedPiece, GenerationResult } from "../infer/generate.ts";
+import { type FinishReason, type GeneratedPiece, type GenerationResult, piecesFromIds } from "../infer/generate.ts";
+import { BatchScheduler, type BatchStats } from "../infer/batch_scheduler.ts";
 import { type AdapterInfo, type AdapterLease, AdapterRegistry, checkAdapterId } from "../infer/adapter_registry.ts";
 import type { Model } from "../api/model.ts";
+import type { S3AdapterStore } from "./adapter_store.ts";
 
 export interface ChatMessage {
   role: "system" | "user" | "assistant";
@@ -57,9 +60,13 @@ export interface EngineStats {
   adaptersResident: number;
   adapterBytes: number;
   adapterLoads: number;
+  /** Adapter uses that found it resident (loads are the misses). */
+  adapterHits: number;
   adapterEvictions: number;
   gpuBytes: number;
   gpuBytesByCategory: Record<string, number>;
+  /** The continuous-batching scheduler's figures (absent when batching is off). */
+  batch?: BatchStats;
 }
 
 /** What the HTTP app needs of an engine. */
@@ -76,9 +83,15 @@ export interface Engine {
   start(req: EngineRequest): Promise<Generation>;
   adapters(): AdapterInfo[];
   hasAdapter(id: string): boolean;
-  /** Registers a PEFT directory and loads it (validated against the base model). */
+  /** Registers a PEFT directory and loads it (validated against the base model); with a store, publishes it there. */
   addAdapter(id: string, dir: string): Promise<AdapterInfo>;
-  deleteAdapter(id: string): void;
+  deleteAdapter(id: string): void | Promise<void>;
+  /** With a shared store: registers `id` if the store has it (true), false if not; throws when the store is down. */
+  lookupAdapter?(id: string): Promise<boolean>;
+  /** With a shared store: registers every adapter the store lists (store errors are not thrown). */
+  refreshAdapters?(): Promise<void>;
+  /** Readiness: the model is loaded and the store (if any) answers. */
+  ready?(): Promise<{ ready: boolean; detail: string }>;
   stats(): EngineStats;
   /** Resolves when nothing is running or queued. */
   idle(): Promise<void>;
@@ -162,7 +175,30 @@ export interface ModelEngineOptions {
   adapterBudgetBytes?: number;
   /** Jinja chat template for chat requests instead of the model's own (or of defaultChatPrompt when it has none). */
   chatTemplate?: string;
+  /** "continuous" (default): requests share batched steps; "off": one generation at a time. */
+  batching?: "continuous" | "off";
+  /** Continuous batching: sequences per step (default 32). */
+  maxBatch?: number;
+  /** Continuous batching: tokens per step, decode rows and prefill chunks together (default 256). */
+  maxStepTokens?: number;
+  /** Continuous batching: KV cache blocks in the pool (default: 8 full contexts, at most 1 GiB). */
+  kvBlocks?: number;
+  /** Continuous batching: positions per KV cache block (default 16). */
+  kvBlockSize?: number;
+  /** Continuous batching: decode steps per host round trip when every row samples on the GPU (default 8). */
+  gpuChunk?: number;
+  /** A shared adapter store (S3-compatible): adapters uploaded through any replica are served by all. */
+  store?: S3AdapterStore;
 }
+
+const checkAdapterIdOk = (id: string) => {
+  try {
+    checkAdapterId(id);
+    return true;
+  } catch {
+    return false;
+  }
+};
 
 export class TimeoutError extends Error {
   constructor(ms: number) {
@@ -176,15 +212,28 @@ export class ModelEngine implements Engine {
   readonly modelId: string;
   readonly registry: AdapterRegistry;
   private readonly slots: Slots;
+  /** The continuous-batching scheduler (absent with batching "off"). */
+  readonly batcher?: BatchScheduler;
+  readonly store?: S3AdapterStore;
 
   private readonly chatTemplate?: string;
 
   constructor(readonly model: Model, o: ModelEngineOptions) {
     this.modelId = o.modelId;
     this.chatTemplate = o.chatTemplate;
+    this.store = o.store;
     this.registry = new AdapterRegistry(model.peft, { budgetBytes: o.adapterBudgetBytes });
-    // One generation at a time: the model has one KV cache.
+    // Batching off: one generation at a time on the model's one KV cache.
     this.slots = new Slots(1, o.maxQueue ?? 64);
+    if ((o.batching ?? "continuous") === "continuous") {
+      this.batcher = new BatchScheduler(model.llama, model.tokenizer.eosId, {
+        maxBatch: o.maxBatch,
+        maxStepTokens: o.maxStepTokens,
+        maxQueue: o.maxQueue ?? 64,
+        kv: { numBlocks: o.kvBlocks, blockSize: o.kvBlockSize },
+        gpuChunk: o.gpuChunk,
+      });
+    }
   }
 
   get contextLength(): number {
@@ -239,6 +288,7 @@ export class ModelEngine implements Engine {
       if (timer !== undefined) clearTimeout(timer);
       req.signal?.removeEventListener("abort", onAbort);
     };
+    if (this.batcher) return await this.startBatched(req, ids, ctl, cleanup, () => timedOut, t0);
     try {
       await this.slots.acquire(ctl.signal);
     } catch (e) {
@@ -286,6 +336,55 @@ export class ModelEngine implements Engine {
     return { pieces: pieces(), release };
   }
 
+  /** Pins the request's adapters and hands it to the batch scheduler; resolves once it joins the batch. */
+  private async startBatched(req: EngineRequest, ids: string[], ctl: AbortController, cleanup: () => void, timedOut: () => boolean, t0: number): Promise<Generation> {
+    const leases: AdapterLease[] = [];
+    let released = false;
+    const release = () => {
+      if (released) return;
+      released = true;
+      cleanup();
+      for (const l of leases) l.release();
+    };
+    let ticket;
+    try {
+      for (const id of ids) leases.push(await this.registry.acquire(id));
+      const hooks = this.model.peft.hooksFor(req.adapters ? req.adapters.map((a) => ({ name: a.id, weight: a.weight })) : req.adapter ?? []);
+      ticket = this.batcher!.submit({
+        ids: req.ids,
+        hooks,
+        maxTokens: req.maxTokens,
+        sampling: { temperature: req.temperature, topK: req.topK, topP: req.topP, seed: req.seed },
+        signal: ctl.signal,
+      });
+      await ticket.admitted;
+    } catch (e) {
+      ticket?.cancel();
+      release();
+      throw e;
+    }
+    const queueMs = performance.now() - t0;
+    const tok = this.model.tokenizer;
+    const source = ticket.ids;
+    const t = ticket;
+    async function* pieces(): AsyncGenerator<GeneratedPiece, EngineResult> {
+      try {
+        const r = yield* piecesFromIds(tok, req.ids, source, { maxTokens: req.maxTokens, stop: req.stop, signal: ctl.signal });
+        return { ...r, finishReason: r.finishReason === "abort" && timedOut() ? "timeout" : r.finishReason, queueMs };
+      } finally {
+        t.cancel();
+        release();
+      }
+    }
+    return {
+      pieces: pieces(),
+      release: () => {
+        t.cancel();
+        release();
+      },
+    };
+  }
+
   adapters(): AdapterInfo[] {
     return this.registry.list();
   }
@@ -296,22 +395,70 @@ export class ModelEngine implements Engine {
 
   async addAdapter(id: string, dir: string): Promise<AdapterInfo> {
     checkAdapterId(id);
-    return await this.registry.add(id, dir);
+    if (this.store && await this.store.manifest(id)) throw new PeftError("ADAPTER_EXISTS", `an adapter named ${id} already exists in the store`);
+    const info = await this.registry.add(id, dir); // validated against the base model before anyone else can see it
+    if (this.store) {
+      try {
+        await this.store.put(id, dir);
+      } catch (e) {
+        this.registry.remove(id);
+        throw e;
+      }
+    }
+    return info;
   }
 
-  deleteAdapter(id: string): void {
+  async deleteAdapter(id: string): Promise<void> {
+    if (!this.registry.has(id)) throw new PeftError("UNKNOWN_ADAPTER", `no adapter named ${id}`);
+    await this.store?.delete(id);
     this.registry.remove(id);
   }
 
+  async lookupAdapter(id: string): Promise<boolean> {
+    if (this.registry.has(id)) return true;
+    if (!this.store || !(await this.store.manifest(id))) return false;
+    if (!this.registry.has(id)) this.registerFromStore(id);
+    return true;
+  }
+
+  async refreshAdapters(): Promise<void> {
+    if (!this.store) return;
+    let ids: string[];
+    try {
+      ids = await this.store.list();
+    } catch {
+      return; // the store is down: list what is known (GET /ready says why)
+    }
+    for (const id of ids) if (!this.registry.has(id) && checkAdapterIdOk(id)) this.registerFromStore(id);
+  }
+
+  private registerFromStore(id: string) {
+    const store = this.store!;
+    this.registry.registerSource(id, () => store.fetch(id));
+  }
+
+  async ready(): Promise<{ ready: boolean; detail: string }> {
+    if (!this.store) return { ready: true, detail: "model loaded" };
+    try {
+      await this.store.ping();
+      return { ready: true, detail: `model loaded; adapter store ${this.store.description} reachable` };
+    } catch (e) {
+      return { ready: false, detail: e instanceof Error ? e.message : String(e) };
+    }
+  }
+
   stats(): EngineStats {
+    const b = this.batcher?.stats();
     return {
-      running: this.slots.running,
-      queued: this.slots.waiters.length,
-      maxQueue: this.slots.maxQueue,
+      running: b ? b.running : this.slots.running,
+      queued: b ? b.queued : this.slots.waiters.length,
+      maxQueue: b ? b.maxQueue : this.slots.maxQueue,
+      batch: b,
       adaptersKnown: this.registry.list().length,
       adaptersResident: this.registry.residentCount(),
       adapterBytes: this.registry.residentBytes(),
       adapterLoads: this.registry.loads,
+      adapterHits: this.registry.hits,
       adapterEvictions: this.registry.evictions,
       gpuBytes: this.model.gpu.bytesHeld(),
       gpuBytesByCategory: this.model.memoryReport(),
@@ -319,6 +466,11 @@ export class ModelEngine implements Engine {
   }
 
   idle(): Promise<void> {
-    return this.slots.idle();
+    return this.batcher ? this.batcher.idle() : this.slots.idle();
+  }
+
+  /** Frees the scheduler's KV pool and LoRA bank (the model stays loaded). */
+  close(): void {
+    this.batcher?.destroy();
   }
 }

@@ -15,7 +15,7 @@ import * as esbuild from "esbuild";
 import { encodeSafetensors } from "../../src/io/safetensors.ts";
 import { loadModel } from "../../src/api/model.ts";
 import { type AppOptions, createApp } from "../../src/serve/app.ts";
-import { ModelEngine } from "../../src/serve/engine.ts";
+import { ModelEngine, type ModelEngineOptions } from "../../src/serve/engine.ts";
 import { startServer } from "../../src/serve/server.ts";
 import { STORIES, testGpu } from "../helpers.ts";
 import { fixture, sseData } from "./fixture.ts";
@@ -25,15 +25,21 @@ const opts = { sanitizeOps: false, sanitizeResources: false };
 const root = new URL("../../", import.meta.url).pathname;
 
 /** A server over the shared fixture model; `fn` gets its URL, engine and the errors it logged. */
-async function withServer(o: AppOptions, fn: (url: string, engine: ModelEngine, logged: unknown[]) => Promise<void>, model?: Awaited<ReturnType<typeof loadModel>>) {
+async function withServer(
+  o: AppOptions,
+  fn: (url: string, engine: ModelEngine, logged: unknown[]) => Promise<void>,
+  model?: Awaited<ReturnType<typeof loadModel>>,
+  engineOptions: Partial<ModelEngineOptions> = {},
+) {
   const m = model ?? (await fixture()).model;
-  const engine = new ModelEngine(m, { modelId: BASE });
+  const engine = new ModelEngine(m, { modelId: BASE, ...engineOptions });
   const logged: unknown[] = [];
   const s = await startServer(createApp(engine, { logError: (e) => logged.push(e), ...o }), { port: 0, drain: () => engine.idle() });
   try {
     await fn(s.url, engine, logged);
   } finally {
     await s.shutdown();
+    engine.close();
   }
 }
 
@@ -164,7 +170,7 @@ Deno.test("finding 9: a client that gives up while queued is a disconnect (499),
     assert.match(metrics, /edgepeft_http_requests_total\{route="\/v1\/completions",method="POST",status="499"\} 2/);
     assert.doesNotMatch(metrics, /status="500"/);
     assert.deepEqual(logged, [], "nothing logged as an unexpected error");
-  });
+  }, undefined, { maxBatch: 1 }); // one request in the batch at a time, so the second one queues
 });
 
 Deno.test("finding 9: a missing adapter path is named as the client gave it, never as the server's path", opts, async () => {

@@ -370,11 +370,19 @@ Deno.test("GET /metrics: Prometheus text with requests, tokens, latency histogra
   for (const re of [
     /# TYPE edgepeft_http_requests_total counter/,
     /edgepeft_http_requests_total\{route="\/v1\/completions",method="POST",status="200"\} [1-9]/,
-    /edgepeft_http_request_duration_seconds_bucket\{route="\/v1\/completions",le="\+Inf"\} [1-9]/,
+    /edgepeft_http_request_duration_seconds_bucket\{le="\+Inf",route="\/v1\/completions"\} [1-9]/,
     /edgepeft_completion_tokens_total [1-9]/,
     /edgepeft_adapters_loaded [1-9]/,
     /edgepeft_gpu_bytes [1-9]/,
     /edgepeft_queue_rejections_total 0/,
+    // Continuous batching, the paged KV cache, the adapter cache, requests per adapter.
+    /edgepeft_batch_size \d+/,
+    /edgepeft_batch_steps [1-9]/,
+    /edgepeft_kv_blocks_total [1-9]/,
+    /edgepeft_kv_blocks_used \d+/,
+    /edgepeft_generated_tokens_per_second [0-9.e+-]+/,
+    /edgepeft_adapter_cache_hits_total [1-9]/,
+    /edgepeft_adapter_requests_total\{adapter="alpha"\} [1-9]/,
   ]) assert.match(m, re);
   for (const line of m.trim().split("\n")) assert.match(line, /^(# (HELP|TYPE) \w+ .+|\w+(\{[^}]*\})? [-0-9.e+Inf]+)$/, line);
 });

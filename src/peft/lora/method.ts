@@ -45,6 +45,7 @@ function loraHook<T>(config: LoraConfig, t: LoraTarget, p: { A: Param<T>; B: Par
   if (!p.m) {
     return {
       additive: true,
+      lowRank: { A: p.A.value, B: p.B.value, rank: config.r, scale },
       output(g: Graph<T>, y: V<T>, ctx: LinearOutputContext<T>): V<T> {
         const A = g.param(p.A), B = g.param(p.B);
         const xd = g.dropout(ctx.x, dropout, seedOf(g));
