@@ -263,7 +263,7 @@ Deno.test("export refusals: DoRA and methods llama.cpp has no runtime LoRA for, 
   };
   await refuse({ r: 4, use_dora: true }, /adapter x is DoRA: llama\.cpp's LoRA adapters have no magnitude vector.*export --merge/);
   await refuse({ peft_type: "IA3" }, /adapter x is \(IA\)³: llama\.cpp loads LoRA adapters only; export the model with the adapter merged/);
-  await refuse({ peft_type: "BITFIT" }, /adapter x is BitFit: .*cannot be merged either \(llama's base linears have no bias/);
+  await refuse({ peft_type: "BITFIT" }, /adapter x is BitFit: .*cannot be merged either \(BitFit biases stay beside the base weights/);
   await refuse({ r: 4, lora_alpha: 0 }, /lora_alpha 0 \(no effect\)/);
   assert.equal(existsSync(join(dir, "x.gguf")), false, "nothing written");
 

@@ -59,5 +59,5 @@ export const BITFIT: PeftMethod<BitfitConfig> = {
     }
     return { linear: (site) => bySite.get(site.weight) ?? [], norm: () => undefined };
   },
-  cannotMerge: "the base linears have no bias tensors to fold BitFit biases into (keep the adapter unmerged)",
+  cannotMerge: "BitFit biases stay beside the base weights: llama-style linears have no bias tensors to fold them into",
 };
