@@ -201,3 +201,50 @@ Deno.test("families: LoRA training on a qwen2 model lowers the eval loss", async
     await Deno.remove(dir, { recursive: true });
   }
 });
+
+Deno.test("families: BitFit trains qwen2's own q/k/v biases (starts as them, the file holds the whole trained bias) and adds zero-initialised ones elsewhere", async () => {
+  const m = await open("qwen2");
+  try {
+    const ids = batch.inputs.slice(0, 10);
+    const logits = async (adapter?: string) => {
+      const t = m.llama.forward(ids, 0, { hooks: m.peft.hooksFor(adapter === undefined ? [] : adapter) });
+      const v = await m.gpu.readF32(t);
+      t.release();
+      m.llama.dropCache();
+      return v;
+    };
+    const base = await logits();
+    const a = m.addAdapter("bf", { peft_type: "BITFIT" }, 1);
+    const key = (module: string) => `base_model.model.model.layers.0.self_attn.${module}.bias`;
+    const qBias = a.params.get(key("q_proj"))!, oBias = a.params.get(key("o_proj"))!;
+    const baseQ = m.llama.weights.get("blk.0.attn_q.bias")!;
+    assert.deepEqual(await m.gpu.readF32(qBias.value), await m.gpu.readF32(baseQ), "q_proj.bias starts as the base bias");
+    assert.ok((await m.gpu.readF32(oBias.value)).every((v) => v === 0), "o_proj has no base bias: zeros");
+    assert.deepEqual(await logits("bf"), base, "unchanged at step 0");
+    // A trained q bias acts as the base bias would.
+    const q = await m.gpu.readF32(qBias.value), trained = q.map((v, i) => v + 0.3 * Math.sin(i + 1));
+    m.gpu.write(qBias.value, trained);
+    const withAdapter = await logits("bf");
+    const original = await m.gpu.readF32(baseQ);
+    m.gpu.write(baseQ, trained);
+    const replaced = await logits();
+    m.gpu.write(baseQ, original);
+    assertCloseArrays(withAdapter, replaced, 1e-5);
+    const dir = await Deno.makeTempDir();
+    try {
+      await m.saveAdapter("bf", dir);
+      const saved = await readSafetensors(join(dir, "adapter_model.safetensors"));
+      assert.deepEqual(await saved.readF32(key("q_proj")), trained, "the file holds the whole trained bias (qwen2 rows are in HF order already)");
+    } finally {
+      await Deno.remove(dir, { recursive: true });
+    }
+  } finally {
+    m.close();
+  }
+});
+
+function assertCloseArrays(a: Float32Array, b: Float32Array, tol: number) {
+  let worst = 0;
+  for (let i = 0; i < a.length; i++) worst = Math.max(worst, Math.abs(a[i] - b[i]));
+  assert.ok(worst < tol, `max |difference| ${worst}`);
+}

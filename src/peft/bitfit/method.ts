@@ -1,14 +1,16 @@
 /**
- * BitFit (Ben Zaken et al. 2022): train only bias terms. llama's linears have no biases, so
- * BitFit adds zero-initialised biases to the chosen linears (target_modules, default every block
- * linear) and trains those: y = W·x + b, the model unchanged at step 0. On qwen2's q/k/v, which
- * have base biases, the trained bias is added to the base one (the file holds the change). HF
- * PEFT has no BitFit; the directory uses PEFT's layout with peft_type "BITFIT" and each bias saved
- * as a full tensor under its HF name (base_model.model.model.layers.0.self_attn.q_proj.bias [out]),
- * the way PEFT saves modules_to_save tensors. Not mergeable: most targets have no base bias to hold it.
+ * BitFit (Ben Zaken et al. 2022): train only bias terms. Where a linear has a base bias (qwen2's
+ * q/k/v) BitFit trains that bias: the parameter starts as a copy of it and the pass adds its
+ * change, so the file holds the whole trained bias. llama's linears (and qwen2's others) have none,
+ * so BitFit adds zero-initialised biases there: y = W·x + b, the model unchanged at step 0.
+ * target_modules defaults to every block linear. HF PEFT has no BitFit; the directory uses PEFT's
+ * layout with peft_type "BITFIT" and each bias saved as a full tensor under its HF name
+ * (base_model.model.model.layers.0.self_attn.q_proj.bias [out]), the way PEFT saves
+ * modules_to_save tensors. Not mergeable: most targets have no base bias to hold it.
  */
 import type { LlamaConfig } from "../../model/config.ts";
-import { ggufLinearName } from "../../model/config.ts";
+import { biasName, ggufLinearName } from "../../model/config.ts";
+import type { Backend } from "../../model/backend.ts";
 import type { Hooks, LinearHook } from "../../model/sites.ts";
 import { ConfigReader } from "../config_common.ts";
 import { linearPath, peftKey } from "../keys.ts";
@@ -33,7 +35,12 @@ export function normalizeBitfitConfig(user: Record<string, unknown>): BitfitConf
 }
 
 const targetsOf = (c: BitfitConfig, model: LlamaConfig) =>
-  resolveTargets(c, model, LABEL).map((t) => ({ ...t, key: peftKey(linearPath(t.layer, t.module), "bias"), weight: ggufLinearName(t.module, t.layer) }));
+  resolveTargets(c, model, LABEL).map((t) => ({
+    ...t,
+    key: peftKey(linearPath(t.layer, t.module), "bias"),
+    weight: ggufLinearName(t.module, t.layer),
+    baseBias: biasName(model, t.module, t.layer),
+  }));
 
 export const BITFIT: PeftMethod<BitfitConfig> = {
   peftType: "BITFIT",
@@ -43,6 +50,9 @@ export const BITFIT: PeftMethod<BitfitConfig> = {
   layout: (config, model): ParamLayout[] =>
     targetsOf(config, model).map((t) => ({ key: t.key, shape: [t.outFeatures], qkRows: t.module === "q_proj" || t.module === "k_proj" })),
   init: (config, model) => new Map(targetsOf(config, model).map((t) => [t.key, new Float32Array(t.outFeatures)])),
+  initFromBase<T>(config: BitfitConfig, model: LlamaConfig, be: Backend<T>, params: ParamStore<T>): void {
+    for (const t of targetsOf(config, model)) if (t.baseBias) be.copyInto(params.get(t.key).value, be.weight(t.baseBias));
+  },
   hooks<T>(config: BitfitConfig, model: LlamaConfig, params: ParamStore<T>, weight: number): Hooks<T> {
     const bySite = new Map<string, LinearHook<T>[]>();
     for (const t of targetsOf(config, model)) {
@@ -51,8 +61,19 @@ export const BITFIT: PeftMethod<BitfitConfig> = {
         additive: true,
         output(g, y) {
           const b = g.param(p);
-          const out = g.addCols(y, weight === 1 ? b : g.scale(b, weight));
+          // The pass already added the base bias (if any): add the trained bias's change from it.
+          let d = b;
+          if (t.baseBias) {
+            const base = g.constant(g.be.weight(t.baseBias));
+            d = g.axpy(b, base, -1);
+            g.free(base);
+          }
+          const dw = weight === 1 ? d : g.scale(d, weight);
+          const out = g.addCols(y, dw);
           g.free(y);
+          if (dw !== d) g.free(dw);
+          if (d !== b) g.free(d);
+          g.free(b);
           return out;
         },
       }]);
