@@ -1,4 +1,6 @@
 /** Shared test helpers: one GPU per test process, seeded random data, tolerance checks. */
+import assert from "node:assert/strict";
+import { PeftError } from "../src/errors.ts";
 import { Gpu } from "../src/gpu/gpu.ts";
 import { seededRandom } from "../src/infer/sampler.ts";
 import { f32ToF16 } from "../src/io/bytes.ts";
@@ -88,4 +90,14 @@ export function randomGgmlBytes(type: number, blocks: number, seed: number): Uin
 function randomBf16(r: () => number): number {
   const exp = 127 - 20 + Math.floor(r() * 30);
   return ((r() < 0.5 ? 0x8000 : 0) | (exp << 7) | Math.floor(r() * 128)) & 0xffff;
+}
+
+/** An assert.throws / rejects matcher: a PeftError with `code` whose message mentions every part. */
+export function isPeftError(code: string, ...parts: string[]): (e: unknown) => boolean {
+  return (e: unknown) => {
+    assert.ok(e instanceof PeftError, `expected PeftError, got ${e}`);
+    assert.equal(e.code, code, e.message);
+    for (const p of parts) assert.ok(e.message.includes(p), `"${e.message}" should mention "${p}"`);
+    return true;
+  };
 }
