@@ -1,6 +1,7 @@
 #!/usr/bin/env node
 // One-time setup on a fresh machine: npm packages (Deno itself comes from npm), Mesa's software
-// Vulkan driver when no GPU driver is installed (Debian, as root), then scripts/prepare.mjs.
+// Vulkan driver when no GPU driver is installed and Chromium for the browser test when it is
+// missing (Debian, as root), then scripts/prepare.mjs.
 // A failing step prints one line saying what to run, never a stack trace; when another apt/dpkg
 // process holds the package lock (unattended upgrades on a fresh machine), it waits for it.
 import { spawnSync } from "node:child_process";
@@ -44,7 +45,7 @@ function aptGet(args, pkgs) {
     const waited = (Date.now() - start) / 1000;
     if (/Could not get lock|Unable to acquire the dpkg frontend lock|Unable to lock|is another process using it/i.test(err)) {
       if (waited >= LOCK_WAIT_S) {
-        fail(`another apt/dpkg process still holds the package lock after ${Math.round(waited)} s; when it has finished, run: npm run setup (or install the drivers yourself: apt-get install -y ${pkgs})`);
+        fail(`another apt/dpkg process still holds the package lock after ${Math.round(waited)} s; when it has finished, run: npm run setup (or install them yourself: apt-get install -y ${pkgs})`);
       }
       if (waited - lastNote >= 30) {
         console.error(`[setup] another apt/dpkg process holds the package lock (${Math.round(waited)} s so far); waiting for it (up to ${LOCK_WAIT_S} s)`);
@@ -54,7 +55,7 @@ function aptGet(args, pkgs) {
       continue;
     }
     const last = err.trim().split("\n").filter(Boolean).pop() ?? `exit ${r.status}`;
-    fail(`apt-get ${args.join(" ")} failed: ${last}; install the drivers yourself: apt-get install -y ${pkgs}, then run npm run setup`);
+    fail(`apt-get ${args.join(" ")} failed: ${last}; install them yourself: apt-get install -y ${pkgs}, then run npm run setup`);
   }
 }
 
@@ -68,14 +69,31 @@ if (!existsSync(join(root, "node_modules/.bin/deno")) || !existsSync(join(root, 
 const icdDirs = ["/usr/share/vulkan/icd.d", "/etc/vulkan/icd.d"];
 const hasVulkanDriver = icdDirs.some((d) => existsSync(d) && readdirSync(d).some((f) => f.endsWith(".json")));
 const hasEgl = existsSync("/usr/lib/x86_64-linux-gnu/libEGL_mesa.so.0") || existsSync("/usr/lib/aarch64-linux-gnu/libEGL_mesa.so.0");
+const canApt = process.platform === "linux" && process.getuid?.() === 0 && existsSync("/usr/bin/apt-get");
+let aptUpdated = false;
+function aptInstall(pkgs) {
+  if (!aptUpdated) aptGet(["update", "-qq"], pkgs);
+  aptUpdated = true;
+  aptGet(["install", "-y", "-qq", ...pkgs.split(" ")], pkgs);
+}
+
 if ((!hasVulkanDriver || !hasEgl) && process.platform === "linux") {
   const pkgs = "mesa-vulkan-drivers libegl1 libegl-mesa0 libgl1-mesa-dri";
-  if (process.getuid?.() === 0 && existsSync("/usr/bin/apt-get")) {
+  if (canApt) {
     console.error(`[setup] installing ${pkgs} (software GPU drivers)`);
-    aptGet(["update", "-qq"], pkgs);
-    aptGet(["install", "-y", "-qq", ...pkgs.split(" ")], pkgs);
+    aptInstall(pkgs);
   } else {
     console.error(`[setup] no Vulkan driver found: install a GPU driver or, on Debian/Ubuntu, sudo apt-get install ${pkgs}`);
+  }
+}
+
+// tests/web drives the page in Debian's chromium (puppeteer-core never downloads a browser).
+if (process.platform === "linux" && !process.env.CHROMIUM && !["/usr/bin/chromium", "/usr/bin/chromium-browser"].some(existsSync)) {
+  if (canApt) {
+    console.error("[setup] installing chromium (for the browser test, tests/web)");
+    aptInstall("chromium");
+  } else {
+    console.error("[setup] no Chromium found: the browser test (tests/web) needs it: sudo apt-get install chromium (or set CHROMIUM to a Chromium binary)");
   }
 }
 

@@ -92,8 +92,8 @@ function randomBf16(r: () => number): number {
   return ((r() < 0.5 ? 0x8000 : 0) | (exp << 7) | Math.floor(r() * 128)) & 0xffff;
 }
 
-/** An assert.throws / rejects matcher: a PeftError with `code` whose message mentions every part. */
-export function isPeftError(code: string, ...parts: string[]): (e: unknown) => boolean {
+/** An assert.throws/rejects matcher: a PeftError of `code` whose message mentions every part. */
+export function isErr(code: string, ...parts: string[]) {
   return (e: unknown) => {
     assert.ok(e instanceof PeftError, `expected PeftError, got ${e}`);
     assert.equal(e.code, code, e.message);

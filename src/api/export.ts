@@ -9,8 +9,7 @@
  * Reads one base tensor at a time from the GPU; the file is assembled in memory, which suits the
  * small and mid-size models this runtime trains.
  */
-import { readFile, stat } from "node:fs/promises";
-import { join } from "node:path";
+import { join, readFile, stat } from "../util/host.ts";
 import { PeftError } from "../errors.ts";
 import { writeFileAtomic } from "../io/bytes.ts";
 import { encodeExportTensor, type GgufExportType, GGUF_EXPORT_TYPES, isGgufExportType, LLAMA_FILE_TYPE } from "../io/gguf_export_types.ts";

@@ -1,14 +1,17 @@
 /**
  * The user-facing model: weights on the GPU, its tokenizer, its adapters, and generation.
- * `loadModel(path)` accepts a GGUF file or a Hugging Face directory.
+ * `loadModel(path)` accepts a GGUF file or a Hugging Face directory; `loadModel(bytes | Blob | File)`
+ * a GGUF file's contents (a web page's picked file, read by slices as tensors are needed).
  */
-import { stat } from "node:fs/promises";
+import { stat } from "../util/host.ts";
 import { PeftError } from "../errors.ts";
 import { Gpu } from "../gpu/gpu.ts";
 import { type GeneratedPiece, generateTokens, type GenerateOptions, type GenerationResult } from "../infer/generate.ts";
 import { Tokenizer } from "../tokenizer/mod.ts";
 import type { GgufMetaEntry } from "../io/gguf.ts";
 import type { GgufExportType } from "../io/gguf_export_types.ts";
+import { type ByteInput, inputName } from "../io/bytes.ts";
+import type { AdapterFileBytes, AdapterFiles } from "../io/peft_adapter.ts";
 import { type ComputeDtype, resolveQuantizeSpec } from "../model/quantized.ts";
 import { type GgufSaveReport, type HfSaveReport, saveAdapterGguf, saveGguf, saveHf } from "./export.ts";
 import type { Adapter } from "../peft/adapter.ts";
@@ -23,6 +26,11 @@ export type { ClassBytes, MemoryReport, ParameterReport } from "../model/memory_
 export type { GgufSaveReport, HfSaveReport } from "./export.ts";
 
 export interface LoadModelOptions {
+  /**
+   * The model's name when it is given as bytes or a Blob: messages and saved adapters'
+   * base_model_name_or_path use it (default: a File's own name, else "<memory>").
+   */
+  name?: string;
   /** Reuse a GPU device (several models, or tests). */
   gpu?: Gpu;
   /** Cap the context length below the model's own (saves KV-cache memory). */
@@ -130,13 +138,22 @@ export class Model {
     return this.peft.addAdapter(name, config, seed, { tokenize: (text) => this.tokenizer.encode(text, { addSpecial: true, parseSpecial: false }) });
   }
 
-  /** Loads an HF PEFT adapter directory (adapter_config.json + adapter_model.safetensors), any supported method. */
-  async loadAdapter(name: string, dir: string): Promise<Adapter> {
-    return await this.peft.loadAdapter(name, dir);
+  /**
+   * Loads an HF PEFT adapter (adapter_config.json + adapter_model.safetensors), any supported
+   * method: a directory path, or the two files' contents (bytes, Blobs or Files) under those names.
+   */
+  async loadAdapter(name: string, source: string | AdapterFiles): Promise<Adapter> {
+    return await this.peft.loadAdapter(name, source);
   }
 
-  /** Saves an adapter in HF PEFT format, atomically. */
-  async saveAdapter(name: string, dir: string): Promise<void> {
+  /**
+   * Saves an adapter in HF PEFT format: into directory `dir` (atomically), or, without `dir`,
+   * returns the two files' bytes (a web page offers them as downloads; loadAdapter takes them back).
+   */
+  async saveAdapter(name: string, dir: string): Promise<void>;
+  async saveAdapter(name: string): Promise<AdapterFileBytes>;
+  async saveAdapter(name: string, dir?: string): Promise<void | AdapterFileBytes> {
+    if (dir === undefined) return await this.adapter(name).files(this.source);
     await this.adapter(name).save(dir, this.source);
   }
 
@@ -286,8 +303,13 @@ export class Model {
   }
 }
 
-/** Opens a GGUF file or a Hugging Face model directory as a WeightSource. */
-export async function openWeights(path: string): Promise<WeightSource> {
+/**
+ * Opens a GGUF file or a Hugging Face model directory (paths), or a GGUF file's contents (bytes,
+ * Blob or File, named `name` in messages), as a WeightSource.
+ */
+export async function openWeights(input: ByteInput, name?: string): Promise<WeightSource> {
+  if (typeof input !== "string") return await ggufWeights(input, name ?? inputName(input, "<memory>"));
+  const path = input;
   let info;
   try {
     info = await stat(path);
@@ -309,8 +331,9 @@ function chooseComputeDtype(asked: "f32" | "f16" | "auto", hasF16: boolean): Com
   return "f32";
 }
 
-export async function loadModel(path: string, o: LoadModelOptions = {}): Promise<Model> {
-  const source = await openWeights(path);
+export async function loadModel(input: ByteInput, o: LoadModelOptions = {}): Promise<Model> {
+  const source = await openWeights(input, o.name);
+  const path = source.name;
   try {
     if (o.contextLength !== undefined) {
       if (!Number.isInteger(o.contextLength) || o.contextLength < 1) {

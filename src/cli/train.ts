@@ -19,7 +19,7 @@ export const CLI_EVAL_BATCHES = 8;
 
 const method = "method", lora = "LoRA / DoRA", data = "data", optim = "optimization", run = "run";
 
-export const PEFT_TYPES = ["lora", "dora", "ia3", "bitfit", "ln_tuning", "partial", "prompt_tuning", "p_tuning", "prefix_tuning", "bottleneck", "mam"] as const;
+export const PEFT_TYPES = ["lora", "dora", "ia3", "bitfit", "ln_tuning", "partial", "full", "prompt_tuning", "p_tuning", "prefix_tuning", "bottleneck", "mam"] as const;
 
 export const TRAIN = {
   name: "train",
@@ -44,7 +44,7 @@ export const TRAIN = {
     "chat-template": chatTemplateFlag(data, 'for {"messages"} records'),
     "peft-type": {
       type: "string", choices: PEFT_TYPES, default: "lora", group: method, aliases: ["method", "finetuning-type", "finetuning_type"],
-      description: "lora; dora (LoRA + magnitude); ia3 (scaling vectors); bitfit (biases); ln_tuning (norm weights); partial (whole modules); " +
+      description: "lora; dora (LoRA + magnitude); ia3 (scaling vectors); bitfit (biases); ln_tuning (norm weights); partial (whole modules); full (partial over every block weight and norm; embeddings stay frozen); " +
         "prompt_tuning / p_tuning (virtual tokens); prefix_tuning (key/value prefixes); bottleneck (adapter modules); mam (prefix + parallel adapter)",
     },
     "num-virtual-tokens": { type: "int", default: 20, min: 1, units: "tokens", group: method, description: "prompt_tuning, p_tuning, prefix_tuning, mam: virtual tokens (they use context)" },
@@ -190,6 +190,9 @@ export function adapterConfig(v: FlagValues<typeof TRAIN>, nLayers: number): Rec
           adapter: { peft_type: "BOTTLENECK", config: "par_bn", reduction_factor: v["reduction-factor"] },
         },
       };
+    case "full":
+      if (target_modules || layers_to_transform) throw usageError("--peft-type full trains every block weight and norm: use --peft-type partial with --target-modules / --layers to choose");
+      return { peft_type: "PARTIAL", target_modules: "all", layers_to_transform: null };
     default:
       return { peft_type: "PARTIAL", target_modules, layers_to_transform };
   }

@@ -2,20 +2,21 @@
  * The only place that knows how a GPUDevice is obtained on each runtime:
  *  - Deno: built-in `navigator.gpu` (Vulkan; lavapipe on machines without a GPU);
  *  - Bun: `bun-webgpu` (Dawn through bun:ffi), OpenGL backend over surfaceless EGL;
- *  - Node: `webgpu` (Dawn N-API), OpenGL backend.
+ *  - Node: `webgpu` (Dawn N-API), OpenGL backend;
+ *  - a web page (window or worker): the browser's own `navigator.gpu`.
  * Requests the adapter's real limits so big models can bind as much as the hardware allows.
  */
-import { tmpdir } from "node:os";
-import process from "node:process";
+import { env, platform, tmpdir } from "../util/host.ts";
 import { PeftError } from "../errors.ts";
 
-export type Runtime = "deno" | "bun" | "node";
+export type Runtime = "deno" | "bun" | "node" | "browser";
 
 export function detectRuntime(): Runtime {
-  const g = globalThis as Record<string, unknown>;
+  const g = globalThis as Record<string, unknown> & { process?: { versions?: { node?: string } } };
   if (g.Deno) return "deno";
   if (g.Bun) return "bun";
-  return "node";
+  if (g.process?.versions?.node) return "node";
+  return "browser";
 }
 
 export interface DeviceInfo {
@@ -51,20 +52,32 @@ const INSTALL_HINT =
   "(Debian/Ubuntu: `apt-get install mesa-vulkan-drivers`; for Bun/Node also `libegl1 libegl-mesa0 libgl1-mesa-dri`), " +
   "or install your GPU's Vulkan driver.";
 
+/** What a page says when the browser has no WebGPU: which browsers have it, and the flags where it is off by default. */
+export const BROWSER_WEBGPU_HINT =
+  "WebGPU is on by default in Chrome and Edge 113+ (Windows, macOS, ChromeOS, Android), " +
+  "Safari 26+ and Firefox 141+ on Windows. On Linux start Chrome/Chromium with --enable-unsafe-webgpu --enable-features=Vulkan " +
+  "(without a GPU also --use-angle=vulkan --enable-features=Vulkan,VulkanFromANGLE for the SwiftShader software adapter), " +
+  "or enable chrome://flags/#enable-unsafe-webgpu; in Firefox set dom.webgpu.enabled in about:config. " +
+  "WebGPU also needs a secure page (https or http://localhost) and a GPU the browser has not blocklisted (see chrome://gpu).";
+
 // deno-lint-ignore no-explicit-any
 type AnyGpu = any;
 let nodeInstance: AnyGpu = null;
 
 async function gpuForRuntime(runtime: Runtime): Promise<{ gpu: AnyGpu; adapterOptions: Record<string, unknown> }> {
+  if (runtime === "browser") {
+    const g = (globalThis as AnyGpu).navigator?.gpu;
+    if (!g) throw new PeftError("GPU_UNAVAILABLE", `This browser has no WebGPU (navigator.gpu is missing). ${BROWSER_WEBGPU_HINT}`);
+    return { gpu: g, adapterOptions: {} };
+  }
   // Mesa's Vulkan/EGL loaders complain on stderr when XDG_RUNTIME_DIR is unset (no display
   // session, e.g. CI); they need no real directory for compute.
-  if (!process.env.XDG_RUNTIME_DIR) process.env.XDG_RUNTIME_DIR = tmpdir();
+  if (!env.XDG_RUNTIME_DIR) env.XDG_RUNTIME_DIR = tmpdir();
   if (runtime === "deno") {
     const g = (globalThis as AnyGpu).navigator?.gpu;
     if (!g) throw new PeftError("GPU_UNAVAILABLE", "navigator.gpu is missing in this Deno; use Deno >= 2 (WebGPU is built in).");
     return { gpu: g, adapterOptions: {} };
   }
-  const env = process.env;
   // Dawn's OpenGL backend over EGL needs no display with the surfaceless platform.
   if (env && !env.EGL_PLATFORM) env.EGL_PLATFORM = "surfaceless";
   if (runtime === "bun") {
@@ -97,7 +110,7 @@ async function setNativeEnv(name: string, value: string): Promise<void> {
   const ffiName = "bun:ffi";
   try {
     const ffi = await import(ffiName);
-    const libc = ffi.dlopen(process.platform === "darwin" ? "libc.dylib" : "libc.so.6", {
+    const libc = ffi.dlopen(platform === "darwin" ? "libc.dylib" : "libc.so.6", {
       setenv: { args: [ffi.FFIType.ptr, ffi.FFIType.ptr, ffi.FFIType.i32], returns: ffi.FFIType.i32 },
     });
     const c = (s: string) => new TextEncoder().encode(s + "\0");
@@ -162,9 +175,14 @@ export async function requestDevice(options: DeviceOptions = {}): Promise<{ devi
   try {
     adapter = await gpu.requestAdapter({ powerPreference: options.powerPreference ?? "high-performance", ...adapterOptions });
   } catch (e) {
-    throw new PeftError("GPU_UNAVAILABLE", `${INSTALL_HINT} (${(e as Error).message})`);
+    throw new PeftError("GPU_UNAVAILABLE", `${runtime === "browser" ? BROWSER_WEBGPU_HINT : INSTALL_HINT} (${(e as Error).message})`);
   }
-  if (!adapter) throw new PeftError("GPU_UNAVAILABLE", INSTALL_HINT);
+  if (!adapter) {
+    throw new PeftError(
+      "GPU_UNAVAILABLE",
+      runtime === "browser" ? `WebGPU found no usable GPU (navigator.gpu.requestAdapter() returned none). ${BROWSER_WEBGPU_HINT}` : INSTALL_HINT,
+    );
+  }
   const features: GPUFeatureName[] = [];
   const hasF16 = adapter.features.has("shader-f16") && options.f16 !== false;
   if (hasF16) features.push("shader-f16");
@@ -175,7 +193,9 @@ export async function requestDevice(options: DeviceOptions = {}): Promise<{ devi
   const ainfo = (adapter as AnyGpu).info ?? {};
   const info: DeviceInfo = {
     runtime,
-    description: String(ainfo.description || ainfo.device || ainfo.vendor || "unknown adapter"),
+    // Browsers leave description and device empty (fingerprinting); vendor + architecture say
+    // e.g. "google swiftshader".
+    description: String(ainfo.description || ainfo.device || [ainfo.vendor, ainfo.architecture].filter(Boolean).join(" ") || "unknown adapter"),
     features: { f16: device.features.has("shader-f16"), timestamp: device.features.has("timestamp-query") },
     limits: {
       maxStorageBufferBindingSize: dl.maxStorageBufferBindingSize,

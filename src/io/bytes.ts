@@ -1,8 +1,9 @@
 /**
- * Random-access byte sources: a file read lazily through a handle, or bytes already in memory.
- * Parsers ask for ranges; nothing reads a whole model file twice.
+ * Random-access byte sources: a file read lazily through a handle, a Blob or File (a web page's
+ * picked or dropped file) read lazily by slices, or bytes already in memory. Parsers ask for
+ * ranges; nothing reads a whole model file twice.
  */
-import { open, rename, rm, stat } from "node:fs/promises";
+import { open, rename, rm, stat } from "../util/host.ts";
 import { PeftError } from "../errors.ts";
 
 export interface ByteSource {
@@ -12,6 +13,49 @@ export interface ByteSource {
   /** Reads exactly `length` bytes at `offset` into a fresh, 8-byte aligned buffer. */
   read(offset: number, length: number): Promise<Uint8Array>;
   close(): Promise<void>;
+}
+
+/** What the readers accept: a path, bytes, or a Blob / File. */
+export type ByteInput = string | Uint8Array | ArrayBuffer | Blob;
+
+/** A name for messages: a File's name, else `fallback`. */
+export function inputName(input: Exclude<ByteInput, string>, fallback: string): string {
+  return typeof File !== "undefined" && input instanceof File && input.name ? input.name : fallback;
+}
+
+/** A path as a file source, anything else as a memory or Blob source named `name` (default: a File's name). */
+export async function openByteSource(input: ByteInput, name?: string): Promise<ByteSource> {
+  if (typeof input === "string") return await fileSource(input);
+  if (input instanceof Uint8Array) return memorySource(input, name);
+  if (input instanceof ArrayBuffer) return memorySource(new Uint8Array(input), name);
+  if (typeof Blob !== "undefined" && input instanceof Blob) return blobSource(input, name ?? inputName(input, "<blob>"));
+  throw new PeftError("BAD_PARAMETER", `${name ?? "input"}: expected a path, a Uint8Array, an ArrayBuffer or a Blob/File, got ${Object.prototype.toString.call(input)}`);
+}
+
+/**
+ * A Blob (or File) read by range: each read slices the Blob and copies just that range into a
+ * fresh ArrayBuffer, so a multi-gigabyte model file is never held in memory whole.
+ */
+export function blobSource(blob: Blob, name = "<blob>"): ByteSource {
+  return {
+    name,
+    size: blob.size,
+    async read(offset, length) {
+      if (offset < 0 || offset + length > blob.size) {
+        throw new PeftError("FILE_TRUNCATED", `${name}: read of ${length} bytes at ${offset} is past the end (${blob.size} bytes)`);
+      }
+      let buf: ArrayBuffer;
+      try {
+        buf = await blob.slice(offset, offset + length).arrayBuffer();
+      } catch (e) {
+        // A File changed or removed on disk after it was picked.
+        throw new PeftError("FILE_READ_FAILED", `${name}: cannot read ${length} bytes at ${offset}: ${(e as Error).message}`, { cause: e });
+      }
+      if (buf.byteLength !== length) throw new PeftError("FILE_TRUNCATED", `${name}: file ended while reading at ${offset + buf.byteLength}`);
+      return new Uint8Array(buf);
+    },
+    close: () => Promise.resolve(),
+  };
 }
 
 export function memorySource(bytes: Uint8Array, name = "<memory>"): ByteSource {

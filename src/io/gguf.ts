@@ -8,7 +8,7 @@
  * Tensor data is read lazily per tensor from the byte source.
  */
 import { PeftError } from "../errors.ts";
-import { type ByteSource, f16ToF32Array, fileSource, memorySource, writeFileAtomic } from "./bytes.ts";
+import { type ByteInput, type ByteSource, f16ToF32Array, openByteSource, writeFileAtomic } from "./bytes.ts";
 import { dequantizeGgml, ggmlTensorBytes } from "./ggml_quants.ts";
 
 export const GGUF_MAGIC = 0x46554747; // "GGUF" little-endian
@@ -216,9 +216,12 @@ function parseHeader(bytes: Uint8Array, file: string, fileSize: number) {
   return { version, metadata, alignment, infos, dataStart };
 }
 
-/** Opens a GGUF file (path) or GGUF bytes, parsing the header; tensor data is read on demand. */
-export async function readGGUF(input: string | Uint8Array, name?: string): Promise<GgufFile> {
-  const source = typeof input === "string" ? await fileSource(input) : memorySource(input, name);
+/**
+ * Opens a GGUF file (path), GGUF bytes or a Blob / File, parsing the header; tensor data is read
+ * on demand. `name` labels messages for bytes and Blobs (a File's own name by default).
+ */
+export async function readGGUF(input: ByteInput, name?: string): Promise<GgufFile> {
+  const source = await openByteSource(input, name);
   try {
     return await parseSource(source);
   } catch (e) {
@@ -229,6 +232,13 @@ export async function readGGUF(input: string | Uint8Array, name?: string): Promi
 
 async function parseSource(source: ByteSource): Promise<GgufFile> {
   const file = source.name;
+  if (source.size < 4) {
+    // Too short for the magic: a cut GGUF if what is there starts "GGUF", else not GGUF at all.
+    const head = await source.read(0, source.size);
+    if (!head.every((b, i) => b === "GGUF".charCodeAt(i))) {
+      throw new PeftError("GGUF_BAD_MAGIC", `${file}: not a GGUF file (${source.size} bytes, not starting with "GGUF")`);
+    }
+  }
   // The header is parsed from a prefix of the file; grow the prefix until it fits.
   let window = Math.min(source.size, 1 << 20);
   let header;

@@ -6,7 +6,7 @@
  * The reader parses only the header and reads tensors on demand from a ByteSource.
  */
 import { PeftError } from "../errors.ts";
-import { type ByteSource, f16ToF32Array, fileSource, memorySource, writeFileAtomic } from "./bytes.ts";
+import { type ByteInput, type ByteSource, f16ToF32Array, openByteSource, writeFileAtomic } from "./bytes.ts";
 
 export type SafetensorsDType = "F64" | "F32" | "F16" | "BF16" | "I64" | "I32" | "I16" | "I8" | "U8" | "BOOL" | "U16" | "U32" | "U64";
 
@@ -207,15 +207,15 @@ function topLevelEntries(text: string, file: string, from = 0, to = text.length)
   return out;
 }
 
-/** Opens a safetensors file (path) or bytes; reads only the header now, tensor data on demand. */
+/** Opens a safetensors file (path), bytes or a Blob / File; reads only the header now, tensor data on demand. */
 export async function readSafetensors(
-  input: string | Uint8Array,
+  input: ByteInput,
   name?: string,
   limits: SafetensorsLimits = MODEL_SAFETENSORS_LIMITS,
 ): Promise<SafetensorsFile> {
   let source: ByteSource;
   try {
-    source = typeof input === "string" ? await fileSource(input) : memorySource(input, name);
+    source = await openByteSource(input, name);
   } catch (e) {
     if (e instanceof PeftError && e.code === "FILE_NOT_FOUND") {
       throw new PeftError("FILE_NOT_FOUND", `safetensors file not found: ${input}`, { cause: e });

@@ -4,8 +4,7 @@
  * q/k projection rows are permuted from HF's rotate-half order into GGUF's adjacent-pair order,
  * so the model sees the same tensors whichever format the weights came from.
  */
-import { mkdir, readFile, stat } from "node:fs/promises";
-import { basename, join } from "node:path";
+import { basename, join, mkdir, readFile, stat } from "../util/host.ts";
 import { PeftError } from "../errors.ts";
 import { writeFileAtomic } from "../io/bytes.ts";
 import { encodeSafetensors, readSafetensors, type SafetensorsFile, type SafetensorsWriteTensor } from "../io/safetensors.ts";

@@ -4,6 +4,7 @@
  * read one tensor at a time so loading holds at most one f32 tensor beyond what the GPU keeps.
  */
 import { PeftError } from "../errors.ts";
+import type { ByteInput } from "../io/bytes.ts";
 import { type GgufFile, GgufType, readGGUF } from "../io/gguf.ts";
 import { GGML_TYPES } from "../io/ggml_quants.ts";
 import type { LlamaConfig } from "./config.ts";
@@ -149,8 +150,10 @@ export function checkTensorTypes(g: GgufFile): void {
   }
 }
 
-export async function ggufWeights(path: string): Promise<WeightSource> {
-  const g = await readGGUF(path);
+/** A GGUF model from a path, bytes or a Blob / File (`name` labels messages; a File's own name by default). */
+export async function ggufWeights(input: ByteInput, name?: string): Promise<WeightSource> {
+  const g = await readGGUF(input, name);
+  const path = g.source.name;
   let config: LlamaConfig;
   try {
     config = configFromGGUF(g);

@@ -5,10 +5,12 @@
  * checks every key and shape against what the method expects for this model, and refuses files
  * with missing or extra tensors instead of silently dropping them.
  */
-import { join } from "node:path";
 import { PeftError } from "../errors.ts";
 import type { Gpu, Tensor } from "../gpu/gpu.ts";
-import { ADAPTER_CONFIG_FILE, type AdapterTensor, loadAdapterDir, type PeftAdapterConfig, saveAdapterDir } from "../io/peft_adapter.ts";
+import {
+  ADAPTER_CONFIG_FILE, ADAPTER_WEIGHTS_FILE, type AdapterFileBytes, type AdapterFiles, type AdapterTensor, encodeAdapterFiles, loadAdapterDir,
+  type PeftAdapterConfig, readAdapterFiles, saveAdapterDir,
+} from "../io/peft_adapter.ts";
 import type { Backend } from "../model/backend.ts";
 import { type LlamaConfig, permuteQK } from "../model/config.ts";
 import { host, type HostTensor } from "../model/cpu_backend.ts";
@@ -100,10 +102,13 @@ export class Adapter {
     return a;
   }
 
-  /** Loads a PEFT adapter directory for `model`, every tensor checked against the method's layout. */
-  static async load(be: AdapterBackend, model: LlamaConfig, name: string, dir: string): Promise<Adapter> {
-    const file = await loadAdapterDir(dir);
-    const configPath = join(dir, ADAPTER_CONFIG_FILE), weightsPath = join(dir, file.weightsFile);
+  /**
+   * Loads a PEFT adapter for `model` from a directory or from its two files' contents (bytes,
+   * Blobs or Files), every tensor checked against the method's layout.
+   */
+  static async load(be: AdapterBackend, model: LlamaConfig, name: string, source: string | AdapterFiles): Promise<Adapter> {
+    const file = typeof source === "string" ? await loadAdapterDir(source) : await readAdapterFiles(source);
+    const configPath = file.configName, weightsPath = file.weightsName;
     const method = methodFor(file.config.peft_type, configPath);
     let config: MethodConfig, layout: ParamLayout[];
     try {
@@ -210,13 +215,29 @@ export class Adapter {
    * the trained parameters as they are (checkpoints, so training resumes) instead of the saved form.
    */
   async save(dir: string, baseModel: string | null = null, o: { training?: boolean } = {}): Promise<void> {
-    const { config: c, tensors } = await this.peftTensors(o.training);
+    const { config, tensors, weightsFile } = await this.savedFiles(baseModel, o.training);
+    await saveAdapterDir(dir, config, tensors, weightsFile);
+  }
+
+  /** The bytes of adapter_config.json and the weights file, by file name, as `save` would write them. */
+  async files(baseModel: string | null = null, o: { training?: boolean } = {}): Promise<AdapterFileBytes> {
+    const { config, tensors, weightsFile } = await this.savedFiles(baseModel, o.training);
+    return encodeAdapterFiles(config, tensors, `adapter ${this.name}: ${ADAPTER_CONFIG_FILE}`, weightsFile);
+  }
+
+  /** The config and tensors a save writes, in the method's directory format (PEFT's, or AdapterHub's), and the weights file's name. */
+  private async savedFiles(baseModel: string | null, training = false) {
+    const { config: c, tensors } = await this.peftTensors(training);
     const config = {
       ...c, base_model_name_or_path: (c.base_model_name_or_path as string | null) ?? baseModel,
-      inference_mode: o.training ? (c.inference_mode ?? false) : true,
+      inference_mode: training ? (c.inference_mode ?? false) : true,
     };
     const fmt = this.method.dir;
-    await saveAdapterDir(dir, fmt ? { ...fmt.toJson(config), peft_type: config.peft_type } as PeftAdapterConfig : config as PeftAdapterConfig, tensors, fmt?.weightsFile);
+    return {
+      config: (fmt ? { ...fmt.toJson(config), peft_type: config.peft_type } : config) as PeftAdapterConfig,
+      tensors,
+      weightsFile: fmt?.weightsFile ?? ADAPTER_WEIGHTS_FILE,
+    };
   }
 
   /** Copies another adapter's parameter values into this one (same method, config and model). */

@@ -8,6 +8,7 @@ import { PeftError } from "../errors.ts";
 import type { Gpu, Tensor } from "../gpu/gpu.ts";
 import { toF16, toF32 } from "../kernels/convert_f16.ts";
 import type { LlamaConfig } from "../model/config.ts";
+import type { AdapterFiles } from "../io/peft_adapter.ts";
 import type { LlamaGpu } from "../model/llama.ts";
 import { isQuantized, type LinearWeight } from "../model/quantized.ts";
 import { type Hooks, NO_HOOKS, stackHooks } from "../model/sites.ts";
@@ -69,10 +70,10 @@ export class PeftModel {
     return a;
   }
 
-  /** Loads a PEFT adapter directory (any supported method). */
-  async loadAdapter(name: string, dir: string): Promise<Adapter> {
+  /** Loads a PEFT adapter (any supported method) from a directory or its two files' contents. */
+  async loadAdapter(name: string, source: string | AdapterFiles): Promise<Adapter> {
     this.checkNewName(name);
-    const a = await Adapter.load(this.llama.backend(), this.config, name, dir);
+    const a = await Adapter.load(this.llama.backend(), this.config, name, source);
     this.adapters.set(name, a);
     return a;
   }

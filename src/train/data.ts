@@ -18,8 +18,7 @@
  * loss (prompt, user turns, padding). Padding goes at the end, so causal attention never lets a
  * real position see it.
  */
-import { readFile } from "node:fs/promises";
-import { extname } from "node:path";
+import { extname, readFile } from "../util/host.ts";
 import { PeftError } from "../errors.ts";
 import { NAMED_CHAT_TEMPLATES } from "../tokenizer/chat_template.ts";
 import { deriveSeed, Rng } from "../util/rng.ts";
@@ -149,23 +148,49 @@ function decodeText(bytes: Uint8Array, path: string): string {
     const line = loose.slice(0, loose.indexOf("\uFFFD")).split("\n").length;
     throw notText(`is not valid UTF-8 (the first bad byte is on line ${line}); convert it to UTF-8, e.g. iconv -f LATIN1 -t UTF-8`);
   }
-  // Control characters other than tab, newlines and form feed: a binary file that happens to be valid UTF-8.
+  checkNotBinary(text, notText);
+  return text;
+}
+
+/** Control characters other than tab, newlines and form feed: a binary file that happens to be valid UTF-8 (or was decoded leniently). */
+function checkNotBinary(text: string, notText: (why: string) => PeftError): void {
   let control = 0;
   for (let i = 0; i < text.length; i++) {
     const c = text.charCodeAt(i);
     if (c < 0x20 && c !== 0x09 && c !== 0x0a && c !== 0x0d && c !== 0x0c) control++;
   }
   if (control > Math.max(8, text.length / 100)) throw notText(`looks binary: ${control} of its ${text.length} characters are control characters`);
-  return text;
 }
 
-/** Loads, tokenizes, splits and (for JSONL) packs a data file into fixed-length examples. */
-export async function loadDataset(path: string, tok: TextTokenizer, opts: DataOptions): Promise<Dataset> {
+/**
+ * Training data given as text rather than a path (a web page's pasted or dropped text). `name`
+ * labels messages, and with format "auto" a name ending in .jsonl / .ndjson means JSONL.
+ */
+export interface TrainingText {
+  text: string;
+  name?: string;
+}
+
+/** Loads, tokenizes, splits and (for JSONL) packs a data file (path) or text into fixed-length examples. */
+export async function loadDataset(source: string | TrainingText, tok: TextTokenizer, opts: DataOptions): Promise<Dataset> {
   validateOptions(opts);
-  const text = await readDataFile(path);
+  const path = typeof source === "string" ? source : dataName(source);
+  const text = typeof source === "string" ? await readDataFile(path) : checkText(source.text, path);
   const ext = extname(path).toLowerCase();
   const format = opts.format === "text" || opts.format === "jsonl" ? opts.format : ext === ".jsonl" || ext === ".ndjson" ? "jsonl" : "text";
   return format === "text" ? textDataset(path, text, tok, opts) : jsonlDataset(path, text, tok, opts);
+}
+
+/** A TrainingText's name for messages. */
+export function dataName(source: TrainingText): string {
+  return source.name ?? "<training text>";
+}
+
+function checkText(text: unknown, name: string): string {
+  if (typeof text !== "string") throw new PeftError("BAD_DATA_OPTION", `data ${name}: text must be a string, got ${typeof text}`);
+  checkNotBinary(text, (why) => new PeftError("DATA_NOT_TEXT", `data ${name} ${why}`));
+  if (text.trim() === "") throw new PeftError("DATA_EMPTY", `data ${name} is empty`);
+  return text;
 }
 
 // ---------------------------------------------------------------- plain text

@@ -4,7 +4,7 @@
  * run is long enough to be noisy) and eval loss (line with markers), with axes, nice ticks,
  * grid, labels and a legend.
  */
-import { join } from "node:path";
+import { join } from "../util/host.ts";
 import { writeFileAtomic } from "../io/bytes.ts";
 import type { MetricRecord } from "./progress.ts";
 

@@ -5,8 +5,7 @@
  * checkpoint: files via writeFileAtomic, checkpoint directories via writeDirAtomic. Every
  * failure (ENOSPC included) is one PeftError naming the path.
  */
-import { mkdir, readdir, rename, rm, stat, writeFile } from "node:fs/promises";
-import { join } from "node:path";
+import { join, mkdir, readdir, rename, rm, stat, writeFile } from "../util/host.ts";
 import { PeftError } from "../errors.ts";
 import { writeFileAtomic } from "../io/bytes.ts";
 

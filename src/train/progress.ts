@@ -6,9 +6,7 @@
  *    still to come at the measured cost of the earlier ones;
  *  - MetricsWriter: appends one JSON object a line to <outputDir>/metrics.jsonl.
  */
-import { appendFile, mkdir, open } from "node:fs/promises";
-import { join } from "node:path";
-import process from "node:process";
+import { appendFile, join, mkdir, open, stdout } from "../util/host.ts";
 import { PeftError } from "../errors.ts";
 
 /** "45s", "1m23s", "2h05m". */
@@ -79,8 +77,8 @@ export class ProgressReporter {
 
   constructor(o: ProgressOptions) {
     this.total = o.total;
-    this.tty = o.tty ?? Boolean(process.stdout.isTTY);
-    this.write = o.write ?? ((s) => void process.stdout.write(s));
+    this.tty = o.tty ?? stdout.isTTY;
+    this.write = o.write ?? ((s) => stdout.write(s));
     this.now = o.now ?? (() => performance.now());
     this.every = Math.max(1, o.every ?? 1);
     this.start = this.now();

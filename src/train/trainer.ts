@@ -7,9 +7,7 @@
  * (seed, step, micro-batch, layer, module), so a resumed run needs only the step, the adapter
  * and the optimizer state to continue with the same losses as an uninterrupted one.
  */
-import { readdir, readFile } from "node:fs/promises";
-import { join } from "node:path";
-import process from "node:process";
+import { join, onInterrupt, readdir, readFile } from "../util/host.ts";
 import { PeftError } from "../errors.ts";
 import { readSafetensors, writeSafetensors } from "../io/safetensors.ts";
 import { sumOfSquares } from "../kernels/adamw.ts";
@@ -24,7 +22,7 @@ import type { Hooks } from "../model/sites.ts";
 import type { Tokenizer } from "../tokenizer/mod.ts";
 import { Adapter } from "../peft/adapter.ts";
 import type { PeftModel } from "../peft/peft_model.ts";
-import { type Batch, batches, batchesPerEpoch, evalBatches, type Example, loadDataset } from "./data.ts";
+import { type Batch, batches, batchesPerEpoch, dataName, evalBatches, type Example, loadDataset, type TrainingText } from "./data.ts";
 import { lossCurveSvg } from "./loss_svg.ts";
 import { prepareOutputDir, writeDirAtomic, writeRunFile } from "./output_dir.ts";
 import { formatEval, meanEvalSeconds, type MetricRecord, MetricsWriter, parseMetrics, ProgressReporter } from "./progress.ts";
@@ -49,8 +47,11 @@ export interface TrainableModel {
 export interface TrainOptions {
   /** Name of the adapter to train (model.addAdapter first). */
   adapter: string;
-  /** Plain text or JSONL ({"text"}, {"prompt","completion"}, {"messages"}). */
-  data: string;
+  /**
+   * Plain text or JSONL ({"text"}, {"prompt","completion"}, {"messages"}): a file path, or
+   * `{ text, name? }` (a web page's pasted or dropped text; a name ending in .jsonl means JSONL).
+   */
+  data: string | TrainingText;
   seqLen?: number;
   batchSize?: number;
   gradientAccumulationSteps?: number;
@@ -113,10 +114,15 @@ export interface TrainOptions {
 
 export interface StepRecord {
   step: number;
+  /** Steps this run ends at. */
+  totalSteps: number;
   loss: number;
   lr: number;
   gradNorm: number;
   tokens: number;
+  /** Training tokens per second so far, and seconds left: the figures of the progress line. */
+  tokensPerSecond: number;
+  etaSeconds: number;
 }
 
 export interface TrainResult {
@@ -272,7 +278,9 @@ export async function train(model: TrainableModel, options: TrainOptions): Promi
     seqLen: r.seqLen, stride: r.stride, evalFraction: r.evalFraction, seed: r.seed, packing: r.packing, format: r.format, maxExamples: r.maxExamples,
     chatTemplate: r.chatTemplate,
   });
-  if (ds.train.length === 0) throw new PeftError("DATA_TOO_SHORT", `${r.data}: no training sequences after the eval split`);
+  if (ds.train.length === 0) {
+    throw new PeftError("DATA_TOO_SHORT", `${typeof r.data === "string" ? r.data : dataName(r.data)}: no training sequences after the eval split`);
+  }
   const microPerEpoch = batchesPerEpoch(ds.train.length, r.batchSize);
   const totalSteps = r.maxSteps ?? Math.max(1, Math.floor((microPerEpoch * r.epochs) / r.gradientAccumulationSteps));
   const sched = { learningRate: r.learningRate, lrScheduler: r.lrScheduler, warmupRatio: r.warmupRatio, warmupSteps: r.warmupSteps, totalSteps };
@@ -351,7 +359,7 @@ export async function train(model: TrainableModel, options: TrainOptions): Promi
     const onSigint = () => {
       interrupted = true;
     };
-    process.on("SIGINT", onSigint);
+    const stopListening = onInterrupt(onSigint);
     const progress = new ProgressReporter({
       total: totalSteps, startStep, evalSteps: ds.eval.length ? r.evalSteps : undefined, evalSecondsEstimate: meanEvalSeconds(records),
       write: r.progress ? undefined : () => {},
@@ -420,7 +428,7 @@ export async function train(model: TrainableModel, options: TrainOptions): Promi
         const tokens = micro.reduce((s, b) => s + b.rows * b.seqLen, 0);
         const tps = progress.step({ step: done, loss, lr, tokens });
         await record({ step: done, loss, lr, tokens_per_s: Math.round(tps) });
-        options.onStep?.({ step: done, loss, lr, gradNorm, tokens });
+        options.onStep?.({ step: done, totalSteps, loss, lr, gradNorm, tokens, tokensPerSecond: tps, etaSeconds: progress.eta(done) });
         if (r.evalSteps && done % r.evalSteps === 0 && done < totalSteps) await runEval(done);
         if (r.saveSteps && done % r.saveSteps === 0 && done < totalSteps) await checkpoint(done);
         if ((interrupted || options.signal?.aborted) && done < totalSteps) {
@@ -442,7 +450,7 @@ export async function train(model: TrainableModel, options: TrainOptions): Promi
       failure = e;
       throw e;
     } finally {
-      process.off("SIGINT", onSigint);
+      stopListening();
       result.peakGpuBytes = model.gpu.peakBytesHeld();
       result.lossScale = scaler?.scale;
       opt.release();

@@ -66,3 +66,12 @@ for (const [type, lr, peftType, key] of METHODS) {
     }
   });
 }
+
+Deno.test("train flags -> PEFT config: --peft-type full is partial fine-tuning of every block module; choosing modules there is a usage error", async () => {
+  const { adapterConfig, TRAIN } = await import("../../src/cli/train.ts");
+  const { parseFlags } = await import("../../src/cli/flags.ts");
+  const values = (...a: string[]) => parseFlags(TRAIN, ["--model", STORIES, "--data", "x.txt", "--out", "runs/x", ...a])!.values;
+  assert.deepEqual(adapterConfig(values("--peft-type", "full"), 5), { peft_type: "PARTIAL", target_modules: "all", layers_to_transform: null });
+  assert.deepEqual(adapterConfig(values("--peft-type", "partial", "--last-layers", "2"), 5), { peft_type: "PARTIAL", target_modules: undefined, layers_to_transform: [3, 4] });
+  assert.throws(() => adapterConfig(values("--peft-type", "full", "--layers", "1"), 5), /--peft-type partial/);
+});

@@ -18,7 +18,7 @@ import { GGML, GGML_TYPES } from "../../src/io/ggml_quants.ts";
 import { readGGUF, writeGGUF } from "../../src/io/gguf.ts";
 import { isQuantized } from "../../src/model/quantized.ts";
 import { GgmlLinear } from "../../src/model/quantized_ggml.ts";
-import { assertClose, isPeftError, testGpu } from "../helpers.ts";
+import { assertClose, isErr, testGpu } from "../helpers.ts";
 import { quantizedStories, WIDE } from "./helpers.ts";
 
 const TYPES = ["Q8_0", "Q4_0", "Q4_1", "Q5_0", "Q5_1", "Q4_K", "Q5_K", "Q6_K", "BF16"] as const;
@@ -89,7 +89,7 @@ Deno.test("a Q4_K base: LoRA merges to f32 (or Q4_K with requantize) and unmerge
     await m.unmerge("a");
 
     for (const [config, what] of [[{ r: 4, use_dora: true }, "use_dora"], [{ peft_type: "PARTIAL", target_modules: ["q_proj"] }, "partial"]] as const) {
-      assert.throws(() => m.addAdapter("d", config), isPeftError("UNSUPPORTED", what, "blk.0.attn_q.weight", "Q4_K", "dequantize"));
+      assert.throws(() => m.addAdapter("d", config), isErr("UNSUPPORTED", what, "blk.0.attn_q.weight", "Q4_K", "dequantize"));
     }
     m.addAdapter("p", { peft_type: "PROMPT_TUNING", num_virtual_tokens: 3, prompt_tuning_init: "TEXT", prompt_tuning_init_text: "Once upon" });
     const prompt = await gpu.readF32(m.adapter("p").params.get("prompt_embeddings")!.value);
@@ -147,13 +147,13 @@ Deno.test("bad GGUF tensors: an unsupported type is refused at open naming file,
     });
     await assert.rejects(
       loadModel(q2k, { gpu: await testGpu() }),
-      isPeftError("GGUF_UNSUPPORTED_TYPE", q2k, victim, "Q2_K", "supported: F32, F16, BF16, Q4_0, Q4_1, Q5_0, Q5_1, Q8_0, Q4_K, Q5_K, Q6_K"),
+      isErr("GGUF_UNSUPPORTED_TYPE", q2k, victim, "Q2_K", "supported: F32, F16, BF16, Q4_0, Q4_1, Q5_0, Q5_1, Q8_0, Q4_K, Q5_K, Q6_K"),
     );
     const inf = join(dir, "inf.gguf");
     const bad = tensors.find((t) => t.name === victim)!.data.slice();
     new DataView(bad.buffer).setUint16(3 * 144, f32ToF16(Infinity), true); // block 3's d
     await writeGGUF(inf, { metadata, tensors: tensors.map((t) => t.name === victim ? { ...t, data: bad } : t) });
-    await assert.rejects(loadModel(inf, { gpu: await testGpu() }), isPeftError("MODEL_BAD_WEIGHT", inf, victim, "non-finite", `index ${3 * 256}`));
+    await assert.rejects(loadModel(inf, { gpu: await testGpu() }), isErr("MODEL_BAD_WEIGHT", inf, victim, "non-finite", `index ${3 * 256}`));
   } finally {
     await rm(dir, { recursive: true, force: true });
   }

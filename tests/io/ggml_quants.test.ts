@@ -5,23 +5,13 @@
  * (Bit-exactness against llama.cpp's own code: ggml_quants_llamacpp.test.ts.)
  */
 import assert from "node:assert/strict";
-import { PeftError } from "../../src/errors.ts";
 import { f32ToF16 } from "../../src/io/bytes.ts";
 import { dequantizeGgml, GGML, GGML_TYPES, ggmlTensorBytes } from "../../src/io/ggml_quants.ts";
 import { GGML_QUANTIZABLE, quantizeGgml } from "../../src/io/ggml_quantize.ts";
 import { encodeGGUF, readGGUF } from "../../src/io/gguf.ts";
-import { concatBytes, randn, rng } from "../helpers.ts";
+import { concatBytes, randn, rng, isErr } from "../helpers.ts";
 
 const fr = Math.fround;
-
-function isErr(code: string, ...parts: string[]) {
-  return (e: unknown) => {
-    assert.ok(e instanceof PeftError, `expected PeftError, got ${e}`);
-    assert.equal(e.code, code, e.message);
-    for (const p of parts) assert.ok(e.message.includes(p), `"${e.message}" should mention "${p}"`);
-    return true;
-  };
-}
 
 Deno.test("ggml type table: ids, block sizes and bytes per block are ggml's (sizes from the block structs)", () => {
   const half = 2, QK_K = 256;

@@ -4,18 +4,9 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { PeftError } from "../../src/errors.ts";
 import { encodeGGUF, GgufType, type GgufWriteTensor, readGGUF, writeGGUF } from "../../src/io/gguf.ts";
-import { STORIES } from "../helpers.ts";
+import { STORIES, isErr } from "../helpers.ts";
 
 const original = new Uint8Array(await readFile(STORIES));
-
-function isErr(code: string, ...parts: string[]) {
-  return (e: unknown) => {
-    assert.ok(e instanceof PeftError, `expected PeftError, got ${e}`);
-    assert.equal(e.code, code, e.message);
-    for (const p of parts) assert.ok(e.message.includes(p), `"${e.message}" should mention "${p}"`);
-    return true;
-  };
-}
 
 /** Byte position just after a length-prefixed GGUF string `s` (its first occurrence). */
 function afterString(bytes: Uint8Array, s: string): number {

@@ -2,21 +2,11 @@ import assert from "node:assert/strict";
 import { mkdir, mkdtemp, readFile, rm, unlink, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { PeftError } from "../../src/errors.ts";
 import { readSafetensors, type SafetensorsWriteTensor, writeSafetensors } from "../../src/io/safetensors.ts";
 import { permuteQK } from "../../src/model/config.ts";
 import { configFromHF, hfConfigJson, hfWeights, writeHfDirectory } from "../../src/model/hf_weights.ts";
 import { ggufWeights } from "../../src/model/weights.ts";
-import { STORIES } from "../helpers.ts";
-
-function isErr(code: string, ...parts: string[]) {
-  return (e: unknown) => {
-    assert.ok(e instanceof PeftError, `expected PeftError, got ${e}`);
-    assert.equal(e.code, code, e.message);
-    for (const p of parts) assert.ok(e.message.includes(p), `"${e.message}" should mention "${p}"`);
-    return true;
-  };
-}
+import { STORIES, isErr } from "../helpers.ts";
 
 /** stories260K converted to an HF directory once per test, in a fresh temp dir. */
 async function withStoriesHf(fn: (dir: string, root: string) => Promise<void>) {

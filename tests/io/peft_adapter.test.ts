@@ -2,12 +2,11 @@ import assert from "node:assert/strict";
 import { chmod, mkdir, mkdtemp, readFile, rm, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { PeftError } from "../../src/errors.ts";
 import { type AdapterTensor, loadAdapterDir, type PeftAdapterConfig, saveAdapterDir, validateAdapterConfig } from "../../src/io/peft_adapter.ts";
 import { readSafetensors, writeSafetensors } from "../../src/io/safetensors.ts";
 import { type LlamaConfig, linearShape } from "../../src/model/config.ts";
 import { loraKeys } from "../../src/peft/lora/method.ts";
-import { randn } from "../helpers.ts";
+import { randn, isErr } from "../helpers.ts";
 
 const loraKey = (mod: string, layer: number, part: "lora_A" | "lora_B") => loraKeys({ layer, module: mod })[part === "lora_A" ? "A" : "B"];
 const doraMagnitudeKey = (mod: string, layer: number) => loraKeys({ layer, module: mod }).m;
@@ -48,15 +47,6 @@ async function withTmp(fn: (dir: string) => Promise<void>) {
   } finally {
     await rm(dir, { recursive: true, force: true });
   }
-}
-
-function isErr(code: string, ...parts: string[]) {
-  return (e: unknown) => {
-    assert.ok(e instanceof PeftError, `expected PeftError, got ${e}`);
-    assert.equal(e.code, code, e.message);
-    for (const p of parts) assert.ok(e.message.includes(p), `"${e.message}" should mention "${p}"`);
-    return true;
-  };
 }
 
 Deno.test("peft adapter: save -> load round trip is bit exact (LoRA and DoRA)", async () => {

@@ -4,7 +4,6 @@
  * the format's bytes.
  */
 import assert from "node:assert/strict";
-import { PeftError } from "../../src/errors.ts";
 import { dequantizeGgml, GGML, GGML_TYPES } from "../../src/io/ggml_quants.ts";
 import { quantizeGgml } from "../../src/io/ggml_quantize.ts";
 import {
@@ -18,7 +17,7 @@ import {
   ggmlMatmulReference,
   uploadGgml,
 } from "../../src/kernels/ggml_matmul.ts";
-import { assertClose, randn, randomGgmlBytes, testGpu } from "../helpers.ts";
+import { assertClose, isErr, randn, randomGgmlBytes, testGpu } from "../helpers.ts";
 
 const TYPES = ["Q8_0", "Q4_0", "Q4_1", "Q5_0", "Q5_1", "Q4_K", "Q5_K", "Q6_K", "BF16"] as const;
 
@@ -121,11 +120,6 @@ for (const name of TYPES) {
 
 Deno.test("ggml kernels: a type without a kernel, a wrong byte count, a bad shape or wrong inputs are refused by name", async () => {
   const gpu = await testGpu();
-  const isErr = (code: string, ...parts: string[]) => (e: unknown) => {
-    assert.ok(e instanceof PeftError && e.code === code, `${e}`);
-    for (const p of parts) assert.ok(e.message.includes(p), `"${e.message}" should mention "${p}"`);
-    return true;
-  };
   assert.throws(() => uploadGgml(gpu, GGML.Q8_1, new Uint8Array(36), [1, 32], "blk.3.attn_k.weight"), isErr("UNSUPPORTED", "blk.3.attn_k.weight", "Q8_1", "Q4_K"));
   assert.throws(() => uploadGgml(gpu, GGML.Q2_K, new Uint8Array(84), [1, 256], "w"), isErr("UNSUPPORTED", "Q2_K"));
   assert.throws(() => uploadGgml(gpu, GGML.Q8_0, new Uint8Array(33), [1, 32], "w"), isErr("GGML_BAD_SHAPE", "w", "34 bytes", "33"));

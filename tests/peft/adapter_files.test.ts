@@ -9,23 +9,13 @@ import { mkdtemp, readFile, rm, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { loadModel, type Model } from "../../src/api/model.ts";
-import { PeftError } from "../../src/errors.ts";
 import { readSafetensors, writeSafetensors } from "../../src/io/safetensors.ts";
 import { linearShape, permuteQK } from "../../src/model/config.ts";
 import { matchKeys } from "../../src/peft/keys.ts";
 import { loraKeys } from "../../src/peft/lora/method.ts";
-import { randn, STORIES, testGpu } from "../helpers.ts";
+import { randn, STORIES, testGpu, isErr } from "../helpers.ts";
 
 const R = 4;
-
-function isErr(code: string, ...parts: string[]) {
-  return (e: unknown) => {
-    assert.ok(e instanceof PeftError, `expected PeftError, got ${e}`);
-    assert.equal(e.code, code, e.message);
-    for (const p of parts) assert.ok(e.message.includes(p), `"${e.message}" should mention "${p}"`);
-    return true;
-  };
-}
 
 function loraConfig(over: Record<string, unknown> = {}) {
   return {

@@ -5,11 +5,10 @@
  */
 import assert from "node:assert/strict";
 import { loadModel, type Model } from "../../src/api/model.ts";
-import { PeftError } from "../../src/errors.ts";
 import { evalLoss, lossAndGrads } from "../../src/model/llama_train.ts";
 import { referenceBackend, referenceLoss } from "../../src/model/llama_reference.ts";
 import { formatTrainableParameters } from "../../src/peft/targets.ts";
-import { loraBs, randn, STORIES, testGpu } from "../helpers.ts";
+import { loraBs, randn, STORIES, testGpu, isErr } from "../helpers.ts";
 
 const FIXTURES = new URL("../fixtures/methods/", import.meta.url).pathname;
 // stories260K: dim 64, hidden 172, 8 heads / 4 kv heads of 8, 5 layers, tied head, 512 tokens.
@@ -20,15 +19,6 @@ const L = 5, BASE = 301_760 - 8_960; // all params minus the README's LoRA examp
 
 async function open(): Promise<Model> {
   return await loadModel(STORIES, { gpu: await testGpu() });
-}
-
-function isErr(code: string, ...parts: string[]) {
-  return (e: unknown) => {
-    assert.ok(e instanceof PeftError, `expected PeftError, got ${e}`);
-    assert.equal(e.code, code, e.message);
-    for (const p of parts) assert.ok(e.message.includes(p), `"${e.message}" should mention "${p}"`);
-    return true;
-  };
 }
 
 Deno.test("methods: print_trainable_parameters equals PEFT's count for each method", async () => {

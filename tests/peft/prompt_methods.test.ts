@@ -5,24 +5,14 @@
  */
 import assert from "node:assert/strict";
 import { loadModel, type Model } from "../../src/api/model.ts";
-import { PeftError } from "../../src/errors.ts";
 import { lossAndGrads } from "../../src/model/llama_train.ts";
 import { referenceBackend, referenceLoss } from "../../src/model/llama_reference.ts";
 import type { HostTensor } from "../../src/model/cpu_backend.ts";
 import type { Hooks } from "../../src/model/sites.ts";
-import { STORIES, testGpu } from "../helpers.ts";
+import { STORIES, testGpu, isErr } from "../helpers.ts";
 
 async function open(): Promise<Model> {
   return await loadModel(STORIES, { gpu: await testGpu() });
-}
-
-function isErr(code: string, ...parts: string[]) {
-  return (e: unknown) => {
-    assert.ok(e instanceof PeftError, `expected PeftError, got ${e}`);
-    assert.equal(e.code, code, e.message);
-    for (const p of parts) assert.ok(e.message.includes(p), `"${e.message}" should mention "${p}"`);
-    return true;
-  };
 }
 
 const batch = { B: 2, T: 8, inputs: Array.from({ length: 16 }, (_, i) => (i * 29 + 3) % 512), targets: Array.from({ length: 16 }, (_, i) => (i * 41 + 7) % 512) };

@@ -170,9 +170,11 @@ Deno.test("encode() runs the new families: with ignore_merges and every oracle p
 
 Deno.test("GGUF tokenizer.ggml.pre: new names pick their family; ignore_merges only where llama.cpp sets it", async () => {
   const { vocabFromGGUF } = await import("../../src/tokenizer/gguf_vocab.ts");
+  const { BYTE_TO_CHAR } = await import("../../src/tokenizer/byte_level.ts");
   const fake = (pre: string) => {
+    // A byte-level vocabulary must hold every single-byte token (load-time check), then "ab".
     const meta: Record<string, unknown> = {
-      "tokenizer.ggml.model": "gpt2", "tokenizer.ggml.tokens": ["a", "b", "ab"], "tokenizer.ggml.merges": ["a b"], "tokenizer.ggml.pre": pre,
+      "tokenizer.ggml.model": "gpt2", "tokenizer.ggml.tokens": [...BYTE_TO_CHAR, "ab"], "tokenizer.ggml.merges": ["a b"], "tokenizer.ggml.pre": pre,
     };
     return { get: (k: string) => meta[k] } as unknown as Parameters<typeof vocabFromGGUF>[0];
   };
@@ -184,7 +186,7 @@ Deno.test("GGUF tokenizer.ggml.pre: new names pick their family; ignore_merges o
     ["dbrx", "llama3", false],
   ];
   for (const [name, fam, ignore] of cases) {
-    const v = vocabFromGGUF(fake(name));
+    const v = vocabFromGGUF(fake(name), `${name}.gguf`);
     assert.equal(v.pre, fam, name);
     assert.equal(v.ignoreMerges, ignore, name);
   }
