@@ -17,4 +17,19 @@ fn dq8(o: u32, j: u32) -> W8 {
   return W8(vec4<f32>(nib4(rd_u32(b), sh)) * d - m, vec4<f32>(nib4(rd_u32(b + 4u), sh)) * d - m);
 }
 
+// sub-block j / 32 (j % 32 == 0): one scale and min, 32 nibbles in 8 aligned words
+fn dq32(o: u32, j: u32) -> array<W8, 4> {
+  let sm = scale_min_k4(o + 4u, j >> 5u);
+  let d = rd_f16(o) * sm.x;
+  let m = rd_f16(o + 2u) * sm.y;
+  let b = (o + 16u + (j >> 6u) * 32u) >> 2u;
+  let sh = ((j >> 5u) & 1u) * 4u;
+  var out: array<W8, 4>;
+  for (var u = 0u; u < 4u; u++) {
+    out[u] = W8(vec4<f32>(nib4(wq[b + 2u * u], sh)) * d - m, vec4<f32>(nib4(wq[b + 2u * u + 1u], sh)) * d - m);
+  }
+  return out;
+}
+
 //#include "lib/ggml_body.wgsl"
+//#include "lib/ggml_gemv32.wgsl"

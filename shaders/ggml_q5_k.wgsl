@@ -20,4 +20,24 @@ fn dq8(o: u32, j: u32) -> W8 {
   return W8(vec4<f32>(lo) * d - m, vec4<f32>(hi) * d - m);
 }
 
+// sub-block s = j / 32 (j % 32 == 0): one scale and min; low nibbles from 8 aligned words of qs,
+// 5th bits (bit s of qh[l]) from the 8 words of qh
+fn dq32(o: u32, j: u32) -> array<W8, 4> {
+  let s = j >> 5u;
+  let sm = scale_min_k4(o + 4u, s);
+  let d = rd_f16(o) * sm.x;
+  let m = rd_f16(o + 2u) * sm.y;
+  let b = (o + 48u + (j >> 6u) * 32u) >> 2u;
+  let h = (o + 16u) >> 2u;
+  let sh = (s & 1u) * 4u;
+  var out: array<W8, 4>;
+  for (var u = 0u; u < 4u; u++) {
+    let lo = nib4(wq[b + 2u * u], sh) | bit4(wq[h + 2u * u], s);
+    let hi = nib4(wq[b + 2u * u + 1u], sh) | bit4(wq[h + 2u * u + 1u], s);
+    out[u] = W8(vec4<f32>(lo) * d - m, vec4<f32>(hi) * d - m);
+  }
+  return out;
+}
+
 //#include "lib/ggml_body.wgsl"
+//#include "lib/ggml_gemv32.wgsl"

@@ -124,11 +124,6 @@ export function linearMatmulBackward(gpu: Gpu, dy: Tensor, W: LinearWeight, o: L
   });
 }
 
-/** Bytes of the weight's GPU tensors (shared tables counted in full: see memory_report.ts for a model's total). */
-export function linearWeightBytes(w: LinearWeight): number {
-  return isQuantized(w) ? w.tensors().reduce((s, t) => s + t.byteLength, 0) : w.byteLength;
-}
-
 /** A base weight's values as f32 on the host: dequantized, widened (f16) or as stored. */
 export async function readWeightF32(gpu: Gpu, w: LinearWeight): Promise<Float32Array> {
   if (isQuantized(w)) return await w.dequantize();
