@@ -17,7 +17,8 @@
  * llama.cpp: prefill with 2 threads, decode with 1 (its 2-thread decode spins on this machine).
  * Each figure is the median of several runs after a warm-up.
  *
- *   node scripts/prepare.mjs && deno run -A bench/generate.ts [--quick] [--no-peer]
+ *   node scripts/prepare.mjs && deno run -A bench/generate.ts [--quick] [--no-peer] [--rows=Q4_K,F16]
+ * (--rows: only the rows whose name contains one of the words)
  */
 import { Gpu, type Tensor } from "../src/gpu/gpu.ts";
 import { add } from "../src/kernels/elementwise.ts";
@@ -27,6 +28,7 @@ import { bitsPerParam, LLAMA_24M_K, LLAMA_25M, type MatrixType, median, paramete
 
 const quick = Deno.args.includes("--quick");
 const noPeer = Deno.args.includes("--no-peer");
+const only = Deno.args.find((a) => a.startsWith("--rows="))?.slice(7).split(",");
 const REPS = quick ? 2 : 3;
 
 interface Case {
@@ -134,7 +136,7 @@ const gpu = await Gpu.create();
 console.log(`# Generation: ours (WebGPU: ${gpu.info.description}, ${gpu.info.runtime}) vs llama.cpp (node-llama-cpp, prebuilt CPU binary)`);
 console.log(`# ${Deno.build.os}/${Deno.build.arch}, ${navigator.hardwareConcurrency} logical CPUs (shared with other work: figures are noisy); median of ${REPS} runs after a warm-up\n`);
 const rows: string[] = [];
-for (const c of cases) {
+for (const c of cases.filter((c) => !only || only.some((w) => c.name.includes(w)))) {
   const model = await loadModel(c.path, { gpu, contextLength: 512, ...c.load });
   const bpp = gpuBytesPerParam(model);
   const o = await ours(model, c);

@@ -3,7 +3,8 @@
  * the backward runs through the dequantizing kernels (dx = dy · dequant(W)) and the base never
  * moves.
  *   - LoRA gradients on a Q4_K / Q8_0 / Q6_K base equal those of the same LoRA on the same file
- *     expanded to f32 at load (the dequantized values in plain f32 matmuls) within 1e-5 relative;
+ *     expanded to f32 at load (the dequantized values in plain f32 matmuls) within 1e-5 relative,
+ *     and so do the gradients of other methods ((IA)³ and prompt tuning in one hybrid adapter);
  *   - a LoRA fine-tune on the Q4_K base lowers the eval loss, and the memory planner (counting the
  *     Q4_K bytes as base_ggml) is within 10% of the measured peak.
  */
@@ -14,6 +15,7 @@ import { join } from "node:path";
 import { loadModel } from "../../src/api/model.ts";
 import { GGML } from "../../src/io/ggml_quants.ts";
 import { evalLoss, lossAndGrads } from "../../src/model/llama_train.ts";
+import { Adapter } from "../../src/peft/adapter.ts";
 import { train } from "../../src/train/trainer.ts";
 import { SHARED, testGpu } from "../helpers.ts";
 import { closedFormLora, relativeGradErrors, shakespeareBatch } from "../qlora/helpers.ts";
@@ -64,6 +66,35 @@ for (const c of CASES) {
     }
   });
 }
+
+Deno.test("(IA)³ + prompt tuning (a hybrid adapter) on a Q4_K base: gradients equal those on the f32-expanded file", async () => {
+  const gpu = await testGpu();
+  const dir = await mkdtemp(join(tmpdir(), "ggml-methods-"));
+  const path = await quantizedStories(GGML.Q4_K, dir);
+  const q = await loadModel(path, { gpu });
+  const ref = await loadModel(path, { gpu, dequantize: true });
+  try {
+    const config = {
+      peft_type: "HYBRID",
+      components: { ia3: { peft_type: "IA3" }, prompt: { peft_type: "PROMPT_TUNING", num_virtual_tokens: 4 } },
+    };
+    const [aq, ar] = [q, ref].map((m) => Adapter.create(m.llama.backend(), m.config, "h", config, 3));
+    aq.trainable();
+    ar.trainable();
+    const b = await shakespeareBatch(2, 32);
+    const o = { seed: 1, gradScale: 1 / b.count };
+    lossAndGrads(q.llama, aq.hooks(), b, o).release();
+    lossAndGrads(ref.llama, ar.hooks(), b, o).release();
+    for (const [name, rel] of await relativeGradErrors(gpu, aq, ar)) assert.ok(rel <= 1e-5, `${name} grad: |err|/|grad| = ${rel}`);
+    assert.ok(aq.params.size >= 3, "(IA)³ vectors and the prompt embeddings");
+    aq.release();
+    ar.release();
+  } finally {
+    q.close();
+    ref.close();
+    await rm(dir, { recursive: true, force: true });
+  }
+});
 
 Deno.test("LoRA fine-tune on a Q4_K base lowers eval loss; the planner counts the Q4_K bytes and is within 10% of the measured peak", async () => {
   const gpu = await testGpu();
