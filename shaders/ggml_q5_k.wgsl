@@ -7,37 +7,24 @@ const BLOCK_BYTES = 176u;
 
 //#include "lib/ggml_k_scales.wgsl"
 
-fn dq8(o: u32, j: u32) -> W8 {
+// (d * sc, dmin * m) of the sub-block of element j: x = q * h.x - h.y
+fn head32(o: u32, j: u32) -> vec2<f32> {
+  let sm = scale_min_k4(o + 4u, j >> 5u);
+  return vec2<f32>(rd_f16(o) * sm.x, rd_f16(o + 2u) * sm.y);
+}
+
+// elements j .. j+7 given their sub-block's head32; the 5th bit of element l of sub-block s is bit s of qh[l]
+fn dq8h(o: u32, j: u32, h: vec2<f32>) -> W8 {
   let s = j >> 5u;
-  let sm = scale_min_k4(o + 4u, s);
-  let d = rd_f16(o) * sm.x;
-  let m = rd_f16(o + 2u) * sm.y;
   let l = j & 31u;
   let b = o + 48u + (j >> 6u) * 32u + l;
   let sh = (s & 1u) * 4u;
   let lo = nib4(rd_u32(b), sh) | bit4(rd_u32(o + 16u + l), s);
   let hi = nib4(rd_u32(b + 4u), sh) | bit4(rd_u32(o + 20u + l), s);
-  return W8(vec4<f32>(lo) * d - m, vec4<f32>(hi) * d - m);
+  return W8(vec4<f32>(lo) * h.x - h.y, vec4<f32>(hi) * h.x - h.y);
 }
 
-// sub-block s = j / 32 (j % 32 == 0): one scale and min; low nibbles from 8 aligned words of qs,
-// 5th bits (bit s of qh[l]) from the 8 words of qh
-fn dq32(o: u32, j: u32) -> array<W8, 4> {
-  let s = j >> 5u;
-  let sm = scale_min_k4(o + 4u, s);
-  let d = rd_f16(o) * sm.x;
-  let m = rd_f16(o + 2u) * sm.y;
-  let b = (o + 48u + (j >> 6u) * 32u) >> 2u;
-  let h = (o + 16u) >> 2u;
-  let sh = (s & 1u) * 4u;
-  var out: array<W8, 4>;
-  for (var u = 0u; u < 4u; u++) {
-    let lo = nib4(wq[b + 2u * u], sh) | bit4(wq[h + 2u * u], s);
-    let hi = nib4(wq[b + 2u * u + 1u], sh) | bit4(wq[h + 2u * u + 1u], s);
-    out[u] = W8(vec4<f32>(lo) * d - m, vec4<f32>(hi) * d - m);
-  }
-  return out;
-}
+fn dq8(o: u32, j: u32) -> W8 { return dq8h(o, j, head32(o, j)); }
 
 //#include "lib/ggml_body.wgsl"
 //#include "lib/ggml_gemv32.wgsl"

@@ -7,8 +7,8 @@
  *   ggmlEmbedding:       out[i] = alpha * W[ids[i]]   W [vocab, dim], out [ids, dim]
  * W is [out, in] = [N, K] row-major (GGUF's ne = [K, N]); no f32 copy of it is ever made, so the
  * GPU holds exactly the format's bytes per parameter (Q4_K 4.5 bits, Q8_0 8.5, Q6_K 6.5625).
- * M <= 8 (decode) takes gemv entry points (Q4_K / Q5_K: gemv32, lib/ggml_gemv32.wgsl, their
- * packed scales decoded once per 32 elements); larger M the 64x64 tiled ones (lib/dequant_tiles.wgsl).
+ * M <= 8 (decode) takes gemv entry points (the K-quants: gemv32, lib/ggml_gemv32.wgsl, their
+ * scales decoded once per 32 elements); larger M the 64x64 tiled ones (lib/dequant_tiles.wgsl).
  */
 import { check, PeftError } from "../errors.ts";
 import { f32, type Gpu, grid1d, type Tensor, UNUSED } from "../gpu/gpu.ts";
@@ -23,7 +23,7 @@ const SHADER: Record<number, string> = {
 };
 
 /** Types whose decode-sized forward is gemv32 (rows are whole 256-element blocks, so K % 32 == 0). */
-const GEMV32 = new Set<number>([GGML.Q4_K, GGML.Q5_K]);
+const GEMV32 = new Set<number>([GGML.Q4_K, GGML.Q5_K, GGML.Q6_K]);
 
 /** ggml type ids the GPU kernels run. */
 export const GGML_GPU_TYPES: readonly number[] = Object.keys(SHADER).map(Number);
