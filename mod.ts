@@ -11,6 +11,7 @@ export { writeSafetensors } from "./src/io/safetensors.ts";
 export { loadAdapterDir, saveAdapterDir } from "./src/io/peft_adapter.ts";
 export { type LoraGguf, writeLoraGguf } from "./src/io/gguf_lora.ts";
 export { hfWeights, writeHfDirectory } from "./src/model/hf_weights.ts";
+export { saveTeacherLogits, type SaveTeacherLogitsOptions } from "./src/train/distill.ts";
 
 // serving
 export { AdapterRegistry, checkAdapterId, createApp, defaultChatPrompt, Metrics, ModelEngine, onShutdownSignal, startServer } from "./src/serve/mod.ts";

@@ -5,7 +5,10 @@
  *   - stories260K (dim 64, 5 layers, vocab 512);
  *   - a random llama of ~25M non-embedding parameters (dim 512, 8 layers, 8 heads, ffn 1376,
  *     vocab 32000, untied head), written as an F32 GGUF by bench/lib/random_llama.ts;
- *   - the same shape with ffn 1280 (every row whole 256-element blocks: 24M non-embedding
+ *   - a random qwen2-shaped model of ~25M non-embedding parameters (dim 512, 8 layers, 8 heads /
+ *     2 kv heads, ffn 2048, q/k/v biases, NEOX rope, tied head, vocab 32000), GGUF qwen2 written
+ *     by bench/lib/random_family.ts;
+ *   - the 25M llama with ffn 1280 (every row whole 256-element blocks: 24M non-embedding
  *     parameters) with every matrix (embeddings and head included) in F16, Q8_0, Q4_K and Q6_K.
  *     Ours keeps each in its format on the GPU (F16 with computeDtype "f16": f16 weights and
  *     operands, f32 sums; the block types dequantized on the fly with f32 activations); llama.cpp
@@ -25,6 +28,7 @@ import { add } from "../src/kernels/elementwise.ts";
 import { generateTokens, type GenerationTokenizer } from "../src/infer/generate.ts";
 import { loadModel, type LoadModelOptions, type Model } from "../src/api/model.ts";
 import { bitsPerParam, LLAMA_24M_K, LLAMA_25M, type MatrixType, median, parameterCounts, promptIds, randomLlamaGGUF, STORIES260K } from "./lib/random_llama.ts";
+import { cachedFamilyGguf, familyParameterCounts, QWEN2_25M } from "./lib/random_family.ts";
 
 const quick = Deno.args.includes("--quick");
 const noPeer = Deno.args.includes("--no-peer");
@@ -57,6 +61,13 @@ for (const type of ["F16", "Q8_0", "Q4_K", "Q6_K"] as const) {
   cases.push({
     name: `random llama 24M (d512 L8 ffn1280 V32000) ${type}`, path: await randomLlamaGGUF(LLAMA_24M_K, 1, type), vocab: LLAMA_24M_K.vocab,
     prompt: 128, decode: quick ? 16 : 64, params: paramsLabel(LLAMA_24M_K), type, load: type === "F16" ? { computeDtype: "f16" } : {},
+  });
+}
+{
+  const q = QWEN2_25M, { total, nonEmbedding } = familyParameterCounts(q);
+  cases.push({
+    name: `random qwen2 25M (d${q.dim} L${q.nLayers} kv${q.nKvHeads} ffn${q.hiddenDim} V${q.vocab}, biases, tied)`, path: await cachedFamilyGguf(q), vocab: q.vocab,
+    prompt: 128, decode: quick ? 16 : 64, params: `${(nonEmbedding / 1e6).toFixed(1)}M + ${((total - nonEmbedding) / 1e6).toFixed(1)}M emb`, type: "F32",
   });
 }
 

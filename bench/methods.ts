@@ -72,17 +72,29 @@ async function dirBytes(dir: string): Promise<number> {
   return n;
 }
 
-async function decodeTokS(model: Model, adapter?: string): Promise<number> {
+/** Decode tokens/s of 31 tokens after the first (greedy, EOS ignored) with the given adapter. */
+async function decodeOnce(model: Model, adapter?: string): Promise<number> {
   const ids = model.encodePrompt("Once upon a time, there was a");
   const tok: GenerationTokenizer = { ...model.tokenizer, eosId: -1, encode: model.tokenizer.encode.bind(model.tokenizer), createStreamDecoder: model.tokenizer.createStreamDecoder.bind(model.tokenizer) };
-  const runs: number[] = [];
-  for (let r = 0; r < 4; r++) {
-    const g = generateTokens(model.llama, tok, ids, { maxTokens: 32, temperature: 0 }, model.peft.hooksFor(adapter));
-    let res;
-    while (!(res = await g.next()).done);
-    if (r > 0) runs.push(31 / (res.value.decodeMs / 1000));
+  const g = generateTokens(model.llama, tok, ids, { maxTokens: 32, temperature: 0 }, model.peft.hooksFor(adapter));
+  let res;
+  while (!(res = await g.next()).done);
+  return 31 / (res.value.decodeMs / 1000);
+}
+
+/**
+ * The adapter's decode speed relative to the base model's, run alternately (base, adapter, base, …)
+ * after a warm-up of each, so that a busy machine slows both alike: median(adapter) / median(base).
+ */
+async function decodeRatio(model: Model, adapter: string | undefined, rounds = 5): Promise<{ ratio: number; base: number }> {
+  await decodeOnce(model);
+  await decodeOnce(model, adapter);
+  const base: number[] = [], ours: number[] = [];
+  for (let r = 0; r < rounds; r++) {
+    base.push(await decodeOnce(model));
+    ours.push(await decodeOnce(model, adapter));
   }
-  return median(runs);
+  return { ratio: median(ours) / median(base), base: median(base) };
 }
 
 const gpu = await Gpu.create();
@@ -93,7 +105,7 @@ const trainOpts = { data: DATA, seqLen: seq, batchSize: batch, maxSteps: steps, 
 // The base model: its decode speed and eval loss (a fresh, never-trained LoRA has B = 0, so its
 // eval before its first update is the base model's own loss).
 const base = await loadModel(STORIES260K, { gpu, contextLength: 512 });
-const baseDecode = await decodeTokS(base);
+const baseDecode = (await decodeRatio(base, undefined)).base;
 base.addAdapter("zero", { r: 1, lora_alpha: 1, target_modules: ["q_proj"] }, seed);
 const baseEval = (await train(base, { ...trainOpts, adapter: "zero", maxSteps: 1 })).initialEvalLoss!;
 base.close();
@@ -107,8 +119,6 @@ try {
     if (only && row.key !== "frozen" && !only.includes(row.key)) continue;
     gpu.trim();
     const model = await loadModel(STORIES260K, { gpu, contextLength: 512, quantize: row.quantize });
-    // The base model's decode measured beside each row (the same process state), the 1.00x.
-    const baseDec = await decodeTokS(model);
     const a = model.addAdapter("m", row.cfg, seed);
     const stamps: number[] = [];
     const t0 = performance.now();
@@ -118,18 +128,24 @@ try {
     const dir = join(tmp, row.key);
     await model.saveAdapter("m", dir);
     const bytes = await dirBytes(dir);
-    const dec = await decodeTokS(model, "m");
+    const dec = (await decodeRatio(model, "m")).ratio;
     let merged = "no merge";
     if (a.method.merge) {
-      await model.merge("m");
-      merged = `${(await decodeTokS(model) / baseDec).toFixed(2)}x`;
-      await model.unmerge("m");
+      // The merged model against the same weights unmerged with no adapter: each run alternates.
+      const unmergedBase: number[] = [], mergedRuns: number[] = [];
+      for (let r = 0; r < 3; r++) {
+        unmergedBase.push(await decodeOnce(model));
+        await model.merge("m");
+        mergedRuns.push(await decodeOnce(model));
+        await model.unmerge("m");
+      }
+      merged = `${(median(mergedRuns) / median(unmergedBase)).toFixed(2)}x`;
     }
     const pct = 100 * a.trainableParameters / (model.baseParameters() + a.trainableParameters);
     const ev = res.finalEvalLoss!;
     console.log(
       `| ${row.name} | ${row.lr} | ${a.trainableParameters.toLocaleString("en-US")} | ${pct.toFixed(3)} | ${(bytes / 1024).toFixed(1)} KiB | ` +
-        `${(batch * seq / (stepMs / 1000)).toFixed(0)} | ${(stepMs / frozenMs).toFixed(2)}x | ${MiB(res.peakGpuBytes)} | ${(dec / baseDec).toFixed(2)}x | ${merged} | ` +
+        `${(batch * seq / (stepMs / 1000)).toFixed(0)} | ${(stepMs / frozenMs).toFixed(2)}x | ${MiB(res.peakGpuBytes)} | ${dec.toFixed(2)}x | ${merged} | ` +
         `${ev.toFixed(3)} (${Math.exp(ev).toFixed(1)})${ev < baseEval ? "" : " NOT below base"} |`,
     );
     model.close();

@@ -21,7 +21,12 @@ const common = {
   logLevel: "warning",
   absWorkingDir: root,
 };
-const serverSide = { ...common, platform: "node", external: ["bun-webgpu", "webgpu", "bun:ffi"] };
+const serverSide = {
+  ...common, platform: "node", external: ["bun-webgpu", "webgpu", "bun:ffi"],
+  // yaml's "node" export is CommonJS that require()s "process", which an ES module bundle cannot;
+  // its ES module build (the package's "default" export) runs on every runtime.
+  alias: { yaml: "./node_modules/yaml/browser/index.js" },
+};
 
 /** Resolves `./x.ts` to `./x.browser.ts` where that twin exists: the runtime split, kept to a few edge modules. */
 const browserTwins = {

@@ -1,15 +1,16 @@
 // attention forward: causal scaled-dot-product attention with grouped-query heads.
 // Query row r = b*T + t (position pos0 + t), head h, kv head g = h / (Hq / Hkv):
-//   s_j   = (q[r, h] . k[b*kvStride + j, g]) * scale          for keys j < last = min(pos0 + t + 1, S)
+//   s_j   = (q[r, h] . k[b*kvStride + j, g]) * scale          for keys first <= j < last = min(pos0 + t + 1, S)
+// first = 0, or with a sliding window (window > 0) max(0, pos0 + t + 1 - window): p - window < j <= p.
 //   out   = sum_j softmax(s)_j * v[b*kvStride + j, g],  lse[r*Hq + h] = log(sum_j exp(s_j))
 // One 64-thread workgroup per (row, head). Keys are visited in chunks of 64 (one key per thread
 // for the score), with an online softmax across chunks: running max m, running sum l, and the
 // output accumulator rescaled by exp(m_old - m_new). Each thread owns output dims d = tid + 64*k
 // (k < 4, so D <= 256). Keys at or past `last` are never read (cache rows past S may be garbage).
 // Bindings: q: [B*T, Hq*D]; k, v: [B*kvStride, Hkv*D]; out: [B*T, Hq*D]; lse: [B*T*Hq] (written when saveLse);
-//           p: {B, T, S, kvStride, pos0, Hq, Hkv, D, scale: f32, saveLse}.
+//           p: {B, T, S, kvStride, pos0, Hq, Hkv, D, scale: f32, window, saveLse}.
 // Grid: B*T*Hq workgroups (flattened, split over x/y past 65535).
-struct Params { B: u32, T: u32, S: u32, kvStride: u32, pos0: u32, Hq: u32, Hkv: u32, D: u32, scale: f32, saveLse: u32 }
+struct Params { B: u32, T: u32, S: u32, kvStride: u32, pos0: u32, Hq: u32, Hkv: u32, D: u32, scale: f32, window: u32, saveLse: u32 }
 @group(0) @binding(0) var<storage, read> q: array<f32>;
 @group(0) @binding(1) var<storage, read> k: array<f32>;
 @group(0) @binding(2) var<storage, read> v: array<f32>;
@@ -39,12 +40,13 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec
   workgroupBarrier();
 
   let last = min(p.pos0 + t + 1u, p.S);
+  let first = select(0u, p.pos0 + t + 1u - p.window, p.window > 0u && p.pos0 + t + 1u > p.window);
   let kvRow0 = b * p.kvStride;
   let kvW = p.Hkv * D;
   var m = NEG;
   var l = 0.0;
   var acc = array<f32, DPT>(0.0, 0.0, 0.0, 0.0);
-  for (var j0 = 0u; j0 < last; j0 += WG) {
+  for (var j0 = first; j0 < last; j0 += WG) {
     let j = j0 + tid;
     var s = NEG;
     if (j < last) {

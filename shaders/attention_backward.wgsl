@@ -4,14 +4,15 @@
 //   dS_ij   = P_ij * (dO_i . v_j - delta_i)
 //   dq_i    = scale * sum_j dS_ij k_j                        (entry dq_rows)
 //   dk_j    = scale * sum_(i,h in group) dS_ij q_i,   dv_j = sum_(i,h in group) P_ij dO_i   (entry dkv_rows)
-// Here i runs over (query row, head) and j over the keys that query sees (j < min(pos0 + t + 1, S)).
+// Here i runs over (query row, head) and j over the keys that query sees (first <= j < min(pos0 + t + 1, S),
+// first > 0 only with a sliding window: see attention.wgsl).
 // dk/dv: one workgroup per kv row and kv head loops over every (query, head) pair that sees it,
 // so each gradient element is written exactly once, in a fixed order: deterministic, no atomics,
 // and keys no query sees (including cache rows >= S) get exactly zero.
 // Bindings: dout, q, out: [B*T, Hq*D]; k, v: [B*kvStride, Hkv*D]; lse, delta: [B*T*Hq];
-//           dq: [B*T, Hq*D]; dk, dv: [B*kvStride, Hkv*D]; p: {B, T, S, kvStride, pos0, Hq, Hkv, D, scale: f32}.
+//           dq: [B*T, Hq*D]; dk, dv: [B*kvStride, Hkv*D]; p: {B, T, S, kvStride, pos0, Hq, Hkv, D, scale: f32, window}.
 // Grids: delta_rows: grid1d(B*T*Hq, 64); dq_rows: B*T*Hq workgroups; dkv_rows: B*kvStride*Hkv workgroups.
-struct Params { B: u32, T: u32, S: u32, kvStride: u32, pos0: u32, Hq: u32, Hkv: u32, D: u32, scale: f32 }
+struct Params { B: u32, T: u32, S: u32, kvStride: u32, pos0: u32, Hq: u32, Hkv: u32, D: u32, scale: f32, window: u32 }
 @group(0) @binding(0) var<storage, read> dout: array<f32>;
 @group(0) @binding(1) var<storage, read> q: array<f32>;
 @group(0) @binding(2) var<storage, read> k: array<f32>;
@@ -60,10 +61,11 @@ fn dq_rows(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: 
   let li = lse[idx];
   let di = delta[idx];
   let last = min(p.pos0 + t + 1u, p.S);
+  let first = select(0u, p.pos0 + t + 1u - p.window, p.window > 0u && p.pos0 + t + 1u > p.window);
   let kvRow0 = b * p.kvStride;
   let kvW = p.Hkv * D;
   var acc = array<f32, DPT>(0.0, 0.0, 0.0, 0.0);
-  for (var j0 = 0u; j0 < last; j0 += WG) {
+  for (var j0 = first; j0 < last; j0 += WG) {
     let j = j0 + tid;
     var ds = 0.0;
     if (j < last) {
@@ -110,12 +112,15 @@ fn dkv_rows(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg:
   let D = p.D;
   let G = p.Hq / p.Hkv;
   let kvo = idx * D;  // (kvRow*Hkv + g) * D
-  // Queries t >= j - pos0 see key j (when j < S): pairs (t, head in group) from tStart on.
+  // Queries t >= j - pos0 see key j (when j < S), with a window only while pos0 + t < j + window:
+  // pairs (t, head in group) for t in [tStart, tEnd).
   var count = 0u;
   var tStart = 0u;
   if (j < p.S) {
     tStart = select(0u, j - p.pos0, j > p.pos0);
-    if (tStart < p.T) { count = (p.T - tStart) * G; }
+    var tEnd = p.T;
+    if (p.window > 0u) { tEnd = select(0u, min(p.T, j + p.window - p.pos0), j + p.window > p.pos0); }
+    if (tStart < tEnd) { count = (tEnd - tStart) * G; }
   }
   if (count > 0u) {
     for (var d = tid; d < D; d += WG) {

@@ -17,31 +17,7 @@ struct Params { N: u32, V: u32, grad: u32, gradScale: f32 }
 @group(0) @binding(3) var<storage, read_write> loss: array<f32>;
 @group(0) @binding(4) var<uniform> p: Params;
 
-var<workgroup> red: array<f32, 64>;
-
-fn reduceMax(lid: u32, v: f32) -> f32 {
-  red[lid] = v;
-  for (var s = 32u; s > 0u; s >>= 1u) {
-    workgroupBarrier();
-    if (lid < s) { red[lid] = max(red[lid], red[lid + s]); }
-  }
-  workgroupBarrier();
-  let r = red[0];
-  workgroupBarrier(); // red is reused by the next reduction
-  return r;
-}
-
-fn reduceSum(lid: u32, v: f32) -> f32 {
-  red[lid] = v;
-  for (var s = 32u; s > 0u; s >>= 1u) {
-    workgroupBarrier();
-    if (lid < s) { red[lid] += red[lid + s]; }
-  }
-  workgroupBarrier();
-  let r = red[0];
-  workgroupBarrier();
-  return r;
-}
+//#include "lib/row_reduce.wgsl"
 
 @compute @workgroup_size(64)
 fn main(@builtin(local_invocation_index) lid: u32, @builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {

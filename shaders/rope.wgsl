@@ -1,14 +1,15 @@
-// rope (GGUF / llama.cpp "normal" mode: adjacent pairs rotate), in place.
+// rope, in place, in llama.cpp's "normal" mode (adjacent pairs rotate: a = 2i, b = 2i + 1) or
+// "neox" mode (pairs half a rotation apart: a = i, b = i + half).
 // Row r of x is token t = r % T at position pos = pos0 + t. For head h and pair i < half
-// (half = ropeDim / 2), with (c, s) = (cos, sin) of theta = pos * base^(-2i/ropeDim):
-//   (x0, x1) = (x[r, h*D + 2i], x[r, h*D + 2i + 1]) -> (x0*c - x1*s, x0*s + x1*c)
+// (half = ropeDim / 2), with (c, s) = (cos, sin) of theta = pos * base^(-2i/ropeDim) / ff_i:
+//   (x0, x1) = (x[r, h*D + a], x[r, h*D + b]) -> (x0*c - x1*s, x0*s + x1*c)
 // inverse = 1 rotates by -theta (s -> -s): the backward of rope, and its exact undo.
 // cos/sin come from a host-built table (f32 theta as llama.cpp computes it, cos/sin rounded
 // once from f64) because WGSL's sin/cos are only specified to ~2^-11 and lose more on the
 // large angles that long contexts produce.
 // Bindings: x: [N, nHeads*D] f32 (read_write); cs: [maxPos, half, 2] f32 (cos, sin);
-//           p: {N, T, pos0, nHeads, D, half, inverse}. One thread per (row, head, pair): grid1d(N*nHeads*half, 64).
-struct Params { N: u32, T: u32, pos0: u32, nHeads: u32, D: u32, half: u32, inverse: u32 }
+//           p: {N, T, pos0, nHeads, D, half, inverse, neox}. One thread per (row, head, pair): grid1d(N*nHeads*half, 64).
+struct Params { N: u32, T: u32, pos0: u32, nHeads: u32, D: u32, half: u32, inverse: u32, neox: u32 }
 @group(0) @binding(0) var<storage, read_write> x: array<f32>;
 @group(0) @binding(1) var<storage, read> cs: array<f32>;
 @group(0) @binding(2) var<uniform> p: Params;
@@ -24,9 +25,10 @@ fn main(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) 
   let t = 2u * (pos * p.half + i);
   let c = cs[t];
   let s = select(cs[t + 1u], -cs[t + 1u], p.inverse != 0u);
-  let o = r * p.nHeads * p.D + h * p.D + 2u * i;
+  let o = r * p.nHeads * p.D + h * p.D + select(2u * i, i, p.neox != 0u);
+  let o1 = o + select(1u, p.half, p.neox != 0u);
   let x0 = x[o];
-  let x1 = x[o + 1u];
+  let x1 = x[o1];
   x[o] = x0 * c - x1 * s;
-  x[o + 1u] = x0 * s + x1 * c;
+  x[o1] = x0 * s + x1 * c;
 }

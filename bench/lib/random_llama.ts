@@ -58,6 +58,29 @@ function randn(n: number, std: number, seed: number): Float32Array {
   return out;
 }
 
+/**
+ * The stories260K tokenizer's GGUF metadata (tokenizer.* keys) for a vocabulary of `vocab`
+ * tokens: padded with dummy tokens `<r_N>` (type 1, score 0) or cut to size.
+ */
+export async function storiesTokenizerMeta(vocab: number): Promise<Map<string, GgufMetaEntry>> {
+  const base = await readGGUF(STORIES260K);
+  const meta = new Map<string, GgufMetaEntry>();
+  for (const [k, e] of base.metadata) if (k.startsWith("tokenizer.")) meta.set(k, e);
+  await base.close();
+  const tokens = [...(meta.get("tokenizer.ggml.tokens")!.value as string[])];
+  const scores = [...(meta.get("tokenizer.ggml.scores")!.value as number[])];
+  const types = [...(meta.get("tokenizer.ggml.token_type")!.value as number[])];
+  for (let i = tokens.length; i < vocab; i++) {
+    tokens.push(`<r_${i}>`);
+    scores.push(0);
+    types.push(1);
+  }
+  meta.set("tokenizer.ggml.tokens", { type: GgufType.ARRAY, arrayType: GgufType.STRING, value: tokens.slice(0, vocab) });
+  meta.set("tokenizer.ggml.scores", { type: GgufType.ARRAY, arrayType: GgufType.FLOAT32, value: scores.slice(0, vocab) });
+  meta.set("tokenizer.ggml.token_type", { type: GgufType.ARRAY, arrayType: GgufType.INT32, value: types.slice(0, vocab) });
+  return meta;
+}
+
 /** Writes (or reuses) the random llama GGUF with its matrices in `type` and returns its path. */
 export async function randomLlamaGGUF(c: RandomLlamaConfig = LLAMA_25M, seed = 1, type: MatrixType = "F32"): Promise<string> {
   const { total } = parameterCounts(c);
@@ -70,20 +93,7 @@ export async function randomLlamaGGUF(c: RandomLlamaConfig = LLAMA_25M, seed = 1
     if (st.size >= dataBytes && st.size < dataBytes + (4 << 20)) return path;
   } catch { /* not there yet */ }
 
-  const base = await readGGUF(STORIES260K);
-  const meta = new Map<string, GgufMetaEntry>();
-  for (const [k, e] of base.metadata) if (k.startsWith("tokenizer.")) meta.set(k, e);
-  const tokens = [...(meta.get("tokenizer.ggml.tokens")!.value as string[])];
-  const scores = [...(meta.get("tokenizer.ggml.scores")!.value as number[])];
-  const types = [...(meta.get("tokenizer.ggml.token_type")!.value as number[])];
-  for (let i = tokens.length; i < c.vocab; i++) {
-    tokens.push(`<r_${i}>`);
-    scores.push(0);
-    types.push(1);
-  }
-  meta.set("tokenizer.ggml.tokens", { type: GgufType.ARRAY, arrayType: GgufType.STRING, value: tokens.slice(0, c.vocab) });
-  meta.set("tokenizer.ggml.scores", { type: GgufType.ARRAY, arrayType: GgufType.FLOAT32, value: scores.slice(0, c.vocab) });
-  meta.set("tokenizer.ggml.token_type", { type: GgufType.ARRAY, arrayType: GgufType.INT32, value: types.slice(0, c.vocab) });
+  const meta = await storiesTokenizerMeta(c.vocab);
   const u32 = (value: number): GgufMetaEntry => ({ type: GgufType.UINT32, value });
   meta.set("general.architecture", { type: GgufType.STRING, value: "llama" });
   meta.set("general.name", { type: GgufType.STRING, value: `random-llama-${c.dim}x${c.nLayers}` });
@@ -96,7 +106,6 @@ export async function randomLlamaGGUF(c: RandomLlamaConfig = LLAMA_25M, seed = 1
   meta.set("llama.attention.head_count_kv", u32(c.nKvHeads));
   meta.set("llama.rope.dimension_count", u32(c.dim / c.nHeads));
   meta.set("llama.attention.layer_norm_rms_epsilon", { type: GgufType.FLOAT32, value: 1e-5 });
-  await base.close();
 
   const hd = c.dim / c.nHeads, kv = c.nKvHeads * hd;
   let k = seed * 1000;

@@ -19,6 +19,8 @@ import { GGML_TYPES } from "../io/ggml_quants.ts";
 import { writeHfDirectory } from "../model/hf_weights.ts";
 import { readWeightF32 } from "../model/quantized.ts";
 import type { WeightSource } from "../model/weights.ts";
+import { family } from "../model/families/family.ts";
+import { ROPE_FREQS } from "../model/validate_weights.ts";
 import { loraGguf } from "../peft/lora/gguf.ts";
 import type { Model } from "./model.ts";
 
@@ -57,6 +59,12 @@ export async function saveGguf(model: Model, path: string, dtype: GgufExportType
     report.types[type] = (report.types[type] ?? 0) + 1;
     if (t.fallback) report.fallbacks.push({ tensor: name, note: t.fallback });
     tensors.push(t);
+  }
+  // Llama 3's rope factors live in the config, not on the GPU: written back as the source had them (F32, 1-D).
+  const factors = model.config.ropeFreqFactors;
+  if (factors) {
+    tensors.push(encodeExportTensor(ROPE_FREQS, [factors.length], factors, dtype));
+    report.types.F32 = (report.types.F32 ?? 0) + 1;
   }
   const metadata = new Map(model.ggufMetadata);
   metadata.set("general.file_type", { type: GgufType.UINT32, value: LLAMA_FILE_TYPE[dtype] });
@@ -105,6 +113,6 @@ export async function saveHf(model: Model, dir: string): Promise<HfSaveReport> {
 
 /** Model.saveAdapterGguf: adapter `name` as a llama.cpp runtime LoRA GGUF. */
 export async function saveAdapterGguf(model: Model, name: string, path: string): Promise<void> {
-  const architecture = (model.ggufMetadata?.get("general.architecture")?.value as string | undefined) ?? model.config.architecture;
+  const architecture = (model.ggufMetadata?.get("general.architecture")?.value as string | undefined) ?? family(model.config).llamaCppArchitecture;
   await writeLoraGguf(path, await loraGguf(model.adapter(name), architecture));
 }

@@ -55,8 +55,16 @@ export function usageError(message: string): PeftError {
   return new PeftError("USAGE", message);
 }
 
-/** Parses `args` against the command's table; prints the help and returns null on -h/--help. */
-export function parseFlags<C extends Command>(cmd: C, args: readonly string[]): { values: FlagValues<C>; positionals: string[] } | null {
+/**
+ * Parses `args` against the command's table; prints the help and returns null on -h/--help.
+ * `file` holds values from a config file (already converted): flags on the command line win over
+ * them, and they win over the defaults. `given` lists the flags the command line set.
+ */
+export function parseFlags<C extends Command>(
+  cmd: C,
+  args: readonly string[],
+  file: Record<string, unknown> = {},
+): { values: FlagValues<C>; positionals: string[]; given: Set<string> } | null {
   if (args.some((a) => a === "-h" || a === "--help")) {
     console.log(helpText(cmd));
     return null;
@@ -97,12 +105,13 @@ export function parseFlags<C extends Command>(cmd: C, args: readonly string[]): 
   const values: Record<string, unknown> = {};
   for (const [name, flag] of Object.entries(cmd.flags)) {
     const v = raw.get(name);
-    if (flag.type === "boolean") values[name] = v === true;
-    else if (v !== undefined) values[name] = convert(name, flag, v as string);
+    if (v !== undefined) values[name] = flag.type === "boolean" ? true : convertValue(`--${name}`, flag, v as string);
+    else if (file[name] !== undefined) values[name] = file[name];
+    else if (flag.type === "boolean") values[name] = false;
     else if (flag.default !== undefined) values[name] = flag.default;
     else if (flag.required) throw usageError(`--${name} is required: ${placeholder(flag)} (see ${cmd.name} --help)`);
   }
-  return { values: values as FlagValues<C>, positionals };
+  return { values: values as FlagValues<C>, positionals, given: new Set(raw.keys()) };
 }
 
 function isNumeric(s: string): boolean {
@@ -111,22 +120,26 @@ function isNumeric(s: string): boolean {
 
 const BYTE_UNITS: Record<string, number> = { b: 1, kb: 1e3, kib: 1024, mb: 1e6, mib: 2 ** 20, gb: 1e9, gib: 2 ** 30 };
 
-function convert(name: string, flag: Flag, v: string): string | number {
+/**
+ * A flag's value from its text, checked against its type, range and choices; `label` names it in
+ * the error (`--lr` on the command line, `learning_rate` in a config file).
+ */
+export function convertValue(label: string, flag: Flag, v: string): string | number {
   let out: string | number = v;
   if (flag.type === "bytes") {
     const m = /^\s*(\d+(?:\.\d+)?)\s*(B|KB|KiB|MB|MiB|GB|GiB)?\s*$/i.exec(v);
-    if (!m) throw usageError(`--${name}: ${JSON.stringify(v)} is not a size (e.g. 536870912, 512MiB, 2GiB)`);
+    if (!m) throw usageError(`${label}: ${JSON.stringify(v)} is not a size (e.g. 536870912, 512MiB, 2GiB)`);
     out = Math.floor(Number(m[1]) * BYTE_UNITS[(m[2] ?? "B").toLowerCase()]);
   } else if (flag.type === "number" || flag.type === "int") {
-    if (!isNumeric(v)) throw usageError(`--${name} must be a number, got ${JSON.stringify(v)}`);
+    if (!isNumeric(v)) throw usageError(`${label} must be a number, got ${JSON.stringify(v)}`);
     out = Number(v);
-    if (flag.type === "int" && !Number.isInteger(out)) throw usageError(`--${name} must be a whole number, got ${v}`);
+    if (flag.type === "int" && !Number.isInteger(out)) throw usageError(`${label} must be a whole number, got ${v}`);
   }
   if (typeof out === "number") {
-    if (flag.min !== undefined && out < flag.min) throw usageError(`--${name} must be >= ${flag.min}, got ${v}`);
-    if (flag.max !== undefined && out > flag.max) throw usageError(`--${name} must be <= ${flag.max}, got ${v}`);
+    if (flag.min !== undefined && out < flag.min) throw usageError(`${label} must be >= ${flag.min}, got ${v}`);
+    if (flag.max !== undefined && out > flag.max) throw usageError(`${label} must be <= ${flag.max}, got ${v}`);
   }
-  if (flag.choices && !flag.choices.includes(v)) throw usageError(`--${name} must be one of ${flag.choices.join(", ")}, got ${JSON.stringify(v)}`);
+  if (flag.choices && !flag.choices.includes(v)) throw usageError(`${label} must be one of ${flag.choices.join(", ")}, got ${JSON.stringify(v)}`);
   return out;
 }
 

@@ -17,7 +17,9 @@ interface CommandModule {
 const COMMANDS: Record<string, { summary: string; load: () => Promise<CommandModule> }> = {
   demo: { summary: "the quick start: sample, fine-tune on Shakespeare, sample again", load: () => import("./demo.ts") },
   generate: { summary: "continue a prompt (optionally with a LoRA adapter)", load: () => import("./generate.ts") },
-  train: { summary: "fine-tune a LoRA adapter (QLoRA with --quantize)", load: () => import("./train.ts") },
+  train: { summary: "fine-tune an adapter (any PEFT method; QLoRA with --quantize; a YAML recipe with --config)", load: () => import("./train.ts") },
+  distill: { summary: "distill a teacher model into a student adapter (generalized JSD, TRL's semantics)", load: () => import("./distill.ts") },
+  eval: { summary: "loss, perplexity and tokens/s of a model and its adapters on a data file", load: () => import("./eval.ts") },
   merge: { summary: "merge an adapter into its base and save a GGUF", load: () => import("./merge.ts") },
   export: { summary: "adapter as llama.cpp LoRA GGUF; (merged) model as GGUF f32/f16/q8_0/q4_k or HF directory", load: () => import("./export.ts") },
   serve: { summary: "OpenAI-compatible server for the model and its adapters", load: () => import("./serve.ts") },

@@ -8,7 +8,7 @@ import { check, PeftError } from "../errors.ts";
 import { readGGUF } from "../io/gguf.ts";
 import { writeSafetensors, type SafetensorsWriteTensor } from "../io/safetensors.ts";
 import { bnb4bitTensors } from "../io/bnb4bit.ts";
-import { ggufLinearName, hfLinearName, LINEAR_MODULES, linearShape, permuteQK } from "../model/config.ts";
+import { biasName, ggufLinearName, hfLinearName, linearModules, linearShape, reorderQK } from "../model/config.ts";
 import { configFromGGUF } from "../model/weights.ts";
 import { fourBitPayload, quantize4bit } from "../quant/mod.ts";
 import { type Command, parseFlags } from "./flags.ts";
@@ -52,14 +52,16 @@ export async function main(args: string[]): Promise<void> {
   for (let l = 0; l < cfg.nLayers; l++) {
     await plain(`blk.${l}.attn_norm.weight`, `model.layers.${l}.input_layernorm.weight`);
     await plain(`blk.${l}.ffn_norm.weight`, `model.layers.${l}.post_attention_layernorm.weight`);
-    for (const mod of LINEAR_MODULES) {
+    for (const mod of linearModules(cfg)) {
+      const bias = biasName(cfg, mod, l);
+      if (bias) await plain(bias, hfLinearName(mod, l).replace(/\.weight$/, ".bias"));
       const ggufName = ggufLinearName(mod, l);
       const shape = linearShape(cfg, mod);
       const info = g.tensors.get(ggufName);
       if (!info) throw new PeftError("GGUF_MISSING_TENSOR", `${values.model}: missing tensor ${ggufName}`);
       check(info.shape[0] === shape[0] && info.shape[1] === shape[1], "GGUF_SHAPE_MISMATCH", `${values.model}: ${ggufName} is [${info.shape}], expected [${shape}]`);
       let w = await g.readF32(ggufName);
-      if (mod === "q_proj" || mod === "k_proj") w = permuteQK(w, shape[0], shape[1], cfg.headDim, "gguf_to_hf");
+      if (mod === "q_proj" || mod === "k_proj") w = reorderQK(cfg, w, shape[0], shape[1], "gguf_to_hf");
       const name = hfLinearName(mod, l);
       const st = quantize4bit(w, { type, blocksize, doubleQuant, name: `${values.model}: ${ggufName}`, shape });
       const entries = bnb4bitTensors(name, st);
@@ -72,7 +74,7 @@ export async function main(args: string[]): Promise<void> {
   }
   await writeSafetensors(values.out, tensors);
   console.log(
-    `quantized ${cfg.nLayers * LINEAR_MODULES.length} linear weights (${params} params) to ${type}` +
+    `quantized ${cfg.nLayers * linearModules(cfg).length} linear weights (${params} params) to ${type}` +
       `${doubleQuant ? " + double quant" : ""}, blocksize ${blocksize}: ${((payload * 8) / params).toFixed(3)} bits/param in codes and block scales; ` +
       `${((bytes * 8) / params).toFixed(3)} in the file, which repeats the code map${doubleQuant ? "s" : ""} beside every weight -> ${values.out}`,
   );

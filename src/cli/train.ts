@@ -1,31 +1,40 @@
 /**
- * `train --model <gguf|hf dir> --data <txt|jsonl> --out <dir> [flags]`: fine-tuning with any PEFT
- * method (--peft-type lora|dora|ia3|bitfit|ln_tuning|partial) and a progress bar; writes metrics.jsonl, loss.svg, checkpoints and the final adapter (HF PEFT format)
- * into --out. Flags mirror train()'s options and PEFT's LoraConfig; the defaults below are what
- * the CLI passes (the API's own defaults are transformers').
+ * `train --model <gguf|hf dir> --data <txt|jsonl> --out <dir> [flags]` or `train --config recipe.yaml`:
+ * fine-tuning with any PEFT method (--peft-type lora|dora|ia3|bitfit|ln_tuning|partial) and a
+ * progress bar; writes config.resolved.yaml, metrics.jsonl, loss.svg, checkpoints and the final
+ * adapter (HF PEFT format) into --out. Flags mirror train()'s options and PEFT's LoraConfig; the
+ * defaults below are what the CLI passes (the API's own defaults are transformers'); a recipe file
+ * is read as LLaMA-Factory reads it (recipe.ts).
  */
-import { basename } from "node:path";
+import { mkdir } from "node:fs/promises";
+import { basename, join } from "node:path";
 import { fourBitPayload } from "../quant/mod.ts";
-import { train } from "../train/trainer.ts";
+import { STRATEGIES, type Strategy, train, type TrainOptions } from "../train/trainer.ts";
 import { LR_SCHEDULERS, type LrSchedulerName } from "../train/schedule.ts";
 import { type OptimizerName, OPTIMIZERS } from "../train/paged_adamw.ts";
 import type { Model } from "../api/model.ts";
 import { chatTemplateFlag, resolveChatTemplate } from "./chat_template_flag.ts";
-import { type Command, type FlagValues, parseFlags, usageError } from "./flags.ts";
+import { type Command, type FlagValues, usageError } from "./flags.ts";
+import { parseWithRecipe, writeResolvedConfig } from "./recipe.ts";
 import { loadModelFromFlags, MODEL_FLAGS } from "./model_flags.ts";
 
 /** Evaluations on the CLI use at most this many batches unless --max-eval-batches says otherwise. */
 export const CLI_EVAL_BATCHES = 8;
 
-const method = "method", lora = "LoRA / DoRA", data = "data", optim = "optimization", run = "run";
+const method = "method", lora = "LoRA / DoRA", data = "data", optim = "optimization", run = "run", recipe = "recipe";
 
 export const PEFT_TYPES = ["lora", "dora", "ia3", "bitfit", "ln_tuning", "partial", "full", "prompt_tuning", "p_tuning", "prefix_tuning", "bottleneck", "mam"] as const;
 
 export const TRAIN = {
   name: "train",
   summary: "fine-tune an adapter (LoRA, DoRA, (IA)³, BitFit, LN tuning, partial); writes metrics.jsonl, loss.svg, checkpoint-N/ and adapter/ into --out",
-  usage: "--model <path.gguf|hf-dir> --data <file.txt|file.jsonl> --out <dir> [flags]",
+  usage: "--model <path.gguf|hf-dir> --data <file.txt|file.jsonl> --out <dir> [flags]   or   --config <recipe.yaml> [flags]",
   flags: {
+    config: {
+      type: "string", value: "<recipe.yaml>", group: recipe,
+      description: "a YAML recipe: LLaMA-Factory's keys (model_name_or_path, finetuning_type, lora_rank, cutoff_len, ...) or these flags' names with underscores; flags given here win",
+    },
+    "allow-unknown": { type: "boolean", group: recipe, description: "with --config: warn about unknown and unsupported keys instead of refusing the file" },
     ...MODEL_FLAGS,
     data: {
       type: "string", required: true, value: "<file.txt|file.jsonl>", group: data,
@@ -41,6 +50,7 @@ export const TRAIN = {
       description: "each evaluation uses the first N batches of the held-out split; 0 = all of it (slow on a software GPU)",
     },
     packing: { type: "boolean", group: data, description: "JSONL: pack short records into full sequences" },
+    "group-by-length": { type: "boolean", group: data, description: "batches of similar lengths (transformers' length-grouped order), each cut to its longest row" },
     "chat-template": chatTemplateFlag(data, 'for {"messages"} records'),
     "peft-type": {
       type: "string", choices: PEFT_TYPES, default: "lora", group: method, aliases: ["method", "finetuning-type", "finetuning_type"],
@@ -81,8 +91,11 @@ export const TRAIN = {
     "warmup-ratio": { type: "number", default: 0, min: 0, max: 1, group: optim, description: "share of the steps spent warming up (overridden by --warmup-steps)" },
     "warmup-steps": { type: "int", default: 0, min: 0, units: "steps", group: optim, description: "warmup steps" },
     "weight-decay": { type: "number", default: 0, min: 0, group: optim, description: "AdamW's decoupled weight decay" },
+    "adam-beta1": { type: "number", default: 0.9, min: 0, max: 0.999999, group: optim, description: "AdamW's first-moment decay" },
+    "adam-beta2": { type: "number", default: 0.999, min: 0, max: 0.999999, group: optim, description: "AdamW's second-moment decay" },
+    "adam-epsilon": { type: "number", default: 1e-8, min: 0, group: optim, description: "AdamW's epsilon" },
     "max-grad-norm": { type: "number", default: 1, min: 0, group: optim, aliases: ["grad-clip", "clip"], description: "clip the global gradient norm to this; 0 = no clipping" },
-    epochs: { type: "int", default: 1, min: 1, group: optim, aliases: ["num-train-epochs", "num-epochs"], description: "passes over the training data (unless --max-steps)" },
+    epochs: { type: "number", default: 1, min: 0, group: optim, aliases: ["num-train-epochs", "num-epochs"], description: "passes over the training data, fractional too (unless --max-steps)" },
     "max-steps": { type: "int", min: 1, defaultText: "epochs x batches", units: "steps", group: optim, aliases: ["iters", "steps", "num-steps"], description: "optimizer steps to run (the schedule spans them)" },
     seed: { type: "int", default: 42, min: 0, group: optim, description: "seed of the adapter init, data order and dropout" },
     optimizer: {
@@ -94,15 +107,27 @@ export const TRAIN = {
       description: "GPU bytes training may hold; the planner refuses with a suggestion when the plan exceeds it",
     },
     "eval-steps": { type: "int", default: 0, min: 0, units: "steps", group: run, description: "evaluate every N steps (and always at the start and end)" },
+    "eval-strategy": { type: "string", choices: STRATEGIES, default: "steps", group: run, aliases: ["evaluation-strategy"], description: "evaluate every --eval-steps (steps), at each epoch's end (epoch), or only at the start and end (no)" },
     "save-steps": { type: "int", default: 0, min: 0, units: "steps", group: run, description: "checkpoint every N steps (and always at the end and on Ctrl-C)" },
+    "save-strategy": { type: "string", choices: STRATEGIES, default: "steps", group: run, description: "checkpoint every --save-steps (steps), at each epoch's end (epoch), or only at the end (no)" },
+    "save-total-limit": { type: "int", min: 1, defaultText: "all", units: "checkpoints", group: run, description: "keep only the newest N checkpoints (and the best with --load-best-model-at-end); older ones are deleted" },
+    "load-best-model-at-end": {
+      type: "boolean", group: run, aliases: ["load-best"],
+      description: "at the end, load the checkpoint with the lowest eval loss and save it as the adapter (eval and save strategies must match)",
+    },
+    "metric-for-best-model": { type: "string", choices: ["eval_loss", "loss"], default: "eval_loss", group: run, description: "the metric --load-best-model-at-end compares (lower is better)" },
+    "early-stopping-patience": { type: "int", min: 1, defaultText: "off", units: "evaluations", group: run, description: "stop after N evaluations in a row without a better eval loss (needs --load-best-model-at-end)" },
+    "early-stopping-threshold": { type: "number", default: 0, min: 0, group: run, description: "how much an eval loss must beat the best by to count as better" },
     resume: { type: "boolean", group: run, description: "continue from the latest checkpoint in --out, with the losses of an uninterrupted run" },
+    "resume-from": { type: "string", value: "<checkpoint-dir>", group: run, description: "continue from this checkpoint directory" },
     "gradient-checkpointing": { type: "boolean", group: run, description: "recompute each block in the backward (less memory, more time)" },
     sample: { type: "string", value: '"prompt"', group: run, description: "after training, print 64 sampled tokens of this prompt with the adapter" },
   },
   notes: [
-    "example:",
+    "examples:",
     "  npx deno task train --model ../shared/models/stories260K/stories260K.gguf --data ../shared/data/tinyshakespeare.txt \\",
     "      --out runs/shakespeare --seq-len 128 --lr 2e-3 --max-steps 100 --eval-steps 25",
+    "  npx deno task train --config examples/qlora_stories.yaml --max-steps 20",
   ],
 } as const satisfies Command;
 
@@ -199,55 +224,119 @@ export function adapterConfig(v: FlagValues<typeof TRAIN>, nLayers: number): Rec
 }
 
 /** The adapter's name, from --out (it titles loss.svg): "runs/shakespeare" -> "shakespeare". */
-function adapterName(out: string): string {
+export function adapterName(out: string): string {
   const name = basename(out.replace(/[\\/]+$/, "")).replace(/[^A-Za-z0-9_.-]/g, "_").slice(0, 64);
   return /^[A-Za-z0-9_]/.test(name) ? name : "adapter";
 }
 
-export async function main(args: string[]): Promise<void> {
-  const f = parseFlags(TRAIN, args);
-  if (!f) return;
-  const v = f.values;
-  const template = await resolveChatTemplate(v["chat-template"]);
-  const given = (re: RegExp) => args.some((a) => re.test(a));
-  if (v["init-adapter"] && given(/^--(peft-type|r|lora-alpha|lora-dropout|target-modules|feedforward-modules|layers|last-layers|use-rslora)(=|$)/)) {
-    throw usageError("--init-adapter takes the method's settings from the adapter's config: leave out --peft-type, --r, --lora-alpha, --lora-dropout, --target-modules, --layers and --use-rslora");
+/** Every TRAIN flag's value (distill's table extends train's). */
+export type RunValues = FlagValues<typeof TRAIN>;
+
+/** The method flags' contradictions; `given` holds the flags the command line or the recipe set. */
+export function checkRunFlags(v: RunValues, given: Set<string>): void {
+  if (v["init-adapter"]) {
+    const clash = METHOD_FLAGS.filter((f) => given.has(f));
+    if (clash.length) {
+      throw usageError(`--init-adapter takes the method's settings from the adapter's config: leave out ${clash.map((f) => `--${f}`).join(", ")}`);
+    }
   }
-  if (!["lora", "dora"].includes(v["peft-type"]) && given(/^--(r|lora-alpha|lora-dropout|use-rslora)(=|$)/)) {
+  if (!["lora", "dora"].includes(v["peft-type"]) && LORA_FLAGS.some((f) => given.has(f))) {
     throw usageError(`--r, --lora-alpha, --lora-dropout and --use-rslora are LoRA settings; --peft-type is ${v["peft-type"]}`);
   }
   if (v["peft-type"] !== "ia3" && v["feedforward-modules"] !== undefined) throw usageError("--feedforward-modules is an ia3 setting");
+  if (!(v.epochs > 0)) throw usageError(`--epochs must be > 0, got ${v.epochs}`);
+  if (v.resume && v["resume-from"] !== undefined) throw usageError("give --resume or --resume-from, not both");
+}
+
+/** --seq-len beyond the models' context is cut to it (LLaMA-Factory's cutoff_len is a maximum). */
+export function fitSeqLen(v: RunValues, ...models: Model[]): void {
+  const ctx = Math.min(...models.map((m) => m.config.contextLength));
+  if (v["seq-len"] <= ctx) return;
+  console.log(`[train] --seq-len ${v["seq-len"]} is longer than the model's context of ${ctx} tokens: sequences of ${ctx}`);
+  (v as { "seq-len": number })["seq-len"] = ctx;
+}
+
+/** Adds the adapter the flags describe (or loads --init-adapter) and prints PEFT's trainable-parameters line. */
+export async function addRunAdapter(model: Model, v: RunValues, name: string): Promise<void> {
+  if (v["init-adapter"]) await model.loadAdapter(name, v["init-adapter"]);
+  else model.addAdapter(name, adapterConfig(v, model.config.nLayers), v.seed);
+  model.printTrainableParameters(name);
+}
+
+const LORA_FLAGS = ["r", "lora-alpha", "lora-dropout", "use-rslora"];
+/** The flags of each method beyond --target-modules and the layer selection (the others do not apply to it). */
+const OWN_FLAGS: Record<string, readonly string[]> = {
+  lora: LORA_FLAGS, dora: LORA_FLAGS, ia3: ["feedforward-modules"], prompt_tuning: ["num-virtual-tokens", "prompt-init", "prompt-init-text"],
+  p_tuning: ["num-virtual-tokens", "encoder-type", "encoder-hidden-size"], prefix_tuning: ["num-virtual-tokens", "prefix-projection", "encoder-hidden-size"],
+  bottleneck: ["bottleneck", "reduction-factor"], mam: ["num-virtual-tokens", "prefix-projection", "encoder-hidden-size", "reduction-factor"],
+};
+const METHOD_FLAGS = ["peft-type", "target-modules", "layers", "last-layers", ...new Set(Object.values(OWN_FLAGS).flat())];
+
+/**
+ * Writes `<out>/config.resolved.yaml`: every flag's value that applies (LoRA's default targets
+ * spelled out; no settings of other methods, no method settings with --init-adapter), so it
+ * reruns alone.
+ */
+export async function writeRunConfig(cmd: Command, v: RunValues, source: string): Promise<void> {
+  const resolved: Record<string, unknown> = { ...v };
+  const lora = ["lora", "dora"].includes(v["peft-type"]);
+  const own = OWN_FLAGS[v["peft-type"]] ?? [];
+  for (const f of METHOD_FLAGS) if (v["init-adapter"] || (!own.includes(f) && !["peft-type", "target-modules", "layers", "last-layers"].includes(f))) delete resolved[f];
+  if (lora && !v["init-adapter"] && v["target-modules"] === undefined) resolved["target-modules"] = "q_proj,v_proj";
+  await mkdir(v.out, { recursive: true });
+  await writeResolvedConfig(join(v.out, "config.resolved.yaml"), cmd, resolved, source);
+}
+
+/** train()'s options from the flags. */
+export function trainOptionsFrom(v: RunValues, adapter: string, chatTemplate: string | undefined): TrainOptions {
+  return {
+    adapter, data: v.data, outputDir: v.out, chatTemplate,
+    seqLen: v["seq-len"], stride: v.stride, maxExamples: v["max-examples"], evalFraction: v["eval-fraction"],
+    maxEvalBatches: v["max-eval-batches"] || undefined, packing: v.packing, groupByLength: v["group-by-length"],
+    batchSize: v["batch-size"], gradientAccumulationSteps: v["grad-accum"], learningRate: v.lr,
+    lrScheduler: v["lr-scheduler"] as LrSchedulerName, warmupRatio: v["warmup-ratio"], warmupSteps: v["warmup-steps"],
+    weightDecay: v["weight-decay"], adamBeta1: v["adam-beta1"], adamBeta2: v["adam-beta2"], adamEpsilon: v["adam-epsilon"],
+    maxGradNorm: v["max-grad-norm"], epochs: v.epochs, maxSteps: v["max-steps"], seed: v.seed,
+    evalSteps: v["eval-steps"], evalStrategy: v["eval-strategy"] as Strategy, saveSteps: v["save-steps"], saveStrategy: v["save-strategy"] as Strategy,
+    saveTotalLimit: v["save-total-limit"], loadBestModelAtEnd: v["load-best-model-at-end"], metricForBestModel: v["metric-for-best-model"] as "eval_loss",
+    earlyStoppingPatience: v["early-stopping-patience"], earlyStoppingThreshold: v["early-stopping-threshold"],
+    resume: v["resume-from"] ?? v.resume, gradientCheckpointing: v["gradient-checkpointing"], optimizer: v.optimizer as OptimizerName,
+    gpuMemoryBudget: v["gpu-memory-budget"],
+  };
+}
+
+/** "[train] eval loss a -> b (x% lower), perplexity p -> q". */
+export function evalLine(tag: string, what: string, before: number, after: number): string {
+  const drop = 100 * (1 - after / before);
+  return `[${tag}] eval ${what} ${before.toFixed(4)} -> ${after.toFixed(4)} (${drop.toFixed(1)}% lower)` +
+    (what === "loss" ? `, perplexity ${Math.exp(before).toFixed(2)} -> ${Math.exp(after).toFixed(2)}` : "");
+}
+
+/** --sample: 64 tokens of the prompt with the adapter (the settings generate's test reproduces). */
+export async function printSample(model: Model, adapter: string, prompt: string): Promise<void> {
+  const text = await model.complete(prompt, { adapter, maxTokens: 64, temperature: 0.8, topP: 0.9, seed: 1 });
+  console.log(`[sample] ${prompt}${text}`);
+}
+
+export async function main(args: string[]): Promise<void> {
+  const f = await parseWithRecipe(TRAIN, args, "train");
+  if (!f) return;
+  const v = f.values;
+  checkRunFlags(v, f.given);
+  const template = await resolveChatTemplate(v["chat-template"]);
   const model = await loadModelFromFlags(v);
   try {
     for (const line of quantizedBaseLines(model)) console.log(line);
+    fitSeqLen(v, model);
     const name = adapterName(v.out);
-    if (v["init-adapter"]) await model.loadAdapter(name, v["init-adapter"]);
-    else model.addAdapter(name, adapterConfig(v, model.config.nLayers), v.seed);
-    model.printTrainableParameters(name);
-    const res = await train(model, {
-      adapter: name, data: v.data, outputDir: v.out, chatTemplate: template,
-      seqLen: v["seq-len"], stride: v.stride, maxExamples: v["max-examples"], evalFraction: v["eval-fraction"],
-      maxEvalBatches: v["max-eval-batches"] || undefined, packing: v.packing,
-      batchSize: v["batch-size"], gradientAccumulationSteps: v["grad-accum"], learningRate: v.lr,
-      lrScheduler: v["lr-scheduler"] as LrSchedulerName, warmupRatio: v["warmup-ratio"], warmupSteps: v["warmup-steps"],
-      weightDecay: v["weight-decay"], maxGradNorm: v["max-grad-norm"], epochs: v.epochs, maxSteps: v["max-steps"],
-      seed: v.seed, evalSteps: v["eval-steps"], saveSteps: v["save-steps"], resume: v.resume,
-      gradientCheckpointing: v["gradient-checkpointing"], optimizer: v.optimizer as OptimizerName, gpuMemoryBudget: v["gpu-memory-budget"],
-    });
-    if (res.initialEvalLoss !== undefined && res.finalEvalLoss !== undefined) {
-      const drop = 100 * (1 - res.finalEvalLoss / res.initialEvalLoss);
-      console.log(
-        `[train] eval loss ${res.initialEvalLoss.toFixed(4)} -> ${res.finalEvalLoss.toFixed(4)} (${drop.toFixed(1)}% lower), ` +
-          `perplexity ${Math.exp(res.initialEvalLoss).toFixed(2)} -> ${Math.exp(res.finalEvalLoss).toFixed(2)}`,
-      );
-    }
+    await addRunAdapter(model, v, name);
+    await writeRunConfig(TRAIN, v, f.source);
+    const res = await train(model, trainOptionsFrom(v, name, template));
+    if (res.initialEvalLoss !== undefined && res.finalEvalLoss !== undefined) console.log(evalLine("train", "loss", res.initialEvalLoss, res.finalEvalLoss));
     if (!res.stoppedEarly) {
       console.log(`[train] adapter saved to ${v.out}/adapter (use: generate --adapter ${v.out}/adapter, or merge it: merge --adapter ${v.out}/adapter); loss curve: ${v.out}/loss.svg`);
     }
-    if (v.sample !== undefined && !res.stoppedEarly) {
-      const text = await model.complete(v.sample, { adapter: name, maxTokens: 64, temperature: 0.8, topP: 0.9, seed: 1 });
-      console.log(`[sample] ${v.sample}${text}`);
-    }
+    if (v.sample !== undefined && !res.stoppedEarly) await printSample(model, name, v.sample);
   } finally {
     model.close();
   }

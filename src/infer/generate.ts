@@ -15,6 +15,8 @@ export interface GenerationTokenizer {
   encode(text: string, o?: { addSpecial?: boolean; parseSpecial?: boolean }): number[];
   createStreamDecoder(o?: { after?: ArrayLike<number> }): { push(id: number): string; flush(): string };
   eosId: number;
+  /** Every id that ends generation (EOS, EOT, the family's turn ends); default: eosId alone. */
+  eogIds?: readonly number[];
 }
 
 export interface GenerateOptions extends SamplingOptions {
@@ -75,6 +77,7 @@ export async function* generateTokens(
     );
   }
   const decoder = tok.createStreamDecoder({ after: promptIds });
+  const eog = new Set(tok.eogIds ?? []);
   const stops = (o.stop ?? []).filter((s) => s.length > 0);
   const maxStop = Math.max(0, ...stops.map((s) => s.length));
   let pending = ""; // text held back while it could be the start of a stop string
@@ -96,7 +99,7 @@ export async function* generateTokens(
       if (next.done) break;
       const id = next.value;
       if (i === 0) result.prefillMs = performance.now() - t0;
-      if (id === tok.eosId) {
+      if (id === tok.eosId || eog.has(id)) {
         result.finishReason = "stop";
         ended = false;
         break;

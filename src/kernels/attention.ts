@@ -1,7 +1,9 @@
 /**
  * Causal scaled-dot-product attention with grouped-query heads (GQA), over a strided K/V
  * buffer so the same kernels serve training (pos0 = 0, S = T, kvStride = T) and inference
- * against a KV cache (B = 1, kvStride = context capacity, S = pos0 + T).
+ * against a KV cache (B = 1, kvStride = context capacity, S = pos0 + T). With a sliding window W
+ * (Mistral, Phi-3), the query at position p sees keys j with p - W < j <= p (transformers'
+ * sliding-window mask; llama.cpp's LLAMA_SWA_TYPE_STANDARD).
  * Launchers for shaders/attention.wgsl and shaders/attention_backward.wgsl, CPU references (f64).
  */
 import { f32, type Gpu, grid1d, type Tensor } from "../gpu/gpu.ts";
@@ -16,6 +18,8 @@ export interface AttentionOptions {
   nHeads: number;
   nKvHeads: number;
   headDim: number;
+  /** Sliding window: keys more than window - 1 positions behind the query are masked; 0 or absent: none. */
+  window?: number;
   saveLse?: boolean;
   out?: Tensor;
 }
@@ -33,6 +37,8 @@ interface Dims {
   Hkv: number;
   D: number;
   scale: number;
+  /** 0: no window. */
+  window: number;
 }
 
 function dims(o: AttentionOptions, op: string): Dims {
@@ -47,10 +53,13 @@ function dims(o: AttentionOptions, op: string): Dims {
   int(o.headDim, "headDim", 1);
   const kvStride = o.kvStride ?? o.S;
   int(kvStride, "kvStride", 1);
+  int(o.window ?? 0, "window", 0);
   check(kvStride >= o.S, "KERNEL_ARGS", `${op}: kvStride=${kvStride} must be >= S=${o.S}`);
   check(o.nHeads % o.nKvHeads === 0, "KERNEL_ARGS", `${op}: nHeads=${o.nHeads} is not a multiple of nKvHeads=${o.nKvHeads}`);
   check(o.headDim <= MAX_HEAD_DIM, "KERNEL_ARGS", `${op}: headDim=${o.headDim} is over the supported ${MAX_HEAD_DIM}`);
-  return { B: o.B, T: o.T, S: o.S, kvStride, pos0: o.pos0, Hq: o.nHeads, Hkv: o.nKvHeads, D: o.headDim, scale: 1 / Math.sqrt(o.headDim) };
+  return {
+    B: o.B, T: o.T, S: o.S, kvStride, pos0: o.pos0, Hq: o.nHeads, Hkv: o.nKvHeads, D: o.headDim, scale: 1 / Math.sqrt(o.headDim), window: o.window ?? 0,
+  };
 }
 
 function checkTensor(t: Tensor, n: number, what: string): void {
@@ -66,7 +75,13 @@ function checkInputs(d: Dims, q: Tensor, k: Tensor, v: Tensor, op: string): void
   checkTensor(v, kvNeed, `${op} v`);
 }
 
-const params = (d: Dims) => [d.B, d.T, d.S, d.kvStride, d.pos0, d.Hq, d.Hkv, d.D, f32(d.scale)];
+const params = (d: Dims) => [d.B, d.T, d.S, d.kvStride, d.pos0, d.Hq, d.Hkv, d.D, f32(d.scale), d.window];
+
+/** Keys [first, last) the query at row t sees: causal, and within the sliding window when there is one. */
+export function visibleKeys(d: { pos0: number; S: number; window: number }, t: number): { first: number; last: number } {
+  const last = Math.min(d.pos0 + t + 1, d.S);
+  return { first: d.window > 0 ? Math.max(0, d.pos0 + t + 1 - d.window) : 0, last };
+}
 
 export function attention(gpu: Gpu, q: Tensor, k: Tensor, v: Tensor, o: AttentionOptions): { out: Tensor; lse?: Tensor } {
   const d = dims(o, "attention");
@@ -132,22 +147,23 @@ export interface AttentionHost {
 }
 
 /** Scaled scores and softmax of query (row, h) over its visible keys, in f64. */
-function softmaxRow(x: AttentionHost, d: Dims, b: number, t: number, h: number): { last: number; p: Float64Array; lse: number } {
+function softmaxRow(x: AttentionHost, d: Dims, b: number, t: number, h: number): { first: number; last: number; p: Float64Array; lse: number } {
   const { T, Hq, Hkv, D, kvStride, scale } = d;
   const g = Math.floor(h / (Hq / Hkv));
-  const last = Math.min(d.pos0 + t + 1, d.S);
+  const { first, last } = visibleKeys(d, t);
+  // s and p are indexed by key j; entries before `first` stay unused.
   const s = new Float64Array(last);
   let m = -Infinity;
-  for (let j = 0; j < last; j++) {
+  for (let j = first; j < last; j++) {
     let dot = 0;
     for (let e = 0; e < D; e++) dot += x.q[(b * T + t) * Hq * D + h * D + e] * x.k[(b * kvStride + j) * Hkv * D + g * D + e];
     s[j] = dot * scale;
     m = Math.max(m, s[j]);
   }
   let sum = 0;
-  for (let j = 0; j < last; j++) sum += Math.exp(s[j] - m);
-  const p = s.map((v) => Math.exp(v - m) / sum);
-  return { last, p, lse: m + Math.log(sum) };
+  for (let j = first; j < last; j++) sum += Math.exp(s[j] - m);
+  const p = s.map((v, j) => j < first ? 0 : Math.exp(v - m) / sum);
+  return { first, last, p, lse: m + Math.log(sum) };
 }
 
 export function attentionReference(x: AttentionHost, o: AttentionOptions): { out: Float32Array; lse: Float32Array } {
@@ -162,7 +178,7 @@ export function attentionReference(x: AttentionHost, o: AttentionOptions): { out
         lse[(b * T + t) * Hq + h] = r.lse;
         for (let e = 0; e < D; e++) {
           let a = 0;
-          for (let j = 0; j < r.last; j++) a += r.p[j] * x.v[(b * kvStride + j) * Hkv * D + g * D + e];
+          for (let j = r.first; j < r.last; j++) a += r.p[j] * x.v[(b * kvStride + j) * Hkv * D + g * D + e];
           out[(b * T + t) * Hq * D + h * D + e] = a;
         }
       }
@@ -189,12 +205,12 @@ export function attentionBackwardReference(
         const r = softmaxRow(x, d, b, t, h);
         const dp = new Float64Array(r.last);
         let delta = 0;
-        for (let j = 0; j < r.last; j++) {
+        for (let j = r.first; j < r.last; j++) {
           const ko = (b * kvStride + j) * Hkv * D + g * D;
           for (let e = 0; e < D; e++) dp[j] += dout[qo + e] * x.v[ko + e];
           delta += r.p[j] * dp[j]; // = dout . out
         }
-        for (let j = 0; j < r.last; j++) {
+        for (let j = r.first; j < r.last; j++) {
           const ko = (b * kvStride + j) * Hkv * D + g * D;
           const ds = r.p[j] * (dp[j] - delta) * scale;
           for (let e = 0; e < D; e++) {

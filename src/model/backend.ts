@@ -38,6 +38,10 @@ export interface RopeArgs {
   headDim: number;
   ropeDim: number;
   base: number;
+  /** llama.cpp's NEOX layout: pairs (i, i + ropeDim/2) (qwen2, phi3); else adjacent pairs. */
+  neox?: boolean;
+  /** Per-pair divisors of the angle (Llama 3.x rope scaling: rope_freqs.weight). */
+  freqFactors?: Float32Array;
   inverse?: boolean;
 }
 
@@ -55,6 +59,8 @@ export interface AttentionArgs {
   nHeads: number;
   nKvHeads: number;
   headDim: number;
+  /** Sliding window (keys within window - 1 positions of the query); 0 or absent: none. */
+  window?: number;
 }
 
 export interface Backend<T> {

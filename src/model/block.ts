@@ -1,14 +1,20 @@
 /**
- * The llama block, written once (llama2.c's order):
+ * The decoder block, written once for every family (llama2.c's order):
  *   x = x + o_proj(attention(rope(q_proj(norm(x))), rope(k_proj(norm(x))), v_proj(norm(x))))
  *   x = x + down_proj(silu(gate_proj(norm(x))) * up_proj(norm(x)))
  * with the hook sites of sites.ts. It runs on the autodiff graph over either backend, so the
  * inference forward (KV cache), the training pass (tape, checkpointing) and the CPU reference
  * are this code; they differ only in the `Positions` (how rope and attention see the sequence).
+ * Family differences (families/family.ts) are data here: q/k/v biases (frozen, added before the
+ * hooks' output terms, as a PEFT-wrapped nn.Linear with bias computes), fused qkv and gate/up
+ * projections (one linear, then column slices), the rope layout and frequency factors, and the
+ * sliding window (in `Positions`).
  */
 import type { LlamaConfig } from "./config.ts";
-import { HF_TO_GGUF_MODULE } from "./config.ts";
+import { biasName, HF_TO_GGUF_MODULE } from "./config.ts";
 import { linearShape } from "./config.ts";
+import type { AttentionArgs, RopeArgs } from "./backend.ts";
+import { family } from "./families/family.ts";
 import type { Graph, V } from "./graph.ts";
 import type { Branch, Hooks, KvPrefix, LinearSite } from "./sites.ts";
 import { PeftError } from "../errors.ts";
@@ -28,10 +34,21 @@ export interface BlockContext<T> {
   positions: Positions<T>;
 }
 
-/** The site of a block linear by HF module name. */
+/** The site of a block linear by HF module name (with its frozen bias, when the family has one). */
 export function linearSite(c: LlamaConfig, layer: number, module: string): LinearSite {
   const [outFeatures, inFeatures] = linearShape(c, module);
-  return { layer, module, weight: `blk.${layer}.${HF_TO_GGUF_MODULE[module]}.weight`, inFeatures, outFeatures };
+  const bias = biasName(c, module, layer);
+  return { layer, module, weight: `blk.${layer}.${HF_TO_GGUF_MODULE[module]}.weight`, inFeatures, outFeatures, ...(bias ? { bias } : {}) };
+}
+
+/** The rope settings of a model (every pass's rope call adds its positions). */
+export function ropeSettings(c: LlamaConfig): Pick<RopeArgs, "headDim" | "ropeDim" | "base" | "neox" | "freqFactors"> {
+  return { headDim: c.headDim, ropeDim: c.ropeDim, base: c.ropeBase, neox: family(c).rope === "neox", freqFactors: c.ropeFreqFactors };
+}
+
+/** The attention heads and window of a model (every pass's attention call adds its layout). */
+export function attentionSettings(c: LlamaConfig): Pick<AttentionArgs, "nHeads" | "nKvHeads" | "headDim" | "window"> {
+  return { nHeads: c.nHeads, nKvHeads: c.nKvHeads, headDim: c.headDim, window: c.slidingWindow ?? 0 };
 }
 
 /** RMSNorm with the frozen weight `name`, or the weight a norm hook supplies. */
@@ -59,7 +76,7 @@ export function linear<T>(c: BlockContext<T>, x: V<T>, site: LinearSite, residua
   const outputs = hooks.filter((h) => h.output);
   let y: V<T>;
   let out: V<T>;
-  if (residual && !replaced.length && outputs.every((h) => h.additive)) {
+  if (residual && !replaced.length && !site.bias && outputs.every((h) => h.additive)) {
     y = g.baseLinearAdd(residual, xi, site.weight);
     for (const h of outputs) y = h.output!(g, y, { site, x: xi, yBase: y });
     out = y;
@@ -72,7 +89,16 @@ export function linear<T>(c: BlockContext<T>, x: V<T>, site: LinearSite, residua
       y = g.baseLinear(xi, site.weight);
     }
     const needsBase = outputs.some((h) => h.needsBase);
-    const yBase = needsBase ? g.keep(y) : y;
+    // yBase is x·Wᵀ without the bias (DoRA rescales it; PEFT's DoRA subtracts the bias first).
+    let yBase = needsBase ? g.keep(y) : y;
+    if (site.bias) {
+      const b = g.constant(g.be.weight(site.bias));
+      const yb = g.addCols(y, b);
+      g.free(b);
+      g.free(y);
+      y = yb;
+      if (!needsBase) yBase = y;
+    }
     for (const h of outputs) y = h.output!(g, y, { site, x: xi, yBase });
     if (needsBase) g.free(yBase);
     if (residual) {
@@ -105,10 +131,19 @@ export function blockForward<T>(c: BlockContext<T>, l: number, x: V<T>): V<T> {
   const p = `blk.${l}.`;
   const site = (m: string) => linearSite(cfg, l, m);
 
+  const fused = family(cfg).fused;
   const xn = norm(c, x, p + "attn_norm.weight");
-  const q = linear(c, xn, site("q_proj"));
-  const k = linear(c, xn, site("k_proj"));
-  const v = linear(c, xn, site("v_proj"));
+  let q: V<T>, k: V<T>, v: V<T>;
+  if (fused) {
+    const qkv = linear(c, xn, site("qkv_proj"));
+    const qDim = cfg.nHeads * cfg.headDim, kvDim = cfg.nKvHeads * cfg.headDim;
+    [q, k, v] = [g.sliceCols(qkv, 0, qDim), g.sliceCols(qkv, qDim, kvDim), g.sliceCols(qkv, qDim + kvDim, kvDim)];
+    g.free(qkv);
+  } else {
+    q = linear(c, xn, site("q_proj"));
+    k = linear(c, xn, site("k_proj"));
+    v = linear(c, xn, site("v_proj"));
+  }
   g.free(xn);
   const prefix = c.hooks.kvPrefix?.(g, l);
   const att = positions.attention(g, l, positions.rope(g, q, cfg.nHeads), positions.rope(g, k, cfg.nKvHeads), v, prefix);
@@ -120,8 +155,16 @@ export function blockForward<T>(c: BlockContext<T>, l: number, x: V<T>): V<T> {
   g.free(att);
 
   const xn2 = norm(c, xMid, p + "ffn_norm.weight");
-  const gate = linear(c, xn2, site("gate_proj"));
-  const up = linear(c, xn2, site("up_proj"));
+  let gate: V<T>, up: V<T>;
+  if (fused) {
+    // phi3's gate_up_proj: gate rows first, then up (HF's chunk(2), llama.cpp's LLM_FFN_SWIGLU).
+    const gu = linear(c, xn2, site("gate_up_proj"));
+    [gate, up] = [g.sliceCols(gu, 0, cfg.hiddenDim), g.sliceCols(gu, cfg.hiddenDim, cfg.hiddenDim)];
+    g.free(gu);
+  } else {
+    gate = linear(c, xn2, site("gate_proj"));
+    up = linear(c, xn2, site("up_proj"));
+  }
   g.free(xn2);
   const h = g.swiglu(gate, up);
   g.free(gate);
@@ -181,8 +224,7 @@ export function finalNorm<T>(c: BlockContext<T>, x: V<T>): V<T> {
 export class SequencePositions<T> implements Positions<T> {
   constructor(readonly B: number, readonly T: number, readonly config: LlamaConfig, readonly pos0 = 0) {}
   rope(g: Graph<T>, x: V<T>, nHeads: number): V<T> {
-    const c = this.config;
-    return g.rope(x, { N: this.B * this.T, T: this.T, pos0: this.pos0, nHeads, headDim: c.headDim, ropeDim: c.ropeDim, base: c.ropeBase });
+    return g.rope(x, { ...ropeSettings(this.config), N: this.B * this.T, T: this.T, pos0: this.pos0, nHeads });
   }
   attention(g: Graph<T>, _layer: number, q: V<T>, k: V<T>, v: V<T>, prefix?: KvPrefix<T>): V<T> {
     const c = this.config, B = this.B, T = this.T;
@@ -194,9 +236,7 @@ export class SequencePositions<T> implements Positions<T> {
       g.free(v);
     }
     const P = prefix ? prefix.k.rows : 0;
-    const y = g.attention(q, kk, vv, {
-      B, T, S: P + T, kvStride: P + T, pos0: P, nHeads: c.nHeads, nKvHeads: c.nKvHeads, headDim: c.headDim,
-    });
+    const y = g.attention(q, kk, vv, { ...attentionSettings(c), B, T, S: P + T, kvStride: P + T, pos0: P });
     g.free(q);
     g.free(kk);
     g.free(vv);

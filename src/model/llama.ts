@@ -12,7 +12,7 @@
 import { PeftError } from "../errors.ts";
 import type { Gpu, Tensor } from "../gpu/gpu.ts";
 import type { LlamaConfig } from "./config.ts";
-import { type BlockContext, blocks, dropVirtualRows, embed, finalNorm, headSite, linear, type Positions } from "./block.ts";
+import { attentionSettings, type BlockContext, blocks, dropVirtualRows, embed, finalNorm, headSite, linear, type Positions, ropeSettings } from "./block.ts";
 import { Graph, type V } from "./graph.ts";
 import { GpuBackend } from "./gpu_backend.ts";
 import { type Hooks, NO_HOOKS, virtualTokens } from "./sites.ts";
@@ -23,6 +23,7 @@ import { GgmlLinear, keepsGgmlFormat } from "./quantized_ggml.ts";
 import { f32ToF16Array } from "../io/bytes.ts";
 import { ggmlFirstNonFinite } from "../io/ggml_quants.ts";
 import { tensorLabel, type WeightSource } from "./weights.ts";
+import { expectedShapes, ROPE_FREQS } from "./validate_weights.ts";
 
 export interface LlamaLoadOptions {
   /**
@@ -83,20 +84,15 @@ export class LlamaGpu {
   static async load(gpu: Gpu, source: WeightSource, o: LlamaLoadOptions = {}): Promise<LlamaGpu> {
     const c = source.config;
     const weights = new Map<string, Tensor>();
-    const need = ["token_embd.weight", "output_norm.weight"];
-    for (let l = 0; l < c.nLayers; l++) {
-      for (const n of ["attn_norm", "attn_q", "attn_k", "attn_v", "attn_output", "ffn_norm", "ffn_gate", "ffn_up", "ffn_down"]) {
-        need.push(`blk.${l}.${n}.weight`);
-      }
-    }
-    if (!c.tiedEmbeddings) need.push("output.weight");
+    // Every tensor the family's block reads (rope_freqs is config: ropeFreqFactors).
+    const need = [...expectedShapes(c).keys()].filter((n) => n !== ROPE_FREQS);
     const have = new Set(source.names());
     for (const n of need) {
       if (!have.has(n)) throw new PeftError("MODEL_MISSING_TENSOR", `${source.name}: tensor ${n} is missing`);
     }
     const q = o.quantize;
     const quantized = new Map<string, QuantizedLinear>();
-    const isLinear = (n: string) => /^blk\.\d+\.(attn_[qkv]|attn_output|ffn_gate|ffn_up|ffn_down)\.weight$/.test(n);
+    const isLinear = (n: string) => /^blk\.\d+\.(attn_[qkv]|attn_qkv|attn_output|ffn_gate|ffn_up|ffn_down)\.weight$/.test(n);
     const toQuantize = (n: string) => !!q && (isLinear(n) || (q.head && n === "output.weight"));
     const compute = o.computeDtype ?? "f32";
     const toF16 = (n: string) => compute === "f16" && (isLinear(n) || n === "output.weight");
@@ -320,8 +316,7 @@ export class LlamaGpu {
 class CachedPositions implements Positions<Tensor> {
   constructor(readonly llama: LlamaGpu, readonly cache: KvCache, readonly T: number, readonly pos0: number) {}
   rope(g: Graph<Tensor>, x: V<Tensor>, nHeads: number): V<Tensor> {
-    const c = this.llama.config;
-    return g.rope(x, { N: this.T, T: this.T, pos0: this.pos0, nHeads, headDim: c.headDim, ropeDim: c.ropeDim, base: c.ropeBase });
+    return g.rope(x, { ...ropeSettings(this.llama.config), N: this.T, T: this.T, pos0: this.pos0, nHeads });
   }
   /** Prefix keys and values are already in the cache (forwardIds writes them when a sequence starts). */
   attention(g: Graph<Tensor>, l: number, q: V<Tensor>, k: V<Tensor>, v: V<Tensor>): V<Tensor> {
@@ -332,7 +327,7 @@ class CachedPositions implements Positions<Tensor> {
     g.free(k);
     g.free(v);
     const y = g.attention(q, g.constant(cache.k[l]), g.constant(cache.v[l]), {
-      B: 1, T, S: pos0 + T, kvStride: cache.capacity, pos0, nHeads: c.nHeads, nKvHeads: c.nKvHeads, headDim: c.headDim,
+      ...attentionSettings(c), B: 1, T, S: pos0 + T, kvStride: cache.capacity, pos0,
     });
     g.free(q);
     return y;

@@ -1,12 +1,13 @@
 /**
- * The llama model on the CPU: the one block (block.ts) over the CPU backend, whose ops are the
+ * The model on the CPU (any family): the one block (block.ts) over the CPU backend, whose ops are the
  * kernels' f64-accumulating references. It is what the WGSL model is tested against (and, with
  * hooks, what each PEFT method's GPU path is tested against), not a production path.
- * Weights use GGUF names and GGUF's adjacent-pair RoPE layout.
+ * Weights use GGUF names and GGUF's q/k row order.
  */
 import { PeftError } from "../errors.ts";
 import { type BlockContext, blocks, dropVirtualRows, embed, finalNorm, headSite, linear, sequencePositions } from "./block.ts";
-import { linearShape, type LlamaConfig } from "./config.ts";
+import type { LlamaConfig } from "./config.ts";
+import { expectedShapes } from "./validate_weights.ts";
 import { CpuBackend, host, type HostTensor } from "./cpu_backend.ts";
 import { Graph } from "./graph.ts";
 import { type Hooks, NO_HOOKS, virtualTokens } from "./sites.ts";
@@ -14,22 +15,15 @@ import { crossEntropyReference } from "../kernels/cross_entropy.ts";
 
 export type HostWeights = Map<string, Float32Array>;
 
-/** Shape of a llama tensor from its GGUF name. */
-function shapeOf(c: LlamaConfig, name: string): number[] {
-  if (name === "token_embd.weight" || name === "output.weight") return [c.vocabSize, c.dim];
-  if (name.endsWith("_norm.weight")) return [c.dim];
-  const m = /^blk\.\d+\.(attn_q|attn_k|attn_v|attn_output|ffn_gate|ffn_up|ffn_down)\.weight$/.exec(name);
-  const hf: Record<string, string> = {
-    attn_q: "q_proj", attn_k: "k_proj", attn_v: "v_proj", attn_output: "o_proj", ffn_gate: "gate_proj", ffn_up: "up_proj", ffn_down: "down_proj",
-  };
-  if (m) return linearShape(c, hf[m[1]]);
-  throw new PeftError("MODEL_MISSING_TENSOR", `reference: unknown tensor ${name}`);
-}
-
-/** The CPU backend over host weights (GGUF names). */
+/** The CPU backend over host weights (GGUF names, shapes from c's family). */
 export function referenceBackend(c: LlamaConfig, w: HostWeights): CpuBackend {
+  const shapes = expectedShapes(c);
   const m = new Map<string, HostTensor>();
-  for (const [name, data] of w) m.set(name, host(shapeOf(c, name), data));
+  for (const [name, data] of w) {
+    const shape = shapes.get(name);
+    if (!shape) throw new PeftError("MODEL_MISSING_TENSOR", `reference: unknown tensor ${name}`);
+    m.set(name, host(shape, data));
+  }
   return new CpuBackend(m);
 }
 

@@ -19,10 +19,12 @@ import type { Graph, V } from "./graph.ts";
 /** One base linear of one block (or the output head: layer -1, module "lm_head"). */
 export interface LinearSite {
   layer: number;
-  /** HF module name: q_proj, k_proj, v_proj, o_proj, gate_proj, up_proj, down_proj. */
+  /** HF module name: q_proj, k_proj, v_proj, o_proj, gate_proj, up_proj, down_proj (phi3: qkv_proj, gate_up_proj). */
   module: string;
   /** GGUF weight name, e.g. blk.0.attn_q.weight. */
   weight: string;
+  /** GGUF name of the frozen base bias added to x·Wᵀ (qwen2's q/k/v), when the linear has one. */
+  bias?: string;
   inFeatures: number;
   outFeatures: number;
 }

@@ -8,7 +8,8 @@ import type { ByteInput } from "../io/bytes.ts";
 import { type GgufFile, GgufType, readGGUF } from "../io/gguf.ts";
 import { GGML_TYPES } from "../io/ggml_quants.ts";
 import type { LlamaConfig } from "./config.ts";
-import { type ConfigField, validateLlamaWeights } from "./validate_weights.ts";
+import { familyOfGguf, SUPPORTED_GGUF_ARCHITECTURES } from "./families/family.ts";
+import { checkRopeFreqs, type ConfigField, ROPE_FREQS, validateLlamaWeights } from "./validate_weights.ts";
 
 export interface WeightSource {
   /** Path or name, for error messages. */
@@ -62,28 +63,38 @@ function meta(g: GgufFile, key: string, kind: "int" | "float", fallback?: number
   return typeof e.value === "bigint" ? Number.NaN : Number(e.value);
 }
 
-/** Metadata keys that change the computation in ways this runtime does not implement, with their neutral values. */
-const UNSUPPORTED_KEYS: Record<string, (v: unknown) => boolean> = {
-  "rope.scaling.type": (v) => v === "none",
-  "rope.scaling.factor": (v) => v === 1 || v === 0,
-  "rope.scale_linear": (v) => v === 1,
-  "expert_count": (v) => v === 0,
-  "attention.clamp_kqv": (v) => v === 0,
-  "logit_scale": (v) => v === 1,
+/**
+ * Metadata keys that change the computation in ways this runtime does not implement, with their
+ * neutral values and what is supported instead.
+ */
+const UNSUPPORTED_KEYS: Record<string, [(v: unknown) => boolean, string]> = {
+  "rope.scaling.type": [(v) => v === "none", "supported: none, and Llama 3 scaling as the rope_freqs.weight tensor"],
+  "rope.scaling.factor": [(v) => v === 1 || v === 0, "supported: 1, and Llama 3 scaling as the rope_freqs.weight tensor"],
+  "rope.scale_linear": [(v) => v === 1, "supported: 1"],
+  "expert_count": [(v) => v === 0, "mixture-of-experts models are not supported"],
+  "attention.clamp_kqv": [(v) => v === 0, "supported: 0"],
+  "logit_scale": [(v) => v === 1, "supported: 1"],
+  "attention.sliding_window_pattern": [(v) => v === 1 || (Array.isArray(v) && v.every((x) => x === true)), "per-layer window patterns are not supported"],
 };
 
-/** Reads the llama hyper-parameters from GGUF metadata and checks them and every tensor's shape against each other. */
+/** Reads a model's hyper-parameters from GGUF metadata and checks them and every tensor's shape against each other. */
 export function configFromGGUF(g: GgufFile): LlamaConfig {
   const file = g.source.name;
   const arch = g.get<string>("general.architecture");
   if (arch === undefined) throw new PeftError("GGUF_MISSING_KEY", `${file}: metadata general.architecture is missing`);
-  if (!["llama", "mistral"].includes(arch)) {
-    throw new PeftError("UNSUPPORTED_ARCH", `${file}: architecture ${arch} is not supported (supported: llama, mistral)`);
+  const fam = typeof arch === "string" ? familyOfGguf(arch) : undefined;
+  if (!fam) {
+    throw new PeftError(
+      "UNSUPPORTED_ARCH",
+      `${file}: metadata general.architecture = ${JSON.stringify(arch)?.slice(0, 60)} is not supported (supported: ${SUPPORTED_GGUF_ARCHITECTURES.join(", ")})`,
+    );
   }
   const p = (k: string) => `${arch}.${k}`;
-  for (const [k, neutral] of Object.entries(UNSUPPORTED_KEYS)) {
+  for (const [k, [neutral, supported]] of Object.entries(UNSUPPORTED_KEYS)) {
     const v = g.get(p(k));
-    if (v !== undefined && !neutral(v)) throw new PeftError("GGUF_UNSUPPORTED", `${file}: metadata ${p(k)} = ${JSON.stringify(v)} is not supported`);
+    if (v !== undefined && !neutral(v)) {
+      throw new PeftError("GGUF_UNSUPPORTED", `${file}: metadata ${p(k)} = ${JSON.stringify(v)?.slice(0, 60)} is not supported (${supported})`);
+    }
   }
   const dim = meta(g, p("embedding_length"), "int");
   const nHeads = meta(g, p("attention.head_count"), "int");
@@ -96,7 +107,7 @@ export function configFromGGUF(g: GgufFile): LlamaConfig {
   const embd = g.tensors.get("token_embd.weight");
   if (!embd) throw new PeftError("GGUF_MISSING_TENSOR", `${file}: tensor token_embd.weight is missing`);
   const config: LlamaConfig = {
-    architecture: arch,
+    architecture: fam.name,
     vocabSize: meta(g, p("vocab_size"), "int", Array.isArray(tokens) ? tokens.length : embd.shape[0]),
     dim,
     hiddenDim: meta(g, p("feed_forward_length"), "int"),
@@ -110,6 +121,9 @@ export function configFromGGUF(g: GgufFile): LlamaConfig {
     normEps: meta(g, p("attention.layer_norm_rms_epsilon"), "float"),
     contextLength: meta(g, p("context_length"), "int"),
     tiedEmbeddings: !g.tensors.has("output.weight"),
+    // llama.cpp's converter writes 0 for "no window" (Phi-4); llama.cpp's llama graph ignores the
+    // key, we run the window the file states (as transformers runs Mistral's sliding_window).
+    slidingWindow: meta(g, p("attention.sliding_window"), "int", 0),
   };
   const keys: Record<ConfigField, string> = {
     vocabSize: g.metadata.has(p("vocab_size")) || !Array.isArray(tokens) ? p("vocab_size") : "tokenizer.ggml.tokens (its length)",
@@ -123,6 +137,7 @@ export function configFromGGUF(g: GgufFile): LlamaConfig {
     ropeBase: p("rope.freq_base"),
     normEps: p("attention.layer_norm_rms_epsilon"),
     contextLength: p("context_length"),
+    slidingWindow: p("attention.sliding_window"),
   };
   const shapes = new Map([...g.tensors].map(([name, t]) => [name, t.shape]));
   validateLlamaWeights(config, shapes, {
@@ -130,7 +145,7 @@ export function configFromGGUF(g: GgufFile): LlamaConfig {
     key: (f) => keys[f],
     tensor: (name) => ({ file, name }),
     codes: { badKey: "GGUF_BAD_KEY", missingTensor: "GGUF_MISSING_TENSOR", badTensor: "GGUF_BAD_TENSOR", unusedTensor: "GGUF_UNUSED_TENSOR" },
-  });
+  }, hasRopeFreqs(g));
   return config;
 }
 
@@ -150,6 +165,11 @@ export function checkTensorTypes(g: GgufFile): void {
   }
 }
 
+/** The file carries Llama 3 rope factors its family runs. */
+function hasRopeFreqs(g: GgufFile): boolean {
+  return g.tensors.has(ROPE_FREQS) && !!familyOfGguf(String(g.get("general.architecture")))?.ropeFreqs;
+}
+
 /** A GGUF model from a path, bytes or a Blob / File (`name` labels messages; a File's own name by default). */
 export async function ggufWeights(input: ByteInput, name?: string): Promise<WeightSource> {
   const g = await readGGUF(input, name);
@@ -158,6 +178,7 @@ export async function ggufWeights(input: ByteInput, name?: string): Promise<Weig
   try {
     config = configFromGGUF(g);
     checkTensorTypes(g);
+    if (hasRopeFreqs(g)) config.ropeFreqFactors = checkRopeFreqs(await g.readF32(ROPE_FREQS), config, { file: path, name: ROPE_FREQS }, "GGUF_BAD_TENSOR");
   } catch (e) {
     await g.close();
     throw e;

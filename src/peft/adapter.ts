@@ -12,7 +12,7 @@ import {
   type PeftAdapterConfig, readAdapterFiles, saveAdapterDir,
 } from "../io/peft_adapter.ts";
 import type { Backend } from "../model/backend.ts";
-import { type LlamaConfig, permuteQK } from "../model/config.ts";
+import { type LlamaConfig, reorderQK } from "../model/config.ts";
 import { host, type HostTensor } from "../model/cpu_backend.ts";
 import type { Param } from "../model/graph.ts";
 import type { Hooks } from "../model/sites.ts";
@@ -38,11 +38,11 @@ class Store<T> implements ParamStore<T> {
 
 const sizeOf = (shape: number[]) => shape.reduce((a, b) => a * b, 1);
 
-/** GGUF <-> HF order of a parameter's values (q/k head rows, or the layout's own reordering). */
-function reorder(l: ParamLayout, data: Float32Array, headDim: number, direction: "hf_to_gguf" | "gguf_to_hf"): Float32Array {
+/** GGUF <-> HF order of a parameter's values (q/k head rows of adjacent-pair families, or the layout's own reordering). */
+function reorder(l: ParamLayout, data: Float32Array, model: LlamaConfig, direction: "hf_to_gguf" | "gguf_to_hf"): Float32Array {
   if (l.reorder) return l.reorder(data, direction);
   if (!l.qkRows) return data;
-  return permuteQK(data, l.shape[0], sizeOf(l.shape) / l.shape[0], headDim, direction);
+  return reorderQK(model, data, l.shape[0], sizeOf(l.shape) / l.shape[0], direction);
 }
 
 /** The backend adapters are created and exported on: the GPU one over the base model's weights. */
@@ -121,7 +121,7 @@ export class Adapter {
     const tensors = checkTensors(layout, file.tensors, weightsPath, method.peftType);
     const a = new Adapter(be, name, method, config, model, layout);
     try {
-      for (const l of layout) a.upload(l, reorder(l, tensors.get(l.key)!.data, model.headDim, "hf_to_gguf"));
+      for (const l of layout) a.upload(l, reorder(l, tensors.get(l.key)!.data, model, "hf_to_gguf"));
     } catch (e) {
       a.release();
       throw e;
@@ -196,7 +196,7 @@ export class Adapter {
       try {
         for (const l of this.method.layout(config, this.model)) {
           const data = await this.gpu.readF32(values.get(l.key)!);
-          out.set(l.key, { shape: l.shape, data: reorder(l, data, this.model.headDim, "gguf_to_hf") });
+          out.set(l.key, { shape: l.shape, data: reorder(l, data, this.model, "gguf_to_hf") });
         }
       } finally {
         for (const t of values.values()) t.release();
@@ -205,7 +205,7 @@ export class Adapter {
     }
     for (const l of this.layout) {
       const data = await this.gpu.readF32(this.params.get(l.key)!.value);
-      out.set(l.key, { shape: l.shape, data: reorder(l, data, this.model.headDim, "gguf_to_hf") });
+      out.set(l.key, { shape: l.shape, data: reorder(l, data, this.model, "gguf_to_hf") });
     }
     return { config: this.config, tensors: out };
   }

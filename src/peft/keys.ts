@@ -6,14 +6,14 @@
  * "base_model.model." prefix: `matchKeys` accepts both.
  */
 import { PeftError } from "../errors.ts";
-import { HF_MODULE_PARENT, LINEAR_MODULES } from "../model/config.ts";
+import { ALL_LINEAR_MODULES, HF_MODULE_PARENT } from "../model/config.ts";
 
 export const PEFT_PREFIX = "base_model.model.";
 
 /** HF module path of a block linear, e.g. model.layers.3.self_attn.q_proj. */
 export function linearPath(layer: number, module: string): string {
   const parent = HF_MODULE_PARENT[module];
-  if (!parent) throw new PeftError("UNKNOWN_MODULE", `unknown module ${module} (known: ${LINEAR_MODULES.join(", ")})`);
+  if (!parent) throw new PeftError("UNKNOWN_MODULE", `unknown module ${module} (known: ${ALL_LINEAR_MODULES.join(", ")})`);
   return `model.layers.${layer}.${parent}.${module}`;
 }
 

@@ -8,7 +8,7 @@
  * layers_to_transform then keeps only the listed layer indices.
  */
 import { PeftError } from "../errors.ts";
-import { HF_MODULE_PARENT, type LlamaConfig, LINEAR_MODULES, linearShape } from "../model/config.ts";
+import { HF_MODULE_PARENT, type LlamaConfig, linearModules, linearShape } from "../model/config.ts";
 
 /** The target keys every linear-targeting method shares (PEFT's names). */
 export interface TargetSpec {
@@ -42,8 +42,8 @@ const UNSUPPORTED: Record<string, string> = {
   embed_tokens: "LoRA on the embedding is not supported",
 };
 
-function available(): string {
-  return LINEAR_MODULES.join(", ");
+function available(model: LlamaConfig): string {
+  return linearModules(model).join(", ");
 }
 
 /** Compiles a PEFT regex target with fullmatch semantics. */
@@ -55,11 +55,11 @@ function fullmatch(pattern: string, label: TargetLabel): RegExp {
   }
 }
 
-/** The adapted linears in layer order, then in LINEAR_MODULES order within a layer. */
+/** The adapted linears in layer order, then in the family's linear order within a layer. */
 export function resolveTargets(cfg: TargetSpec, model: LlamaConfig, label: TargetLabel = LORA_LABEL): LoraTarget[] {
   const keys: { layer: number; module: string; key: string }[] = [];
   for (let layer = 0; layer < model.nLayers; layer++) {
-    for (const module of LINEAR_MODULES) keys.push({ layer, module, key: moduleKey(layer, module) });
+    for (const module of linearModules(model)) keys.push({ layer, module, key: moduleKey(layer, module) });
   }
 
   let matches: (key: string) => boolean;
@@ -76,7 +76,7 @@ export function resolveTargets(cfg: TargetSpec, model: LlamaConfig, label: Targe
       if (!keys.some(({ key }) => key === name || key.endsWith(`.${name}`))) {
         throw new PeftError(
           `${label.code}_UNKNOWN_TARGET`,
-          `${label.name} target_modules: '${name}' matches no module of this model; available module names: ${available()}`,
+          `${label.name} target_modules: '${name}' matches no module of this model; available module names: ${available(model)}`,
         );
       }
     }
@@ -106,8 +106,8 @@ export function resolveTargets(cfg: TargetSpec, model: LlamaConfig, label: Targe
   if (out.length === 0) {
     throw new PeftError(
       `${label.code}_NO_TARGET`,
-      `${label.name} target_modules ${JSON.stringify(tm)} matched no module of this model (keys look like ${moduleKey(0, "q_proj")}); ` +
-        `available module names: ${available()}`,
+      `${label.name} target_modules ${JSON.stringify(tm)} matched no module of this model (keys look like ${moduleKey(0, linearModules(model)[0])}); ` +
+        `available module names: ${available(model)}`,
     );
   }
   return out;

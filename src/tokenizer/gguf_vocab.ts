@@ -5,6 +5,7 @@ import { PeftError } from "../errors.ts";
 import type { GgufFile, GgufScalar } from "../io/gguf.ts";
 import { checkVocab } from "./check_vocab.ts";
 import { type AddedToken, type PreTokenizer, TokenType, type VocabSpec } from "./vocab_spec.ts";
+import { endOfGenerationIds } from "./eog.ts";
 
 /**
  * tokenizer.ggml.pre values (llama.cpp llama-vocab.cpp) grouped by the regex list they use; each
@@ -105,6 +106,14 @@ export function vocabFromGGUF(g: GgufFile, source = g.source.name): VocabSpec {
     return typeof v === "boolean" ? v : dflt;
   };
   const tmpl = g.get("tokenizer.chat_template");
+  // EOT / EOM ids (Llama 3: <|eot_id|>, <|eom_id|>) end generation as EOS does, in range or refused by name.
+  const turnEnds = ["tokenizer.ggml.eot_token_id", "tokenizer.ggml.eom_token_id"].map((key) => {
+    const id = idOrNone(g.get(key));
+    if (id !== -1 && !(Number.isInteger(id) && id >= 0 && id < n)) {
+      throw new PeftError("TOKENIZER_BAD_VOCAB", `${source}: ${key} = ${id} is outside the vocabulary (0..${n - 1})`);
+    }
+    return id;
+  });
   return checkVocab({
     model: spm ? "spm" : "bpe",
     byteLevel: !spm,
@@ -124,6 +133,7 @@ export function vocabFromGGUF(g: GgufFile, source = g.source.name): VocabSpec {
     byteFallback: spm,
     addedTokens,
     chatTemplate: typeof tmpl === "string" ? tmpl : undefined,
+    eogIds: endOfGenerationIds(tokens as string[], [idOrNone(g.get("tokenizer.ggml.eos_token_id")), ...turnEnds]),
     source,
   }, {
     tokens: "tokenizer.ggml.tokens",

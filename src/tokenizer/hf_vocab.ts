@@ -7,6 +7,7 @@
 import { PeftError } from "../errors.ts";
 import { checkVocab } from "./check_vocab.ts";
 import { type AddedToken, type PreTokenizer, TokenType, type VocabSpec } from "./vocab_spec.ts";
+import { endOfGenerationIds } from "./eog.ts";
 
 type Json = Record<string, unknown>;
 
@@ -216,7 +217,7 @@ function checkIdRange(id: number, defined: number, source: string, field: string
 }
 
 /** tokenizer.json (text or parsed) and optionally tokenizer_config.json (text or parsed). */
-export function vocabFromJSON(json: string | object, config?: string | object, source = "tokenizer.json"): VocabSpec {
+export function vocabFromJSON(json: string | object, config?: string | object, source = "tokenizer.json", extraEogIds: readonly number[] = []): VocabSpec {
   const root = obj(typeof json === "string" ? parseJson(json, source) : json, source, "top level");
   const cfg = config === undefined ? {} : obj(typeof config === "string" ? parseJson(config, "tokenizer_config.json") : config, "tokenizer_config.json", "top level");
   if (root.model === undefined) throw new PeftError("TOKENIZER_MISSING_FIELD", `${source}: no "model" field`);
@@ -352,6 +353,7 @@ export function vocabFromJSON(json: string | object, config?: string | object, s
     chatTemplate: typeof tmpl === "string" ? tmpl : Array.isArray(tmpl) ? (tmpl.find((t: Json) => t.name === "default") as Json | undefined)?.template as string | undefined : undefined,
     bosToken: bosName,
     eosToken: eosName,
+    eogIds: endOfGenerationIds(tokens, [eosId, ...extraEogIds]),
     source,
   }, { tokens: "model.vocab", bosId: "bos_token", eosId: "eos_token", unkId: "model.unk_token", padId: "pad_token" });
 }

@@ -14,6 +14,7 @@ import { dirname, join, readFile } from "../util/host.ts";
 import { SpecialSplitter } from "./special_split.ts";
 import type { VocabSpec } from "./vocab_spec.ts";
 import { ALGO, WasmEngine } from "./wasm_engine.ts";
+import { endOfGenerationIds, generationConfigEosIds } from "./eog.ts";
 
 export interface EncodeOptions {
   /** Add BOS / EOS as the vocabulary asks (add_bos_token / add_eos_token). Default true. */
@@ -90,8 +91,8 @@ export class Tokenizer {
   }
 
   /** From tokenizer.json (text or parsed), optionally with tokenizer_config.json for the chat template. */
-  static fromJSON(json: string | object, config?: string | object, source?: string): Tokenizer {
-    return new Tokenizer(vocabFromJSON(json, config, source));
+  static fromJSON(json: string | object, config?: string | object, source?: string, eogIds?: readonly number[]): Tokenizer {
+    return new Tokenizer(vocabFromJSON(json, config, source, eogIds));
   }
 
   /**
@@ -120,7 +121,13 @@ export class Tokenizer {
     try {
       config = await readFile(join(dirname(path), "tokenizer_config.json"), "utf8");
     } catch { /* no config beside it: no chat template */ }
-    return Tokenizer.fromJSON(new TextDecoder().decode(bytes), config, path);
+    const text = new TextDecoder().decode(bytes);
+    // generation_config.json's eos_token_id list (Llama 3 Instruct, Qwen2.5, Phi-3) also ends generation.
+    const genPath = join(dirname(path), "generation_config.json");
+    const gen = await readFile(genPath, "utf8").catch(() => undefined);
+    if (gen === undefined) return Tokenizer.fromJSON(text, config, path);
+    const plain = vocabFromJSON(text, config, path);
+    return new Tokenizer({ ...plain, eogIds: endOfGenerationIds(plain.tokens, [...(plain.eogIds ?? []), ...generationConfigEosIds(gen, genPath, plain.tokens.length)]) });
   }
 
   get vocabSize(): number {
@@ -131,6 +138,10 @@ export class Tokenizer {
   }
   get eosId(): number {
     return this.spec.eosId;
+  }
+  /** Ids that end generation: EOS, EOT/EOM and the family's turn-end tokens (tokenizer/eog.ts). */
+  get eogIds(): readonly number[] {
+    return this.spec.eogIds ?? (this.spec.eosId >= 0 ? [this.spec.eosId] : []);
   }
   get padId(): number {
     return this.spec.padId;

@@ -71,6 +71,8 @@ export interface VocabSpec {
   /** Added tokens outside the BPE model's vocab (HF): BPE must never produce them. */
   notInModel?: Set<number>;
   chatTemplate?: string;
+  /** Tokens that end generation (tokenizer/eog.ts); absent: the EOS alone. */
+  eogIds?: number[];
   /** Chat template variables bos_token / eos_token (tokenizer_config.json), else the BOS/EOS text. */
   bosToken?: string;
   eosToken?: string;

@@ -44,6 +44,8 @@ export interface Example {
   input: Int32Array;
   /** [seqLen] next-token ids, IGNORE_INDEX where masked or padded. */
   target: Int32Array;
+  /** Positions before the padding (default seqLen). */
+  length?: number;
 }
 
 export interface DataOptions {
@@ -174,11 +176,31 @@ export interface TrainingText {
 /** Loads, tokenizes, splits and (for JSONL) packs a data file (path) or text into fixed-length examples. */
 export async function loadDataset(source: string | TrainingText, tok: TextTokenizer, opts: DataOptions): Promise<Dataset> {
   validateOptions(opts);
+  const { path, text } = await readSource(source);
+  return formatOf(path, opts) === "text" ? textDataset(path, text, tok, opts) : jsonlDataset(path, text, tok, opts);
+}
+
+/**
+ * The whole file (or text) as evaluation examples, masked as training masks them (JSONL: loss only
+ * where training has it; plain text: overlapping windows score each token once). In file order.
+ */
+export async function loadEvalSet(source: string | TrainingText, tok: TextTokenizer, opts: Omit<DataOptions, "evalFraction" | "seed">): Promise<Dataset> {
+  const o = { ...opts, evalFraction: 0, seed: 0 };
+  validateOptions(o);
+  const { path, text } = await readSource(source);
+  const ds = formatOf(path, o) === "text" ? textDataset(path, text, tok, o, true) : jsonlDataset(path, text, tok, o);
+  return { train: [], eval: ds.train, stats: { ...ds.stats, train: splitStats([]), eval: ds.stats.train } };
+}
+
+/** A source's name for messages and its text: a path read and checked, or a TrainingText checked. */
+async function readSource(source: string | TrainingText): Promise<{ path: string; text: string }> {
   const path = typeof source === "string" ? source : dataName(source);
-  const text = typeof source === "string" ? await readDataFile(path) : checkText(source.text, path);
+  return { path, text: typeof source === "string" ? await readDataFile(path) : checkText(source.text, path) };
+}
+
+function formatOf(path: string, o: DataOptions): "text" | "jsonl" {
   const ext = extname(path).toLowerCase();
-  const format = opts.format === "text" || opts.format === "jsonl" ? opts.format : ext === ".jsonl" || ext === ".ndjson" ? "jsonl" : "text";
-  return format === "text" ? textDataset(path, text, tok, opts) : jsonlDataset(path, text, tok, opts);
+  return o.format === "text" || o.format === "jsonl" ? o.format : ext === ".jsonl" || ext === ".ndjson" ? "jsonl" : "text";
 }
 
 /** A TrainingText's name for messages. */
@@ -195,7 +217,8 @@ function checkText(text: unknown, name: string): string {
 
 // ---------------------------------------------------------------- plain text
 
-function textDataset(path: string, text: string, tok: TextTokenizer, o: DataOptions): Dataset {
+/** `scoreOnce`: the training windows mask the targets an earlier window scored (for evaluating a whole file). */
+function textDataset(path: string, text: string, tok: TextTokenizer, o: DataOptions, scoreOnce = false): Dataset {
   const { seqLen } = o;
   const stride = o.stride ?? seqLen;
   let tokens = withBos(tok, tok.encode(text, { addSpecial: false }));
@@ -220,7 +243,7 @@ function textDataset(path: string, text: string, tok: TextTokenizer, o: DataOpti
     trainTokens = tokens.slice(0, tokens.length - evalLen);
     evalTokens = tokens.slice(tokens.length - evalLen);
   }
-  const train = windows(trainTokens, seqLen, stride, false);
+  const train = windows(trainTokens, seqLen, stride, scoreOnce);
   const evalSet = evalTokens.length ? windows(evalTokens, seqLen, stride, true) : [];
   return {
     train,
@@ -432,7 +455,7 @@ function toExample(t: Tokenized, seqLen: number, padId: number): Example {
     input[i] = t.ids[i];
     if (t.loss[i + 1]) target[i] = t.ids[i + 1];
   }
-  return { input, target };
+  return { input, target, length: n };
 }
 
 function splitStats(ex: Example[]): SplitStats {
@@ -452,6 +475,8 @@ export interface Batch {
   seqLen: number;
   /** Targets that carry loss (the denominator of a mean token loss). */
   lossTokens: number;
+  /** The examples of its rows, in order (padding rows of a "pad" batch have none). */
+  examples: readonly Example[];
 }
 
 /**
@@ -461,21 +486,26 @@ export interface Batch {
  */
 export type LastBatch = "keep" | "drop" | "pad";
 
-function makeBatch(rows: Example[], batchSize: number, last: LastBatch): Batch {
-  const seqLen = rows[0].input.length;
+/**
+ * One batch of `rows`. With `trim`, its sequences are cut to the longest row's real length (the
+ * cut positions are padding: no loss, and causal attention never lets a real position see them).
+ */
+function makeBatch(rows: Example[], batchSize: number, last: LastBatch, trim = false): Batch {
+  const full = rows[0].input.length;
+  const seqLen = trim ? Math.max(1, ...rows.map((e) => e.length ?? full)) : full;
   const n = last === "pad" ? batchSize : rows.length;
   const input = new Int32Array(n * seqLen);
   const target = new Int32Array(n * seqLen).fill(IGNORE_INDEX);
   let lossTokens = 0;
   rows.forEach((e, i) => {
-    input.set(e.input, i * seqLen);
-    target.set(e.target, i * seqLen);
+    input.set(e.input.subarray(0, seqLen), i * seqLen);
+    target.set(e.target.subarray(0, seqLen), i * seqLen);
     for (const t of e.target) if (t !== IGNORE_INDEX) lossTokens++;
   });
-  return { input, target, rows: n, seqLen, lossTokens };
+  return { input, target, rows: n, seqLen, lossTokens, examples: rows };
 }
 
-function chunk(order: Example[], batchSize: number, last: LastBatch): Batch[] {
+function chunk(order: Example[], batchSize: number, last: LastBatch, trim = false): Batch[] {
   if (!Number.isInteger(batchSize) || batchSize < 1) {
     throw new PeftError("BAD_TRAIN_OPTION", `batchSize must be an integer >= 1, got ${batchSize}`);
   }
@@ -483,15 +513,47 @@ function chunk(order: Example[], batchSize: number, last: LastBatch): Batch[] {
   for (let i = 0; i < order.length; i += batchSize) {
     const rows = order.slice(i, i + batchSize);
     if (rows.length < batchSize && last === "drop") break;
-    out.push(makeBatch(rows, batchSize, last));
+    out.push(makeBatch(rows, batchSize, last, trim));
   }
   return out;
 }
 
-/** Training batches of one epoch, in an order shuffled by (seed, epoch): same inputs, same batches. */
-export function batches(examples: readonly Example[], batchSize: number, seed: number, epoch: number, opts: { last?: LastBatch } = {}): Batch[] {
-  const perm = new Rng(deriveSeed(seed, 0xba7c, epoch)).permutation(examples.length);
-  return chunk(perm.map((i) => examples[i]), batchSize, opts.last ?? "keep");
+/**
+ * transformers' LengthGroupedSampler order: a seeded permutation cut into megabatches of
+ * min(n / (4·batchSize), 50)·batchSize examples, each sorted longest first, and the megabatch
+ * holding the longest example moved to the front (an out-of-memory error shows at once).
+ */
+export function lengthGroupedOrder(lengths: readonly number[], batchSize: number, rng: Rng): number[] {
+  const mult = Math.max(1, Math.min(Math.floor(lengths.length / (batchSize * 4)), 50));
+  const size = mult * batchSize;
+  const perm = rng.permutation(lengths.length);
+  const megabatches: number[][] = [];
+  for (let i = 0; i < perm.length; i += size) megabatches.push(perm.slice(i, i + size).sort((a, b) => lengths[b] - lengths[a]));
+  if (megabatches.length === 0) return [];
+  let top = 0;
+  megabatches.forEach((m, i) => {
+    if (lengths[m[0]] > lengths[megabatches[top][0]]) top = i;
+  });
+  [megabatches[0][0], megabatches[top][0]] = [megabatches[top][0], megabatches[0][0]];
+  return megabatches.flat();
+}
+
+/**
+ * Training batches of one epoch, in an order shuffled by (seed, epoch): same inputs, same batches.
+ * `groupByLength`: transformers' length-grouped order, each batch cut to its longest row.
+ */
+export function batches(
+  examples: readonly Example[],
+  batchSize: number,
+  seed: number,
+  epoch: number,
+  opts: { last?: LastBatch; groupByLength?: boolean } = {},
+): Batch[] {
+  const rng = new Rng(deriveSeed(seed, 0xba7c, epoch));
+  const order = opts.groupByLength
+    ? lengthGroupedOrder(examples.map((e) => e.length ?? e.input.length), batchSize, rng)
+    : rng.permutation(examples.length);
+  return chunk(order.map((i) => examples[i]), batchSize, opts.last ?? "keep", opts.groupByLength);
 }
 
 /** Eval batches in dataset order. */

@@ -15,7 +15,7 @@ import { PeftError } from "../errors.ts";
 import { type DType, type Gpu, type MemoryCategory, Tensor } from "../gpu/gpu.ts";
 import { sumOfSquares } from "../kernels/adamw.ts";
 import { createOptimizer, MIN_PAGE_ELEMENTS, type OptimizerName, type OptimizerSlot, poolSize } from "./paged_adamw.ts";
-import { evalLoss, lossAndGrads } from "../model/llama_train.ts";
+import { CROSS_ENTROPY, type TrainingObjective } from "./objective.ts";
 import type { Param } from "../model/graph.ts";
 import type { ClassBytes } from "../model/memory_report.ts";
 import type { TrainableModel } from "./trainer.ts";
@@ -95,6 +95,8 @@ export interface TrainingPlanOptions {
   pageElements?: number;
   /** Whether evaluation passes run (eval data present). */
   evaluate?: boolean;
+  /** What the passes compute (default cross-entropy; distillation adds the teacher's forward). */
+  objective?: TrainingObjective;
 }
 
 export interface TrainingPlan {
@@ -135,11 +137,12 @@ function simulate(model: TrainableModel, o: TrainingPlanOptions, optimizerGpuByt
   });
   const rows = o.batchSize * o.seqLen;
   const batch = { B: o.batchSize, T: o.seqLen, inputs: new Array(rows).fill(0), targets: new Array(rows).fill(0) };
-  if (o.evaluate) evalLoss(llama, lora, batch).release();
-  lossAndGrads(llama, lora, batch, { seed: 0, gradScale: 1, checkpointing: o.gradientCheckpointing }).release();
+  const objective = (o.objective ?? CROSS_ENTROPY).onGpu(gpu);
+  if (o.evaluate) objective.evalLoss(llama, lora, batch).release();
+  objective.lossAndGrads(llama, lora, batch, { seed: 0, gradScale: 1, checkpointing: o.gradientCheckpointing }).release();
   sumOfSquares(gpu, slots.map((s) => s.grad)).release();
   // The optimizer step allocates nothing beyond its state and pages (paged: host round trips).
-  if (o.evaluate) evalLoss(llama, lora, batch).release();
+  if (o.evaluate) objective.evalLoss(llama, lora, batch).release();
   return { cg, opt };
 }
 

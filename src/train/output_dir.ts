@@ -9,8 +9,11 @@ import { join, mkdir, readdir, rename, rm, stat, writeFile } from "../util/host.
 import { PeftError } from "../errors.ts";
 import { writeFileAtomic } from "../io/bytes.ts";
 
-/** Temporary checkpoint directories (writeDirAtomic) and files (writeFileAtomic) of a killed run. */
-const STALE = /^checkpoint-\d+\.tmp-[a-z0-9]+$|^(?:metrics\.jsonl|loss\.svg|trainer_state\.json)\.[a-z0-9]+\.tmp$/;
+/**
+ * Temporary checkpoint directories (writeDirAtomic), checkpoints renamed for deletion
+ * (save_total_limit, checkpoints.ts) and files (writeFileAtomic) of a killed run.
+ */
+const STALE = /^checkpoint-\d+\.(?:tmp|deleting)-[a-z0-9]+$|^(?:metrics\.jsonl|loss\.svg|trainer_state\.json|config\.resolved\.yaml)\.[a-z0-9]+\.tmp$/;
 
 /** What the run writes, and what each must be if it already exists. */
 const OUTPUTS: [string, "file" | "directory"][] = [["adapter", "directory"], ["metrics.jsonl", "file"], ["loss.svg", "file"]];

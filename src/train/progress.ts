@@ -183,6 +183,8 @@ export interface MetricRecord {
   tokens_per_s?: number;
   eval_loss?: number;
   eval_ppl?: number;
+  /** Epochs done at this step (fractional, as transformers logs it). */
+  epoch?: number;
   /** Seconds of training since the run first started (continued across resumes). */
   time?: number;
 }

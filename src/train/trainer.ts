@@ -1,30 +1,37 @@
 /**
- * The training loop, for any PEFT method (the adapter's hooks and parameters are all it sees): data -> micro-batches -> forward/backward on the GPU -> global-norm
- * clipping -> AdamW on the GPU, with an LR schedule, evaluation, metrics.jsonl + loss.svg,
- * checkpoints (every N steps and on Ctrl-C) and exact resume.
+ * The training loop, for any PEFT method (the adapter's hooks and parameters are all it sees) and
+ * any objective (cross-entropy, or distillation from a teacher): data -> micro-batches ->
+ * forward/backward on the GPU -> global-norm clipping -> AdamW on the GPU, with an LR schedule,
+ * epochs as transformers counts them, evaluation and checkpoints by steps or epochs,
+ * save_total_limit, load_best_model_at_end, early stopping, metrics.jsonl + loss.svg, a
+ * checkpoint on Ctrl-C and exact resume.
  *
  * Reproducibility: batch order depends on (seed, epoch) and every dropout mask on
  * (seed, step, micro-batch, layer, module), so a resumed run needs only the step, the adapter
  * and the optimizer state to continue with the same losses as an uninterrupted one.
  */
-import { join, onInterrupt, readdir, readFile } from "../util/host.ts";
+import { join, onInterrupt, readFile } from "../util/host.ts";
 import { PeftError } from "../errors.ts";
-import { readSafetensors, writeSafetensors } from "../io/safetensors.ts";
 import { sumOfSquares } from "../kernels/adamw.ts";
 import { LossScaler, type LossScaleState, type LossScalerOptions } from "./loss_scale.ts";
 import { checkTrainingPlan, formatPlan, type TrainingPlan } from "./memory_plan.ts";
-import { createOptimizer, type Optimizer, type OptimizerName, OPTIMIZERS, type OptimizerSlot } from "./paged_adamw.ts";
-import { evalLoss, lossAndGrads } from "../model/llama_train.ts";
+import { createOptimizer, type OptimizerName, OPTIMIZERS } from "./paged_adamw.ts";
 import type { Gpu, Tensor } from "../gpu/gpu.ts";
 import type { LlamaGpu } from "../model/llama.ts";
 import { describeBaseStorage, type ParameterReport } from "../model/memory_report.ts";
+import type { TrainBatch } from "../model/llama_train.ts";
 import type { Hooks } from "../model/sites.ts";
 import type { Tokenizer } from "../tokenizer/mod.ts";
-import { Adapter } from "../peft/adapter.ts";
+import type { Adapter } from "../peft/adapter.ts";
 import type { PeftModel } from "../peft/peft_model.ts";
+import { BestModelTracker, type BestModelState } from "./best_model.ts";
+import { latestCheckpoint, restoreAdapter, restoreCheckpoint, rotateCheckpoints, writeCheckpoint } from "./checkpoints.ts";
 import { type Batch, batches, batchesPerEpoch, dataName, evalBatches, type Example, loadDataset, type TrainingText } from "./data.ts";
+import { EpochPlan } from "./epochs.ts";
+import { lossOver } from "./evaluate.ts";
+import { CROSS_ENTROPY, type TrainingObjective } from "./objective.ts";
 import { lossCurveSvg } from "./loss_svg.ts";
-import { prepareOutputDir, writeDirAtomic, writeRunFile } from "./output_dir.ts";
+import { prepareOutputDir, writeRunFile } from "./output_dir.ts";
 import { formatEval, meanEvalSeconds, type MetricRecord, MetricsWriter, parseMetrics, ProgressReporter } from "./progress.ts";
 import { deriveSeed } from "../util/rng.ts";
 import { lrAt, type LrSchedulerName, validateSchedule } from "./schedule.ts";
@@ -65,17 +72,40 @@ export interface TrainOptions {
   adamEpsilon?: number;
   /** Global-norm clipping; 0 disables. */
   maxGradNorm?: number;
+  /** Passes over the training data, fractional too (transformers' num_train_epochs); default 1. */
   epochs?: number;
   /** Stop after this many optimizer steps (overrides epochs). */
   maxSteps?: number;
+  /** transformers' group_by_length: batches of similar lengths, each cut to its longest row (less padding). */
+  groupByLength?: boolean;
   seed?: number;
   evalFraction?: number;
   /** Evaluate every N optimizer steps (and at the start and end); 0 = only start and end. */
   evalSteps?: number;
+  /** When to evaluate between the start and the end: every evalSteps ("steps", default), at each epoch's end ("epoch"), or not ("no"). */
+  evalStrategy?: Strategy;
   /** Cap on eval batches per evaluation (default all): the first N batches of the held-out split. */
   maxEvalBatches?: number;
   /** Checkpoint every N optimizer steps; 0 = only at the end and on Ctrl-C. */
   saveSteps?: number;
+  /** When to checkpoint before the end: every saveSteps ("steps", default), at each epoch's end ("epoch"), or not ("no"). */
+  saveStrategy?: Strategy;
+  /** Keep at most this many checkpoints (the newest, plus the best with loadBestModelAtEnd); older ones are deleted. */
+  saveTotalLimit?: number;
+  /**
+   * At the end, load the adapter of the checkpoint with the best metricForBestModel (saved as the
+   * final adapter). Needs evaluation data, and evaluations where checkpoints are saved (the same
+   * strategy; saveSteps a multiple of evalSteps), as transformers requires.
+   */
+  loadBestModelAtEnd?: boolean;
+  /** Only "eval_loss" (lower is better; transformers' "loss" means the same). */
+  metricForBestModel?: "eval_loss" | "loss";
+  /** Stop after this many evaluations in a row without improving on the best (transformers' EarlyStoppingCallback); needs loadBestModelAtEnd. */
+  earlyStoppingPatience?: number;
+  /** How much an evaluation must beat the best by to reset the patience (default 0). */
+  earlyStoppingThreshold?: number;
+  /** What to minimize (default cross-entropy on the targets; distill() passes a teacher's divergence). */
+  objective?: TrainingObjective;
   /** Where metrics.jsonl, loss.svg, checkpoints and the final adapter go. */
   outputDir?: string;
   /** Continue from the latest checkpoint in outputDir (true) or from this checkpoint directory. */
@@ -112,6 +142,9 @@ export interface TrainOptions {
   lossScaling?: LossScalerOptions;
 }
 
+export type Strategy = "steps" | "epoch" | "no";
+export const STRATEGIES: readonly Strategy[] = ["steps", "epoch", "no"];
+
 export interface StepRecord {
   step: number;
   /** Steps this run ends at. */
@@ -132,8 +165,17 @@ export interface TrainResult {
   evals: { step: number; loss: number }[];
   /** Eval loss before the first update (base model + fresh adapter). */
   initialEvalLoss?: number;
+  /** Eval loss of the saved adapter (the best checkpoint's with loadBestModelAtEnd). */
   finalEvalLoss?: number;
+  /** Interrupted (Ctrl-C or the abort signal): a checkpoint was written, no final adapter. */
   stoppedEarly: boolean;
+  /** Ended by early stopping (patience exhausted); the final adapter is saved. */
+  earlyStopped: boolean;
+  /** Epochs done (fractional). */
+  epochs: number;
+  /** With loadBestModelAtEnd: the checkpoint whose adapter was loaded, and its eval loss. */
+  bestCheckpoint?: string;
+  bestEvalLoss?: number;
   outputDir?: string;
   /** The memory planner's prediction, made before training. */
   plan: TrainingPlan;
@@ -144,7 +186,11 @@ export interface TrainResult {
   lossScale?: number;
 }
 
-interface Resolved extends Required<Omit<TrainOptions, "maxSteps" | "outputDir" | "onStep" | "signal" | "maxEvalBatches" | "stride" | "maxExamples" | "gpuMemoryBudget" | "pageElements" | "lossScaling" | "chatTemplate">> {
+type OptionalKeys = "maxSteps" | "outputDir" | "onStep" | "signal" | "maxEvalBatches" | "stride" | "maxExamples" | "gpuMemoryBudget" | "pageElements" |
+  "lossScaling" | "chatTemplate" | "saveTotalLimit" | "earlyStoppingPatience";
+interface Resolved extends Required<Omit<TrainOptions, OptionalKeys>> {
+  saveTotalLimit?: number;
+  earlyStoppingPatience?: number;
   chatTemplate?: string;
   lossScaling?: LossScalerOptions;
   gpuMemoryBudget?: number;
@@ -163,6 +209,8 @@ function resolve(o: TrainOptions): Resolved {
     warmupRatio: 0, warmupSteps: 0, weightDecay: 0, adamBeta1: 0.9, adamBeta2: 0.999, adamEpsilon: 1e-8,
     maxGradNorm: 1.0, epochs: 1, seed: 42, evalFraction: 0, evalSteps: 0, saveSteps: 0, resume: false,
     gradientCheckpointing: false, packing: false, format: "auto", progress: true, optimizer: "adamw",
+    groupByLength: false, evalStrategy: "steps", saveStrategy: "steps", loadBestModelAtEnd: false, metricForBestModel: "eval_loss",
+    earlyStoppingThreshold: 0, objective: CROSS_ENTROPY,
     ...Object.fromEntries(Object.entries(o).filter(([, v]) => v !== undefined)),
   } as Resolved;
   const posInt = (k: keyof Resolved, min = 1) => {
@@ -172,7 +220,7 @@ function resolve(o: TrainOptions): Resolved {
   posInt("seqLen");
   posInt("batchSize");
   posInt("gradientAccumulationSteps");
-  posInt("epochs");
+  if (!(Number.isFinite(r.epochs) && r.epochs > 0)) throw new PeftError("BAD_TRAIN_OPTION", `epochs must be a number > 0, got ${r.epochs}`);
   posInt("evalSteps", 0);
   posInt("saveSteps", 0);
   if (r.maxSteps !== undefined) posInt("maxSteps");
@@ -192,78 +240,46 @@ function resolve(o: TrainOptions): Resolved {
     if (r.optimizer !== "paged_adamw") throw new PeftError("BAD_TRAIN_OPTION", "pageElements needs optimizer: \"paged_adamw\"");
   }
   if ((r.resume || r.saveSteps) && !r.outputDir) throw new PeftError("BAD_TRAIN_OPTION", "resume and saveSteps need outputDir");
+  validateCheckpointing(r);
   return r;
 }
 
-async function evaluate(model: TrainableModel, hooks: Hooks<Tensor>, examples: Example[], r: Resolved): Promise<number> {
-  let sum = 0, count = 0;
+/** Strategies, save_total_limit, load_best_model_at_end and early stopping: transformers' rules, each refusal naming the option. */
+function validateCheckpointing(r: Resolved): void {
+  const bad = (m: string) => new PeftError("BAD_TRAIN_OPTION", m);
+  for (const k of ["evalStrategy", "saveStrategy"] as const) {
+    if (!STRATEGIES.includes(r[k])) throw bad(`${k} must be one of ${STRATEGIES.join(", ")}, got ${JSON.stringify(r[k])}`);
+  }
+  if (r.saveTotalLimit !== undefined && !(Number.isInteger(r.saveTotalLimit) && r.saveTotalLimit >= 1)) throw bad(`saveTotalLimit must be an integer >= 1, got ${r.saveTotalLimit}`);
+  if (r.saveStrategy === "epoch" && !r.outputDir) throw bad("saveStrategy \"epoch\" needs outputDir");
+  if (!["eval_loss", "loss"].includes(r.metricForBestModel)) {
+    throw bad(`metricForBestModel must be "eval_loss" (the only metric evaluation computes), got ${JSON.stringify(r.metricForBestModel)}`);
+  }
+  if (!(Number.isFinite(r.earlyStoppingThreshold) && r.earlyStoppingThreshold >= 0)) throw bad(`earlyStoppingThreshold must be a number >= 0, got ${r.earlyStoppingThreshold}`);
+  if (r.earlyStoppingPatience !== undefined) {
+    if (!(Number.isInteger(r.earlyStoppingPatience) && r.earlyStoppingPatience >= 1)) throw bad(`earlyStoppingPatience must be an integer >= 1, got ${r.earlyStoppingPatience}`);
+    if (!r.loadBestModelAtEnd) throw bad("earlyStoppingPatience needs loadBestModelAtEnd (as transformers' EarlyStoppingCallback does)");
+  }
+  if (!r.loadBestModelAtEnd) return;
+  if (!r.outputDir) throw bad("loadBestModelAtEnd needs outputDir (the best model is a checkpoint)");
+  if (r.evalFraction <= 0) throw bad("loadBestModelAtEnd needs evaluation data (evalFraction > 0)");
+  if (r.evalStrategy !== r.saveStrategy) {
+    throw bad(`loadBestModelAtEnd needs evalStrategy and saveStrategy to match, got evalStrategy "${r.evalStrategy}" and saveStrategy "${r.saveStrategy}"`);
+  }
+  if (r.saveStrategy === "steps" && (r.saveSteps > 0 || r.evalSteps > 0) && !(r.evalSteps > 0 && r.saveSteps > 0 && r.saveSteps % r.evalSteps === 0)) {
+    throw bad(`loadBestModelAtEnd needs saveSteps to be a multiple of evalSteps (checkpoints where evaluations are), got saveSteps ${r.saveSteps} and evalSteps ${r.evalSteps}`);
+  }
+}
+
+/** A batch as the model's pass takes it; rows are numbered by `ids` (see TrainBatch.rowIds). */
+function toTrainBatch(b: Batch, ids: Map<Example, number>): TrainBatch {
+  return { B: b.rows, T: b.seqLen, inputs: b.input, targets: b.target, rowIds: Array.from({ length: b.rows }, (_, i) => ids.get(b.examples[i]) ?? -1) };
+}
+
+async function evaluate(model: TrainableModel, hooks: Hooks<Tensor>, examples: Example[], r: Resolved, ids: Map<Example, number>): Promise<number> {
   const list = evalBatches(examples, r.batchSize).slice(0, r.maxEvalBatches ?? Infinity);
-  for (const b of list) {
-    const t = evalLoss(model.llama, hooks, { B: b.rows, T: b.seqLen, inputs: b.input, targets: b.target });
-    const losses = await model.gpu.readF32(t);
-    t.release();
-    for (const v of losses) sum += v;
-    count += b.lossTokens;
-  }
-  return count ? sum / count : NaN;
-}
-
-// ------------------------------------------------------------------ checkpoints
-
-async function writeCheckpoint(model: TrainableModel, name: string, opt: Optimizer, dir: string, state: Record<string, unknown>): Promise<void> {
-  // Written to a temporary directory, then renamed: a crash never leaves half a checkpoint.
-  await writeDirAtomic(dir, async (tmp) => {
-    await model.adapter(name).save(tmp, model.source, { training: true });
-    const tensors = [];
-    for (const s of opt.slots) {
-      const { m, v } = await opt.readState(s.key);
-      tensors.push({ name: `${s.key}.exp_avg`, dtype: "F32" as const, shape: s.param.shape, data: m });
-      tensors.push({ name: `${s.key}.exp_avg_sq`, dtype: "F32" as const, shape: s.param.shape, data: v });
-    }
-    await writeSafetensors(join(tmp, "optimizer.safetensors"), tensors);
-    await writeRunFile(join(tmp, "trainer_state.json"), JSON.stringify(state, null, 2));
-  });
-}
-
-async function latestCheckpoint(outputDir: string): Promise<string | null> {
-  let names: string[] = [];
-  try {
-    names = await readdir(outputDir);
-  } catch {
-    return null;
-  }
-  const steps = names.map((n) => /^checkpoint-(\d+)$/.exec(n)).filter((m) => m).map((m) => Number(m![1]));
-  return steps.length ? join(outputDir, `checkpoint-${Math.max(...steps)}`) : null;
-}
-
-async function restoreCheckpoint(model: TrainableModel, name: string, opt: Optimizer, dir: string): Promise<Record<string, unknown>> {
-  let state: Record<string, unknown>;
-  try {
-    state = JSON.parse(await readFile(join(dir, "trainer_state.json"), "utf8"));
-  } catch (e) {
-    throw new PeftError("CHECKPOINT_INVALID", `${dir}: cannot read trainer_state.json: ${(e as Error).message}`);
-  }
-  const saved = await Adapter.load(model.llama.backend(), model.llama.config, `${name}@resume`, dir);
-  try {
-    model.adapter(name).copyFrom(saved);
-  } finally {
-    model.gpu.flush();
-    saved.release();
-  }
-  const file = await readSafetensors(join(dir, "optimizer.safetensors"));
-  try {
-    for (const s of opt.slots) {
-      const get = async (suffix: string) => {
-        const key = `${s.key}.${suffix}`;
-        if (!file.tensors.has(key)) throw new PeftError("CHECKPOINT_INVALID", `${dir}/optimizer.safetensors: missing ${key}`);
-        return await file.readF32(key);
-      };
-      opt.writeState(s.key, await get("exp_avg"), await get("exp_avg_sq"));
-    }
-  } finally {
-    await file.close();
-  }
-  return state;
+  const s = await lossOver(model.gpu, list, (_, b) => r.objective.evalLoss(model.llama, hooks, toTrainBatch(b, ids)));
+  return s.lossTokens ? s.sum / s.lossTokens : NaN;
 }
 
 // ------------------------------------------------------------------ the loop
@@ -278,11 +294,11 @@ export async function train(model: TrainableModel, options: TrainOptions): Promi
     seqLen: r.seqLen, stride: r.stride, evalFraction: r.evalFraction, seed: r.seed, packing: r.packing, format: r.format, maxExamples: r.maxExamples,
     chatTemplate: r.chatTemplate,
   });
-  if (ds.train.length === 0) {
-    throw new PeftError("DATA_TOO_SHORT", `${typeof r.data === "string" ? r.data : dataName(r.data)}: no training sequences after the eval split`);
-  }
-  const microPerEpoch = batchesPerEpoch(ds.train.length, r.batchSize);
-  const totalSteps = r.maxSteps ?? Math.max(1, Math.floor((microPerEpoch * r.epochs) / r.gradientAccumulationSteps));
+  const dataLabel = typeof r.data === "string" ? r.data : dataName(r.data);
+  if (ds.train.length === 0) throw new PeftError("DATA_TOO_SHORT", `${dataLabel}: no training sequences after the eval split`);
+  if (r.loadBestModelAtEnd && ds.eval.length === 0) throw new PeftError("BAD_TRAIN_OPTION", `loadBestModelAtEnd needs evaluation data: ${dataLabel} left no eval sequences`);
+  const epochs = new EpochPlan(batchesPerEpoch(ds.train.length, r.batchSize), r.gradientAccumulationSteps, r);
+  const totalSteps = epochs.totalSteps;
   const sched = { learningRate: r.learningRate, lrScheduler: r.lrScheduler, warmupRatio: r.warmupRatio, warmupSteps: r.warmupSteps, totalSteps };
   validateSchedule(sched);
   const say = (s: string) => r.progress && console.log(s);
@@ -293,10 +309,10 @@ export async function train(model: TrainableModel, options: TrainOptions): Promi
     model.gpu.trim();
     const plan = checkTrainingPlan(model, {
       adapter: r.adapter, batchSize: r.batchSize, seqLen: r.seqLen, gradientCheckpointing: r.gradientCheckpointing,
-      optimizer: r.optimizer, gpuMemoryBudget: r.gpuMemoryBudget, pageElements: r.pageElements, evaluate: ds.eval.length > 0,
+      optimizer: r.optimizer, gpuMemoryBudget: r.gpuMemoryBudget, pageElements: r.pageElements, evaluate: ds.eval.length > 0, objective: r.objective,
     });
     const scaler = model.computeDtype === "f16" ? new LossScaler(r.lossScaling) : null;
-    say(`[train] ${adapter.method.describe(adapter.config)}; ${adapter.trainableParameters} trainable parameters`);
+    say(`[train] ${adapter.method.describe(adapter.config)}; ${adapter.trainableParameters} trainable parameters; loss: ${r.objective.label}`);
     say(`[train] base weights ${describeBaseStorage(model.parameterReport())}; ` +
       `compute dtype ${model.computeDtype} (shader-f16 ${model.gpu.info.features.f16 ? "available" : "not available"}); adapter weights, gradients${r.optimizer === "adamw_8bit" ? " f32, optimizer state 8-bit" : " and optimizer state f32"}` +
       (scaler ? `; dynamic loss scaling from ${scaler.scale}` : ""));
@@ -306,6 +322,7 @@ export async function train(model: TrainableModel, options: TrainOptions): Promi
     const hooks = adapter.hooks();
     const optimizerGpuBytes = r.gpuMemoryBudget === undefined ? undefined : r.gpuMemoryBudget - (plan.total - plan.optimizer.gpuBytes);
     const opt = createOptimizer(model.gpu, r.optimizer, slots, { gpuBytes: optimizerGpuBytes, pageElements: r.pageElements ?? plan.optimizer.pageElements });
+    const best = new BestModelTracker({ patience: r.earlyStoppingPatience, threshold: r.earlyStoppingThreshold });
     let startStep = 0;
     let skippedBefore = 0;
     let metrics: MetricsWriter | undefined;
@@ -321,6 +338,7 @@ export async function train(model: TrainableModel, options: TrainOptions): Promi
             `the learning-rate schedule (warmup, decay) now follows ${totalSteps} steps, so the result differs from the original run's`);
         }
         if (scaler && state.lossScale) scaler.restore(state.lossScale as LossScaleState);
+        if (state.bestModel) best.state = state.bestModel as BestModelState;
         skippedBefore = Number(state.skippedSteps ?? 0);
         say(`[train] resumed from ${from} at step ${startStep}`);
         // Keep the metrics of the steps the checkpoint includes; later lines are replaced.
@@ -337,21 +355,28 @@ export async function train(model: TrainableModel, options: TrainOptions): Promi
     const evalBatchCount = evalBatches(ds.eval, r.batchSize).length;
     const evalCap = r.maxEvalBatches !== undefined && r.maxEvalBatches < evalBatchCount ? ` (each eval uses the first ${r.maxEvalBatches} of ${evalBatchCount} batches)` : "";
     say(`[train] ${ds.train.length} train / ${ds.eval.length} eval sequences of ${r.seqLen} tokens${evalCap}; ` +
-      `${totalSteps} steps of ${r.batchSize}x${r.gradientAccumulationSteps} sequences; ${model.gpu.info.description}`);
+      `${totalSteps} steps of ${r.batchSize}x${r.gradientAccumulationSteps} sequences (${epochs.stepsPerEpoch} an epoch, ${+epochs.epochAt(totalSteps).toPrecision(3)} epochs); ${model.gpu.info.description}`);
 
-    const result: TrainResult = { steps: startStep, totalSteps, losses: [], evals: [], stoppedEarly: false, outputDir: r.outputDir, plan, peakGpuBytes: 0, skippedSteps: skippedBefore };
+    const result: TrainResult = {
+      steps: startStep, totalSteps, losses: [], evals: [], stoppedEarly: false, earlyStopped: false, epochs: epochs.epochAt(startStep), outputDir: r.outputDir, plan,
+      peakGpuBytes: 0, skippedSteps: skippedBefore,
+    };
     const record = async (m: MetricRecord) => {
       records.push(m);
       if (metrics) await metrics.write(m);
     };
+    let lastEval = -1, lastSave = -1;
     const runEval = async (step: number) => {
       if (!ds.eval.length) return undefined;
       const t0 = performance.now();
-      const loss = await evaluate(model, hooks, ds.eval, r);
+      const loss = await evaluate(model, hooks, ds.eval, r, exampleIds);
       progress.evaluated((performance.now() - t0) / 1000);
       result.evals.push({ step, loss });
-      await record({ step, eval_loss: loss });
-      if (r.progress) progress.log(formatEval(step, loss));
+      await record({ step, eval_loss: loss, epoch: +epochs.epochAt(step).toFixed(4) });
+      if (r.progress) progress.log(r.objective === CROSS_ENTROPY ? formatEval(step, loss) : `eval step ${step} | ${r.objective.label.split(":")[0]} loss ${loss.toFixed(4)}`);
+      // The step-0 evaluation (of the untrained adapter) has no checkpoint: it is no candidate.
+      if (step > 0) best.observe(step, loss);
+      lastEval = step;
       return loss;
     };
 
@@ -361,36 +386,49 @@ export async function train(model: TrainableModel, options: TrainOptions): Promi
     };
     const stopListening = onInterrupt(onSigint);
     const progress = new ProgressReporter({
-      total: totalSteps, startStep, evalSteps: ds.eval.length ? r.evalSteps : undefined, evalSecondsEstimate: meanEvalSeconds(records),
+      total: totalSteps, startStep, evalSteps: ds.eval.length && r.evalStrategy === "steps" ? r.evalSteps : undefined, evalSecondsEstimate: meanEvalSeconds(records),
       write: r.progress ? undefined : () => {},
     });
+    // Sequences are numbered train first, then eval: the row ids a precomputed teacher file is keyed by.
+    const exampleIds = new Map<Example, number>([...ds.train, ...ds.eval].map((e, i) => [e, i]));
     const epochCache = new Map<number, Batch[]>();
-    const microBatch = (i: number): Batch => {
-      const epoch = Math.floor(i / microPerEpoch);
+    const microBatch = (epoch: number, i: number): Batch => {
       let list = epochCache.get(epoch);
       if (!list) {
         epochCache.clear();
-        epochCache.set(epoch, list = batches(ds.train, r.batchSize, r.seed, epoch));
+        epochCache.set(epoch, list = batches(ds.train, r.batchSize, r.seed, epoch, { groupByLength: r.groupByLength }));
       }
-      return list[i % microPerEpoch];
+      return list[i];
     };
     const checkpoint = async (step: number) => {
       if (!r.outputDir) return;
       const dir = join(r.outputDir, `checkpoint-${step}`);
-      await writeCheckpoint(model, r.adapter, opt, dir, { step, seed: r.seed, totalSteps, adapter: r.adapter, ...(scaler ? { lossScale: scaler.state(), skippedSteps: result.skippedSteps } : {}) });
+      best.saved(step, dir);
+      await writeCheckpoint(model, r.adapter, opt, dir, {
+        step, seed: r.seed, totalSteps, adapter: r.adapter, epoch: epochs.epochAt(step), bestModel: best.state,
+        ...(scaler ? { lossScale: scaler.state(), skippedSteps: result.skippedSteps } : {}),
+      });
       progress.log(`[train] checkpoint ${dir}`);
+      lastSave = step;
+      if (r.saveTotalLimit !== undefined) {
+        const keep = r.loadBestModelAtEnd ? best.state.bestCheckpoint : undefined;
+        for (const d of await rotateCheckpoints(r.outputDir, { limit: r.saveTotalLimit, step, keep })) progress.log(`[train] deleted ${d} (saveTotalLimit ${r.saveTotalLimit})`);
+      }
     };
+    const due = (strategy: Strategy, every: number, step: number) =>
+      strategy === "steps" ? every > 0 && (step + 1) % every === 0 : strategy === "epoch" && epochs.endsEpoch(step);
 
     let failure: unknown;
     try {
       if (startStep === 0) result.initialEvalLoss = await runEval(0);
       for (let step = startStep; step < totalSteps; step++) {
         for (const s of opt.slots) model.gpu.clear(s.grad);
-        const micro = Array.from({ length: r.gradientAccumulationSteps }, (_, k) => microBatch(step * r.gradientAccumulationSteps + k));
+        const { epoch, indices } = epochs.microBatches(step);
+        const micro = indices.map((i) => microBatch(epoch, i));
         const lossTokens = micro.reduce((s, b) => s + b.lossTokens, 0);
         let lossSum = 0;
         for (const [k, b] of micro.entries()) {
-          const t = lossAndGrads(model.llama, hooks, { B: b.rows, T: b.seqLen, inputs: b.input, targets: b.target }, {
+          const t = r.objective.lossAndGrads(model.llama, hooks, toTrainBatch(b, exampleIds), {
             seed: deriveSeed(r.seed, step, k),
             gradScale: (scaler?.scale ?? 1) / Math.max(1, lossTokens),
             checkpointing: r.gradientCheckpointing,
@@ -424,13 +462,19 @@ export async function train(model: TrainableModel, options: TrainOptions): Promi
         }
         const done = step + 1;
         result.steps = done;
+        result.epochs = epochs.epochAt(done);
         result.losses.push(loss);
         const tokens = micro.reduce((s, b) => s + b.rows * b.seqLen, 0);
         const tps = progress.step({ step: done, loss, lr, tokens });
-        await record({ step: done, loss, lr, tokens_per_s: Math.round(tps) });
+        await record({ step: done, loss, lr, tokens_per_s: Math.round(tps), epoch: +result.epochs.toFixed(4) });
         options.onStep?.({ step: done, totalSteps, loss, lr, gradNorm, tokens, tokensPerSecond: tps, etaSeconds: progress.eta(done) });
-        if (r.evalSteps && done % r.evalSteps === 0 && done < totalSteps) await runEval(done);
-        if (r.saveSteps && done % r.saveSteps === 0 && done < totalSteps) await checkpoint(done);
+        if (done < totalSteps && due(r.evalStrategy, r.evalSteps, step)) await runEval(done);
+        if (done < totalSteps && due(r.saveStrategy, r.saveSteps, step)) await checkpoint(done);
+        if (best.shouldStop && done < totalSteps) {
+          result.earlyStopped = true;
+          progress.log(`[train] early stopping at step ${done}: eval loss has not improved on ${best.state.bestMetric!.toFixed(4)} (step ${best.state.bestStep}) for ${r.earlyStoppingPatience} evaluations`);
+          break;
+        }
         if ((interrupted || options.signal?.aborted) && done < totalSteps) {
           result.stoppedEarly = true;
           await checkpoint(done);
@@ -440,9 +484,15 @@ export async function train(model: TrainableModel, options: TrainOptions): Promi
       }
       progress.finish();
       if (!result.stoppedEarly) {
-        result.finalEvalLoss = await runEval(result.steps);
+        result.finalEvalLoss = lastEval === result.steps ? result.evals.at(-1)!.loss : await runEval(result.steps);
         if (r.outputDir) {
-          await checkpoint(result.steps);
+          if (lastSave !== result.steps) await checkpoint(result.steps);
+          const b = best.state;
+          if (r.loadBestModelAtEnd && b.bestCheckpoint) {
+            await restoreAdapter(model, r.adapter, b.bestCheckpoint);
+            Object.assign(result, { bestCheckpoint: b.bestCheckpoint, bestEvalLoss: b.bestMetric, finalEvalLoss: b.bestMetric });
+            say(`[train] loaded the best checkpoint ${b.bestCheckpoint} (eval loss ${b.bestMetric!.toFixed(4)} at step ${b.bestStep})`);
+          }
           await model.saveAdapter(r.adapter, join(r.outputDir, "adapter"));
         }
       }
@@ -457,7 +507,7 @@ export async function train(model: TrainableModel, options: TrainOptions): Promi
       if (r.outputDir) {
         await writeRunFile(join(r.outputDir, "loss.svg"), lossCurveSvg(
           records.map((m) => ({ step: m.step, loss: m.loss, evalLoss: m.eval_loss })),
-          { title: `${adapter.method.label(adapter.config)} fine-tune of ${model.source.split("/").pop()} (${r.adapter})` },
+          { title: `${adapter.method.label(adapter.config)} ${r.objective === CROSS_ENTROPY ? "fine-tune" : "distillation"} of ${model.source.split("/").pop()} (${r.adapter})` },
         ), failure);
       }
     }

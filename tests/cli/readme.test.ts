@@ -4,19 +4,23 @@
  *    and each command must exit 0. Rewrite rule, so the suite stays short: outputs under `runs/`
  *    go to a temporary directory, and step and size flags shrink (--max-steps 2, --eval-steps 1,
  *    --save-steps 1, --seq-len 32, --batch-size 4, --max-tokens 8, --max-eval-batches 1, and train
- *    gets --max-eval-batches 1 when it has none). Nothing else is changed.
+ *    gets --max-eval-batches 1 when it has none). Nothing else is changed. A fenced block whose info
+ *    string says `file=<path>` (a recipe) is written to that path first, with the same `runs/` rule
+ *    applied to the path and to its text.
  *  - every command line in any fenced block (runnable or not: serve, the Bun binary) names a
  *    command that exists (and its deno task), with flags that command takes.
  */
 import assert from "node:assert/strict";
 import { spawnSync } from "node:child_process";
-import { mkdtemp, readFile, rm } from "node:fs/promises";
+import { mkdir, mkdtemp, readFile, rm, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
-import { join } from "node:path";
+import { dirname, join, resolve } from "node:path";
 import process from "node:process";
 import { fileURLToPath } from "node:url";
 import type { Command } from "../../src/cli/flags.ts";
 import { DEMO } from "../../src/cli/demo.ts";
+import { DISTILL } from "../../src/cli/distill.ts";
+import { EVAL } from "../../src/cli/eval.ts";
 import { EXPORT } from "../../src/cli/export.ts";
 import { GENERATE } from "../../src/cli/generate.ts";
 import { MERGE } from "../../src/cli/merge.ts";
@@ -26,16 +30,22 @@ import { TOKENIZE } from "../../src/cli/tokenize.ts";
 import { TRAIN } from "../../src/cli/train.ts";
 
 const root = fileURLToPath(new URL("../../", import.meta.url));
-const COMMANDS: Record<string, Command> = Object.fromEntries([DEMO, GENERATE, TRAIN, MERGE, EXPORT, SERVE, TOKENIZE, QUANTIZE].map((c) => [c.name, c]));
+const COMMANDS: Record<string, Command> = Object.fromEntries([DEMO, GENERATE, TRAIN, DISTILL, EVAL, MERGE, EXPORT, SERVE, TOKENIZE, QUANTIZE].map((c) => [c.name, c]));
 const readme = await readFile(join(root, "README.md"), "utf8");
 const tasks = JSON.parse(await readFile(join(root, "deno.json"), "utf8")).tasks as Record<string, string>;
 
-/** Fenced blocks: info string and command lines (continuations joined, comments and blanks dropped). */
-function blocks(): { info: string; commands: string[] }[] {
+/** Fenced blocks: info string, text and command lines (continuations joined, comments and blanks dropped). */
+function blocks(): { info: string; text: string; commands: string[] }[] {
   return [...readme.matchAll(/^```([^\n]*)\n([\s\S]*?)^```/gm)].map((m) => ({
     info: m[1].trim(),
+    text: m[2],
     commands: m[2].replace(/\\\n\s*/g, " ").split("\n").map((l) => l.trim()).filter((l) => l && !l.startsWith("#")),
   }));
+}
+
+/** `runs/` (at the start, or after a space, `=` or `,`) -> `<out>/runs/`: outputs go to the test's temporary directory. */
+function intoOut(s: string, out: string): string {
+  return s.replace(/(^|[\s=,])runs\//gm, `$1${out}/runs/`);
 }
 
 /** The CLI command a shell line runs (deno task X, cli.js X, bin.ts X, edge-peft X), with its words after it. */
@@ -69,7 +79,7 @@ Deno.test("README: every command line names a command and flags the CLI has", ()
 
 /** The documented rewrite: outputs to `out`, short runs. */
 function shorten(line: string, out: string): string {
-  let s = line.replace(/(^|[\s=])runs\//g, `$1${out}/runs/`);
+  let s = intoOut(line, out);
   const small: Record<string, string> = {
     "max-steps": "2", "eval-steps": "1", "save-steps": "1", "seq-len": "32", "batch-size": "4", "max-tokens": "8", "max-eval-batches": "1",
   };
@@ -81,6 +91,13 @@ function shorten(line: string, out: string): string {
 Deno.test("README: the `sh runnable` blocks run as written (shortened)", { sanitizeOps: false, sanitizeResources: false }, async () => {
   const out = await mkdtemp(join(tmpdir(), "readme-"));
   try {
+    for (const b of blocks()) {
+      const file = /(?:^|\s)file=(\S+)/.exec(b.info)?.[1];
+      if (!file) continue;
+      const path = resolve(root, intoOut(file, out));
+      await mkdir(dirname(path), { recursive: true });
+      await writeFile(path, intoOut(b.text, out));
+    }
     const runnable = blocks().filter((b) => b.info === "sh runnable").flatMap((b) => b.commands);
     assert.ok(runnable.length >= 10, `only ${runnable.length} runnable commands`);
     for (const line of runnable) {

@@ -10,6 +10,8 @@ import process from "node:process";
 import { fileURLToPath } from "node:url";
 import type { Command } from "../../src/cli/flags.ts";
 import { DEMO } from "../../src/cli/demo.ts";
+import { DISTILL } from "../../src/cli/distill.ts";
+import { EVAL } from "../../src/cli/eval.ts";
 import { EXPORT } from "../../src/cli/export.ts";
 import { GENERATE } from "../../src/cli/generate.ts";
 import { MERGE } from "../../src/cli/merge.ts";
@@ -21,7 +23,7 @@ import { STORIES } from "../helpers.ts";
 
 const root = fileURLToPath(new URL("../../", import.meta.url));
 const deno = `${root}node_modules/.bin/deno`;
-const COMMANDS: Command[] = [DEMO, GENERATE, TRAIN, MERGE, EXPORT, SERVE, TOKENIZE, QUANTIZE];
+const COMMANDS: Command[] = [DEMO, GENERATE, TRAIN, DISTILL, EVAL, MERGE, EXPORT, SERVE, TOKENIZE, QUANTIZE];
 
 function cli(args: string[], runtime: "deno" | "node" = "deno") {
   const [bin, pre] = runtime === "deno" ? [deno, ["run", "-A", "src/cli/bin.ts"]] : ["node", ["dist/cli.js"]];
@@ -80,6 +82,11 @@ const MISTAKES: [string[], RegExp][] = [
   [["tokenize", "--vocab", STORIES, "--json=1"], /--json takes no value/],
   [["demo", "--max-steps", "0"], /--max-steps must be >= 1, got 0/],
   [["demo", "extra.gguf"], /unexpected argument "extra.gguf"/],
+  [["distill", ...model, "--data", "x.txt", "--out", "o", "--beta", "2"], /--beta must be <= 1, got 2/],
+  [["distill", ...model, "--data", "x.txt", "--out", "o", "--teacher-adapter", "a", "--teacher-logits", "t.safetensors"], /give --teacher-logits or --teacher\/--teacher-adapter, not both/],
+  [["eval", ...model, "--adapter", "a"], /--data is required/],
+  [["train", ...model, "--data", "x.txt", "--out", "o", "--epochs", "0"], /--epochs must be > 0, got 0/],
+  [["train", ...model, "--data", "x.txt", "--out", "o", "--save-strategy", "best"], /--save-strategy must be one of steps, epoch, no, got "best"/],
   [["genrate"], /unknown command "genrate" \(did you mean generate\?\)/],
   [[], /no command given/],
 ];
@@ -97,6 +104,7 @@ Deno.test("other errors: one `error [CODE]` line, exit code 1, no stack trace", 
     /--chat-template no-such\.jinja: no such file, and not one of plain, chatml/,
     "missing chat template",
   );
+  assertOneError(cli(["train", "--config", "missing.yaml"]), 1, "FILE_NOT_FOUND", /--config missing\.yaml: no such file/, "missing recipe");
 });
 
 Deno.test("under Node (the bundle): the same one line and exit codes", () => {

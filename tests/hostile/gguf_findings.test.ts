@@ -98,8 +98,10 @@ Deno.test("finding 4: files that used to load with different outputs are refused
     const t = p.metadata.get("tokenizer.ggml.tokens")!;
     p.metadata.set("tokenizer.ggml.tokens", { ...t, value: (t.value as string[]).map(() => "") });
   }), "TOKENIZER_BAD_VOCAB", "tokenizer.ggml.tokens[");
-  // A tensor the architecture does not use (llama.cpp: "wrong number of tensors").
-  await refused(await reencoded((p) => p.tensors.push({ name: "rope_freqs.weight", shape: [4], data: new Float32Array(4).fill(1) })), "GGUF_UNUSED_TENSOR", "rope_freqs.weight");
+  // A tensor the architecture does not use (llama.cpp: "wrong number of tensors"). (rope_freqs.weight
+  // of [ropeDim/2] is Llama 3's rope scaling now: tests/families/.)
+  await refused(await reencoded((p) => p.tensors.push({ name: "output_norm.bias", shape: [64], data: new Float32Array(64) })), "GGUF_UNUSED_TENSOR", "output_norm.bias");
+  await refused(await reencoded((p) => p.tensors.push({ name: "rope_freqs.weight", shape: [5], data: new Float32Array(5).fill(1) })), "GGUF_BAD_TENSOR", "rope_freqs.weight", "[5]", "[4]");
   // Bytes after the last tensor that no tensor describes.
   await refused(new Uint8Array([...STORIES_BYTES, ...new Uint8Array(64)]), "GGUF_TRAILING_DATA", "belong to no tensor");
 });

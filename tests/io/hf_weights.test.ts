@@ -144,7 +144,7 @@ Deno.test("hf weights: config.json fields are checked and named", () => {
     [{ hidden_act: "gelu" }, "HF_UNSUPPORTED", "hidden_act"],
     [{ architectures: ["GPT2LMHeadModel"] }, "UNSUPPORTED_ARCH", "GPT2LMHeadModel"],
     [{ architectures: "LlamaForCausalLM" }, "HF_BAD_CONFIG", "architectures"],
-    [{ architectures: undefined, model_type: "gpt2" }, "HF_BAD_CONFIG", "model_type"],
+    [{ architectures: undefined, model_type: "gpt2" }, "UNSUPPORTED_ARCH", "model_type"],
   ];
   for (const [over, code, part] of cases) assert.throws(() => configFromHF({ ...base, ...over }, f), isErr(code, f, part), JSON.stringify(over));
   assert.throws(() => configFromHF([], f), isErr("HF_BAD_CONFIG", f));

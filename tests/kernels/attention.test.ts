@@ -183,3 +183,101 @@ Deno.test("attention backward agrees with central finite differences of sum(out 
   assert.ok(grads.k.slice(3 * W, 4 * W).some((v) => v !== 0));
   for (const x of [t.q, t.k, t.v, dout, out, lse!, g.dq, g.dk, g.dv]) x.release();
 });
+
+/** Dense masked attention in f64 (one score matrix per head, -inf outside the window): independent of the references. */
+function denseWindowed(h: { q: Float32Array; k: Float32Array; v: Float32Array }, o: AttentionOptions): Float64Array {
+  const kvStride = o.kvStride ?? o.S, D = o.headDim, Hq = o.nHeads, Hkv = o.nKvHeads, W = o.window ?? 0;
+  const out = new Float64Array(o.B * o.T * Hq * D);
+  for (let b = 0; b < o.B; b++) {
+    for (let t = 0; t < o.T; t++) {
+      const pos = o.pos0 + t;
+      for (let hh = 0; hh < Hq; hh++) {
+        const g = Math.floor(hh / (Hq / Hkv));
+        const s = Array.from({ length: o.S }, (_, j) => {
+          if (j > pos || (W > 0 && pos - j >= W)) return -Infinity;
+          let dot = 0;
+          for (let e = 0; e < D; e++) dot += h.q[((b * o.T + t) * Hq + hh) * D + e] * h.k[((b * kvStride + j) * Hkv + g) * D + e];
+          return dot / Math.sqrt(D);
+        });
+        const m = Math.max(...s);
+        const p = s.map((x) => Math.exp(x - m));
+        const z = p.reduce((a, c) => a + c, 0);
+        for (let e = 0; e < D; e++) {
+          let a = 0;
+          for (let j = 0; j < o.S; j++) if (p[j] > 0) a += p[j] / z * h.v[((b * kvStride + j) * Hkv + g) * D + e];
+          out[((b * o.T + t) * Hq + hh) * D + e] = a;
+        }
+      }
+    }
+  }
+  return out;
+}
+
+const WINDOW_CASES: AttentionOptions[] = [
+  { B: 2, T: 9, S: 9, pos0: 0, nHeads: 4, nKvHeads: 2, headDim: 8, window: 3 }, // training rows
+  { B: 1, T: 4, S: 11, kvStride: 13, pos0: 7, nHeads: 2, nKvHeads: 1, headDim: 16, window: 5 }, // chunked prefill over a cache
+  { B: 1, T: 1, S: 150, kvStride: 160, pos0: 149, nHeads: 2, nKvHeads: 2, headDim: 8, window: 70 }, // decode, window spans 2 chunks
+  { B: 1, T: 70, S: 70, pos0: 0, nHeads: 2, nKvHeads: 1, headDim: 8, window: 1 }, // each query sees itself only
+  { B: 1, T: 5, S: 5, pos0: 0, nHeads: 2, nKvHeads: 1, headDim: 8, window: 64 }, // window wider than the sequence: plain causal
+];
+
+Deno.test("attention with a sliding window: forward equals dense masked attention and the reference; window >= S is causal", async () => {
+  const gpu = await testGpu();
+  for (const [i, o] of WINDOW_CASES.entries()) {
+    const h = makeInputs(o, 300 + i);
+    const t = upload(gpu, h, o);
+    const { out, lse } = attention(gpu, t.q, t.k, t.v, { ...o, saveLse: true });
+    const got = await gpu.readF32(out);
+    assertClose(got, denseWindowed(h, o), 1e-5, 1e-5, `windowed vs dense, case ${i}`);
+    const ref = attentionReference(h, o);
+    assertClose(got, ref.out, 1e-5, 1e-5, `windowed vs reference, case ${i}`);
+    assertClose(await gpu.readF32(lse!), ref.lse, 1e-5, 1e-5, `lse case ${i}`);
+    const causal = attentionReference(h, { ...o, window: 0 }).out;
+    if (o.window! >= o.S) assertClose(got, causal, 1e-5, 1e-5, "a window wider than the keys changes nothing");
+    else assert.ok(causal.some((v, k) => Math.abs(v - got[k]) > 1e-3), `case ${i}: the window masks something`);
+    for (const x of [t.q, t.k, t.v, out, lse!]) x.release();
+  }
+  const q = gpu.tensor([1, 8]);
+  assert.throws(() => attention(gpu, q, q, q, { B: 1, T: 1, S: 1, pos0: 0, nHeads: 1, nKvHeads: 1, headDim: 8, window: -1 }), /window must be an integer >= 0/);
+  q.release();
+});
+
+Deno.test("attention backward with a sliding window: reference, exact zeros outside every window, finite differences", async () => {
+  const gpu = await testGpu();
+  for (const [i, o] of WINDOW_CASES.slice(0, 4).entries()) {
+    const h = makeInputs(o, 400 + i);
+    const doutH = randn(o.B * o.T * o.nHeads * o.headDim, 17 + i);
+    const t = upload(gpu, h, o);
+    const dout = gpu.upload(doutH, t.q.shape, "f32", "activations");
+    const { out, lse } = attention(gpu, t.q, t.k, t.v, { ...o, saveLse: true });
+    const g = attentionBackward(gpu, dout, t.q, t.k, t.v, out, lse!, o);
+    const ref = attentionBackwardReference(h, doutH, o);
+    const [dq, dk, dv] = [await gpu.readF32(g.dq), await gpu.readF32(g.dk), await gpu.readF32(g.dv)];
+    assertClose(dq, ref.dq, 2e-5, 1e-4, `dq case ${i}`);
+    assertClose(dk, ref.dk, 2e-5, 1e-4, `dk case ${i}`);
+    assertClose(dv, ref.dv, 2e-5, 1e-4, `dv case ${i}`);
+    // keys before the first query's window see no query: exactly zero (case 1: position 7, window 5: keys 0..2)
+    if (i === 1) for (let e = 0; e < 3 * 16; e++) assert.ok(dk[e] === 0 && dv[e] === 0, `key row ${Math.floor(e / 16)} outside every window`);
+    for (const x of [t.q, t.k, t.v, dout, out, lse!, g.dq, g.dk, g.dv]) x.release();
+  }
+  // central differences on a small windowed case
+  const o: AttentionOptions = { B: 1, T: 6, S: 6, pos0: 0, nHeads: 2, nKvHeads: 1, headDim: 8, window: 2 };
+  const h = makeInputs(o, 7);
+  const R = randn(6 * 16, 8);
+  const loss = (x: { q: Float32Array; k: Float32Array; v: Float32Array }) => attentionReference(x, o).out.reduce((s, v, i) => s + v * R[i], 0);
+  const t = upload(gpu, h, o);
+  const dout = gpu.upload(R, t.q.shape, "f32", "activations");
+  const { out, lse } = attention(gpu, t.q, t.k, t.v, { ...o, saveLse: true });
+  const g = attentionBackward(gpu, dout, t.q, t.k, t.v, out, lse!, o);
+  const grads = { q: await gpu.readF32(g.dq), k: await gpu.readF32(g.dk), v: await gpu.readF32(g.dv) };
+  for (const which of ["q", "k", "v"] as const) {
+    for (const i of [0, 5, 13, 21, 30, 40, 47]) {
+      const p = { ...h, [which]: Float32Array.from(h[which]) }, m = { ...h, [which]: Float32Array.from(h[which]) };
+      p[which][i] += 1e-2;
+      m[which][i] -= 1e-2;
+      const fd = (loss(p) - loss(m)) / (p[which][i] - m[which][i]);
+      assert.ok(Math.abs(fd - grads[which][i]) < 1e-3, `d${which}[${i}]: fd ${fd} vs ${grads[which][i]}`);
+    }
+  }
+  for (const x of [t.q, t.k, t.v, dout, out, lse!, g.dq, g.dk, g.dv]) x.release();
+});

@@ -1,10 +1,11 @@
 /**
  * BitFit (Ben Zaken et al. 2022): train only bias terms. llama's linears have no biases, so
  * BitFit adds zero-initialised biases to the chosen linears (target_modules, default every block
- * linear) and trains those: y = W·x + b, the model unchanged at step 0. HF PEFT has no BitFit;
- * the directory uses PEFT's layout with peft_type "BITFIT" and each bias saved as a full tensor
- * under its HF name (base_model.model.model.layers.0.self_attn.q_proj.bias [out]), the way PEFT
- * saves modules_to_save tensors. Not mergeable into a llama base: it has no bias tensors to hold them.
+ * linear) and trains those: y = W·x + b, the model unchanged at step 0. On qwen2's q/k/v, which
+ * have base biases, the trained bias is added to the base one (the file holds the change). HF
+ * PEFT has no BitFit; the directory uses PEFT's layout with peft_type "BITFIT" and each bias saved
+ * as a full tensor under its HF name (base_model.model.model.layers.0.self_attn.q_proj.bias [out]),
+ * the way PEFT saves modules_to_save tensors. Not mergeable: most targets have no base bias to hold it.
  */
 import type { LlamaConfig } from "../../model/config.ts";
 import { ggufLinearName } from "../../model/config.ts";
@@ -58,5 +59,5 @@ export const BITFIT: PeftMethod<BitfitConfig> = {
     }
     return { linear: (site) => bySite.get(site.weight) ?? [], norm: () => undefined };
   },
-  cannotMerge: "llama's base linears have no bias tensors to fold BitFit biases into (keep the adapter unmerged)",
+  cannotMerge: "the base linears have no bias tensors to fold BitFit biases into (keep the adapter unmerged)",
 };

@@ -8,7 +8,7 @@
  */
 import { PeftError } from "../../errors.ts";
 import type { Backend } from "../../model/backend.ts";
-import { type LlamaConfig, LINEAR_MODULES } from "../../model/config.ts";
+import { ALL_LINEAR_MODULES, biasName, type LlamaConfig } from "../../model/config.ts";
 import type { Graph, V } from "../../model/graph.ts";
 import type { Hooks, LinearHook } from "../../model/sites.ts";
 import { Rng, deriveSeed } from "../../util/rng.ts";
@@ -109,7 +109,7 @@ export const IA3: PeftMethod<Ia3Config> = {
       if (config.init_ia3_weights) v.fill(1);
       else {
         // PEFT keeps torch.randn values; ours are seeded per module.
-        const rng = new Rng(deriveSeed(seed, t.layer, LINEAR_MODULES.indexOf(t.module)));
+        const rng = new Rng(deriveSeed(seed, t.layer, ALL_LINEAR_MODULES.indexOf(t.module)));
         for (let i = 0; i < n; i++) v[i] = rng.normal(0, 1);
       }
       out.set(t.key, v);
@@ -133,11 +133,18 @@ export const IA3: PeftMethod<Ia3Config> = {
     return { linear: (site) => bySite.get(site.weight) ?? [], norm: () => undefined };
   },
 
+  // Output scaling scales the base bias too (PEFT's IA3 Linear scales base_layer(x), bias included,
+  // and its merge multiplies the bias by ia3_l); input scaling leaves it alone.
   merge: {
-    targets: (config, model) => targetsOf(config, model).map((t) => t.weight),
+    targets: (config, model) =>
+      targetsOf(config, model).flatMap((t) => {
+        const bias = t.feedforward ? undefined : biasName(model, t.module, t.layer);
+        return bias ? [t.weight, bias] : [t.weight];
+      }),
     apply<T>(config: Ia3Config, be: Backend<T>, name: string, W: T, params: ParamStore<T>, model: LlamaConfig): T {
-      const t = targetsOf(config, model).find((x) => x.weight === name)!;
+      const t = targetsOf(config, model).find((x) => x.weight === name || (!x.feedforward && biasName(model, x.module, x.layer) === name))!;
       const l = params.get(t.key).value;
+      if (name !== t.weight) return be.mul(W, l); // the bias: [out] ⊙ l
       return t.feedforward ? be.mulCols(W, l, t.outFeatures, t.inFeatures) : be.mulRows(W, l, t.outFeatures, t.inFeatures);
     },
   },

@@ -4,6 +4,8 @@
  * normalizeLoraConfig fills defaults and rejects what we cannot honour, naming the parameter.
  */
 import { ConfigReader } from "../config_common.ts";
+import type { LlamaConfig } from "../../model/config.ts";
+import { family } from "../../model/families/family.ts";
 
 export type InitLoraWeights = boolean | "gaussian";
 
@@ -48,7 +50,7 @@ const DEFAULTS = {
 };
 
 /** Fills PEFT's defaults and validates; throws PeftError("LORA_CONFIG") naming the parameter. */
-export function normalizeLoraConfig(user: Record<string, unknown> = {}): LoraConfig {
+export function normalizeLoraConfig(user: Record<string, unknown> = {}, model?: LlamaConfig): LoraConfig {
   const c = new ConfigReader("LoRA", "LORA_CONFIG", "LORA", user, DEFAULTS);
   const u = c.u;
   const r = u.r;
@@ -64,7 +66,8 @@ export function normalizeLoraConfig(user: Record<string, unknown> = {}): LoraCon
   if (init !== true && init !== false && init !== "gaussian") {
     c.bad("init_lora_weights", `${JSON.stringify(init)} is not supported (true, false or "gaussian")`);
   }
-  const target_modules = c.targets("target_modules", LLAMA_DEFAULT_TARGETS);
+  // PEFT's default for the model type (phi3: the fused qkv_proj).
+  const target_modules = c.targets("target_modules", model ? family(model).loraTargets as string[] : LLAMA_DEFAULT_TARGETS);
   const layers_to_transform = c.layers();
   c.checkLayersWithRegex(target_modules, layers_to_transform);
   const modules_to_save = u.modules_to_save;

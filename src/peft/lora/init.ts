@@ -9,7 +9,7 @@
  * Each module draws from its own stream deriveSeed(seed, layer, moduleIndex), so adding or
  * removing targets does not change the others' weights.
  */
-import { LINEAR_MODULES } from "../../model/config.ts";
+import { ALL_LINEAR_MODULES } from "../../model/config.ts";
 import type { InitLoraWeights } from "./config.ts";
 import type { LoraTarget } from "../targets.ts";
 import { deriveSeed, Rng } from "../../util/rng.ts";
@@ -35,7 +35,7 @@ function fillUniform(out: Float32Array, bound: number, rng: Rng): Float32Array {
 
 /** A and B of one adapted linear, deterministic in (seed, layer, module). */
 export function initLoraWeights(target: LoraTarget, r: number, mode: InitLoraWeights, seed: number): LoraWeights {
-  const rng = new Rng(deriveSeed(seed, target.layer, LINEAR_MODULES.indexOf(target.module)));
+  const rng = new Rng(deriveSeed(seed, target.layer, ALL_LINEAR_MODULES.indexOf(target.module)));
   const A = new Float32Array(r * target.inFeatures);
   const B = new Float32Array(target.outFeatures * r);
   if (mode === "gaussian") {

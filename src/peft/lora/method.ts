@@ -11,7 +11,7 @@
  */
 import { PeftError } from "../../errors.ts";
 import type { Backend } from "../../model/backend.ts";
-import { type LlamaConfig, LINEAR_MODULES } from "../../model/config.ts";
+import { ALL_LINEAR_MODULES, ggufLinearName, isQKModule, type LlamaConfig } from "../../model/config.ts";
 import type { Graph, Param, V } from "../../model/graph.ts";
 import type { Hooks, LinearHook, LinearOutputContext } from "../../model/sites.ts";
 import { deriveSeed } from "../../util/rng.ts";
@@ -26,8 +26,8 @@ export const loraKeys = (t: { layer: number; module: string }) => {
   return { A: peftKey(path, "lora_A.weight"), B: peftKey(path, "lora_B.weight"), m: peftKey(path, "lora_magnitude_vector") };
 };
 
-const isQK = (module: string) => module === "q_proj" || module === "k_proj";
-const weightName = (t: LoraTarget) => `blk.${t.layer}.${{ q_proj: "attn_q", k_proj: "attn_k", v_proj: "attn_v", o_proj: "attn_output", gate_proj: "ffn_gate", up_proj: "ffn_up", down_proj: "ffn_down" }[t.module]}.weight`;
+const isQK = isQKModule;
+const weightName = (t: LoraTarget) => ggufLinearName(t.module, t.layer);
 
 /** Row norms ‖W + s·B·A‖ of the adapted weight (a constant for the graph: DoRA detaches it). */
 function adaptedRowNorms<T>(be: Backend<T>, weight: string, A: T, B: T, scale: number, t: LoraTarget, r: number): T {
@@ -39,7 +39,7 @@ function adaptedRowNorms<T>(be: Backend<T>, weight: string, A: T, B: T, scale: n
 }
 
 function loraHook<T>(config: LoraConfig, t: LoraTarget, p: { A: Param<T>; B: Param<T>; m?: Param<T> }, scale: number): LinearHook<T> {
-  const moduleIndex = LINEAR_MODULES.indexOf(t.module);
+  const moduleIndex = ALL_LINEAR_MODULES.indexOf(t.module);
   const dropout = config.lora_dropout;
   const seedOf = (g: Graph<T>) => deriveSeed(g.seed, t.layer, moduleIndex);
   if (!p.m) {
@@ -134,7 +134,7 @@ const mergeRule: MergeRule<LoraConfig> = {
 
 export const LORA: PeftMethod<LoraConfig> = {
   peftType: "LORA",
-  normalize: (user) => normalizeLoraConfig(user),
+  normalize: (user, model) => normalizeLoraConfig(user, model),
   label: (c) => (c.use_dora ? "DoRA" : "LoRA"),
   describe: (c) => `${c.use_dora ? "DoRA" : "LoRA"} r=${c.r} alpha=${c.lora_alpha}${c.use_rslora ? " (rsLoRA)" : ""}`,
 

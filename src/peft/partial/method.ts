@@ -10,7 +10,7 @@
  */
 import { PeftError } from "../../errors.ts";
 import type { Backend } from "../../model/backend.ts";
-import { ggufLinearName, type LlamaConfig, LINEAR_MODULES } from "../../model/config.ts";
+import { ALL_LINEAR_MODULES, ggufLinearName, type LlamaConfig } from "../../model/config.ts";
 import type { Hooks, LinearHook, NormHook } from "../../model/sites.ts";
 import { ConfigReader } from "../config_common.ts";
 import { linearPath, peftKey } from "../keys.ts";
@@ -48,7 +48,7 @@ interface Target {
 
 function targetsOf(c: PartialConfig, model: LlamaConfig): Target[] {
   const tm = c.target_modules;
-  const wantsLinears = tm === "all" || tm === "all-linear" || typeof tm === "string" || tm.some((m) => LINEAR_MODULES.includes(m) || !BLOCK_NORMS.includes(m));
+  const wantsLinears = tm === "all" || tm === "all-linear" || typeof tm === "string" || tm.some((m) => ALL_LINEAR_MODULES.includes(m) || !BLOCK_NORMS.includes(m));
   const wantsNorms = tm === "all" || (Array.isArray(tm) && tm.some((m) => BLOCK_NORMS.includes(m)));
   const out: Target[] = [];
   if (wantsLinears) {

@@ -11,7 +11,7 @@
  * written in HF's order (each key head's dims permuted like q/k weight rows).
  */
 import type { Backend } from "../../model/backend.ts";
-import { type LlamaConfig, permuteQK } from "../../model/config.ts";
+import { type LlamaConfig, reorderQK } from "../../model/config.ts";
 import { Graph, type V } from "../../model/graph.ts";
 import type { Hooks } from "../../model/sites.ts";
 import { Rng } from "../../util/rng.ts";
@@ -63,7 +63,7 @@ function prefixReorder(model: LlamaConfig) {
     for (let p = 0; p < P; p++) {
       for (let l = 0; l < model.nLayers; l++) {
         const off = p * W + 2 * l * kvDim; // this layer's key segment
-        out.set(permuteQK(data.subarray(off, off + kvDim), kvDim, 1, model.headDim, direction), off);
+        out.set(reorderQK(model, data.subarray(off, off + kvDim), kvDim, 1, direction), off);
       }
     }
     return out;
