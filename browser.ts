@@ -23,7 +23,8 @@ export { GGUF_EXPORT_TYPES, type GgufExportType, tensorStorage } from "./src/io/
 // models
 export { loadModel, Model, openWeights } from "./src/api/model.ts";
 export type { GgufSaveReport, HfSaveReport, LoadModelOptions, MemoryReport, ParameterReport } from "./src/api/model.ts";
-export { dequantizeWeight, isQuantized, type LinearWeight, type QuantizeSpec, readQuantState } from "./src/model/quantized.ts";
+export { dequantizeWeight, isQuantized, type LinearWeight, type QuantizedLinear, type QuantizeSpec } from "./src/model/quantized.ts";
+export { readQuantState } from "./src/model/quantized_4bit.ts";
 export { checkTrainingPlan, formatPlan, planTraining, type TrainingPlan, type TrainingPlanOptions } from "./src/train/memory_plan.ts";
 export type { LlamaConfig } from "./src/model/config.ts";
 export { ggufWeights } from "./src/model/weights.ts";

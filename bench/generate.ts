@@ -7,43 +7,75 @@
  *     vocab 32000, untied head), written as an F32 GGUF by bench/lib/random_llama.ts;
  *   - a random qwen2-shaped model of ~25M non-embedding parameters (dim 512, 8 layers, 8 heads /
  *     2 kv heads, ffn 2048, q/k/v biases, NEOX rope, tied head, vocab 32000), GGUF qwen2 written
- *     by bench/lib/random_family.ts.
+ *     by bench/lib/random_family.ts;
+ *   - the 25M llama with ffn 1280 (every row whole 256-element blocks: 24M non-embedding
+ *     parameters) with every matrix (embeddings and head included) in F16, Q8_0, Q4_K and Q6_K.
+ *     Ours keeps each in its format on the GPU (F16 with computeDtype "f16": f16 weights and
+ *     operands, f32 sums; the block types dequantized on the fly with f32 activations); llama.cpp
+ *     runs the same file. "GPU bytes/param" is our allocator's bytes for all base weights over the
+ *     parameter count (norms included).
  * Ours goes through the real generation path (generateTokens: prefill in one pass, then one
  * forward + logits readback + host sampling per token; greedy, EOS ignored so every run decodes
  * the same number of tokens). Also reports GPU dispatches / submits / readbacks per decoded token.
  * llama.cpp: prefill with 2 threads, decode with 1 (its 2-thread decode spins on this machine).
  * Each figure is the median of several runs after a warm-up.
  *
- *   node scripts/prepare.mjs && deno run -A bench/generate.ts [--quick] [--no-peer]
+ *   node scripts/prepare.mjs && deno run -A bench/generate.ts [--quick] [--no-peer] [--rows=Q4_K,F16]
+ * (--rows: only the rows whose name contains one of the words)
  */
 import { Gpu, type Tensor } from "../src/gpu/gpu.ts";
 import { add } from "../src/kernels/elementwise.ts";
 import { generateTokens, type GenerationTokenizer } from "../src/infer/generate.ts";
-import { loadModel, type Model } from "../src/api/model.ts";
-import { LLAMA_25M, median, parameterCounts, promptIds, randomLlamaGGUF, STORIES260K } from "./lib/random_llama.ts";
+import { loadModel, type LoadModelOptions, type Model } from "../src/api/model.ts";
+import { bitsPerParam, LLAMA_24M_K, LLAMA_25M, type MatrixType, median, parameterCounts, promptIds, randomLlamaGGUF, STORIES260K } from "./lib/random_llama.ts";
 import { cachedFamilyGguf, familyParameterCounts, QWEN2_25M } from "./lib/random_family.ts";
 
 const quick = Deno.args.includes("--quick");
 const noPeer = Deno.args.includes("--no-peer");
+const only = Deno.args.find((a) => a.startsWith("--rows="))?.slice(7).split(",");
 const REPS = quick ? 2 : 3;
 
-interface Case { name: string; path: string; vocab: number; prompt: number; decode: number; params: string }
+interface Case {
+  name: string;
+  path: string;
+  vocab: number;
+  prompt: number;
+  decode: number;
+  params: string;
+  load?: LoadModelOptions;
+  /** The matrices' storage, for the expected bytes per parameter. */
+  type: MatrixType;
+}
 const cases: Case[] = [
-  { name: "stories260K", path: STORIES260K, vocab: 512, prompt: 128, decode: quick ? 32 : 128, params: "0.29M" },
+  { name: "stories260K", path: STORIES260K, vocab: 512, prompt: 128, decode: quick ? 32 : 128, params: "0.29M", type: "F32" },
 ];
-{
-  const { total, nonEmbedding } = parameterCounts(LLAMA_25M);
+const paramsLabel = (c: typeof LLAMA_25M) => {
+  const { total, nonEmbedding } = parameterCounts(c);
+  return `${(nonEmbedding / 1e6).toFixed(1)}M + ${((total - nonEmbedding) / 1e6).toFixed(1)}M emb`;
+};
+cases.push({
+  name: "random llama 25M (d512 L8 ffn1376 V32000)", path: await randomLlamaGGUF(LLAMA_25M), vocab: LLAMA_25M.vocab,
+  prompt: 128, decode: quick ? 16 : 64, params: paramsLabel(LLAMA_25M), type: "F32",
+});
+for (const type of ["F16", "Q8_0", "Q4_K", "Q6_K"] as const) {
   cases.push({
-    name: "random llama 25M (d512 L8 ffn1376 V32000)", path: await randomLlamaGGUF(LLAMA_25M), vocab: LLAMA_25M.vocab,
-    prompt: 128, decode: quick ? 16 : 64, params: `${(nonEmbedding / 1e6).toFixed(1)}M + ${((total - nonEmbedding) / 1e6).toFixed(1)}M emb`,
+    name: `random llama 24M (d512 L8 ffn1280 V32000) ${type}`, path: await randomLlamaGGUF(LLAMA_24M_K, 1, type), vocab: LLAMA_24M_K.vocab,
+    prompt: 128, decode: quick ? 16 : 64, params: paramsLabel(LLAMA_24M_K), type, load: type === "F16" ? { computeDtype: "f16" } : {},
   });
 }
 {
   const q = QWEN2_25M, { total, nonEmbedding } = familyParameterCounts(q);
   cases.push({
     name: `random qwen2 25M (d${q.dim} L${q.nLayers} kv${q.nKvHeads} ffn${q.hiddenDim} V${q.vocab}, biases, tied)`, path: await cachedFamilyGguf(q), vocab: q.vocab,
-    prompt: 128, decode: quick ? 16 : 64, params: `${(nonEmbedding / 1e6).toFixed(1)}M + ${((total - nonEmbedding) / 1e6).toFixed(1)}M emb`,
+    prompt: 128, decode: quick ? 16 : 64, params: `${(nonEmbedding / 1e6).toFixed(1)}M + ${((total - nonEmbedding) / 1e6).toFixed(1)}M emb`, type: "F32",
   });
+}
+
+/** Our allocator's bytes for every base weight over the parameter count. */
+function gpuBytesPerParam(model: Model): number {
+  const p = model.parameterReport();
+  const bytes = p.quantizedBytes + p.ggmlBytes + p.f16Bytes + p.f32Bytes;
+  return bytes / (p.quantizedParams + p.ggmlParams + p.f16Params + p.f32Params);
 }
 
 interface Ours { prefill: number; decode: number; dispatches: number; submits: number; readbacks: number }
@@ -115,8 +147,9 @@ const gpu = await Gpu.create();
 console.log(`# Generation: ours (WebGPU: ${gpu.info.description}, ${gpu.info.runtime}) vs llama.cpp (node-llama-cpp, prebuilt CPU binary)`);
 console.log(`# ${Deno.build.os}/${Deno.build.arch}, ${navigator.hardwareConcurrency} logical CPUs (shared with other work: figures are noisy); median of ${REPS} runs after a warm-up\n`);
 const rows: string[] = [];
-for (const c of cases) {
-  const model = await loadModel(c.path, { gpu, contextLength: 512 });
+for (const c of cases.filter((c) => !only || only.some((w) => c.name.includes(w)))) {
+  const model = await loadModel(c.path, { gpu, contextLength: 512, ...c.load });
+  const bpp = gpuBytesPerParam(model);
   const o = await ours(model, c);
   model.close();
   gpu.trim();
@@ -125,13 +158,14 @@ for (const c of cases) {
   const pp = "error" in p ? ["-", "-"] : [fmt(p.prefillTokS), fmt(p.decodeTokS)];
   rows.push(
     `| ${c.name} | ${c.params} | ${c.prompt} / ${c.decode} | ${fmt(o.prefill)} | ${pp[0]} | ${fmt(o.decode)} | ${pp[1]} | ` +
-      `${"error" in p ? "-" : (o.decode / p.decodeTokS).toFixed(2) + "x"} | ${o.dispatches.toFixed(0)} / ${o.submits.toFixed(1)} / ${o.readbacks.toFixed(1)} |`,
+      `${"error" in p ? "-" : (o.decode / p.decodeTokS).toFixed(2) + "x"} | ${o.dispatches.toFixed(0)} / ${o.submits.toFixed(1)} / ${o.readbacks.toFixed(1)} | ` +
+      `${bpp.toFixed(4)} (${c.type} ${(bitsPerParam(c.type) / 8).toFixed(4)}) |`,
   );
   if ("error" in p) console.error(`llama.cpp on ${c.name}: ${p.error}`);
 }
 const f = await floor(gpu);
-console.log("| model | params | prompt / decoded tokens | ours prefill tok/s | llama.cpp prefill tok/s (2 threads) | ours decode tok/s | llama.cpp decode tok/s (1 thread) | ours / llama.cpp decode | ours dispatches / submits / readbacks per decoded token |");
-console.log("| --- | --- | --- | ---: | ---: | ---: | ---: | ---: | ---: |");
+console.log("| model | params | prompt / decoded tokens | ours prefill tok/s | llama.cpp prefill tok/s (2 threads) | ours decode tok/s | llama.cpp decode tok/s (1 thread) | ours / llama.cpp decode | ours dispatches / submits / readbacks per decoded token | ours GPU bytes/param (the format's) |");
+console.log("| --- | --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |");
 for (const r of rows) console.log(r);
 console.log(`\nGPU path floor on this device: one tiny dispatch + submit + 256-byte readback ${f.roundTripMs.toFixed(2)} ms; ` +
   `each further tiny dispatch in the same submit ${f.perDispatchUs.toFixed(0)} µs.`);

@@ -1,7 +1,8 @@
 /**
  * Matmuls on ggml block formats (src/kernels/ggml_matmul.ts: the weight stays in its GGUF bytes,
- * dequantized on the fly) beside the f32 matmul (shaders/matmul.wgsl) and the NF4 one on the same
- * weight, same device, same run. The weight is the ~25M llama's FFN up projection W [1376, 512]
+ * dequantized on the fly) beside the f32 matmul (shaders/matmul.wgsl), the f16 one
+ * (shaders/matmul_f16.wgsl, computeDtype "f16": f16 weight, the activations narrowed to f16 per
+ * call as the model does) and the NF4 one on the same weight, same device, same run. The weight is the ~25M llama's FFN up projection W [1376, 512]
  * (bench/README.md); decode (M = 1) and prefill (M = 64) rows, forward y = x·Wᵀ and backward
  * dx = dy·W (what LoRA training on a frozen quantized base runs). Median µs per call; the GPU bytes
  * per parameter of each weight beside.
@@ -13,6 +14,9 @@ import { GGML, GGML_TYPES } from "../src/io/ggml_quants.ts";
 import { quantizeGgml } from "../src/io/ggml_quantize.ts";
 import { ggmlBytes, ggmlMatmul, ggmlMatmulBackward, uploadGgml } from "../src/kernels/ggml_matmul.ts";
 import { matmul } from "../src/kernels/matmul.ts";
+import { matmulF16 } from "../src/kernels/matmul_f16.ts";
+import { toF16 } from "../src/kernels/convert_f16.ts";
+import { f32ToF16Array } from "../src/io/bytes.ts";
 import { qmatmul, qmatmulBackward, quantizedBytes, uploadQuantized } from "../src/kernels/nf4_matmul.ts";
 import { quantize4bit } from "../src/quant/mod.ts";
 import { gpuMsPerCall } from "./lib/gpu_time.ts";
@@ -50,6 +54,19 @@ const formats: Format[] = [];
     fwd: (x, y, M) => matmul(gpu, x, W, { M, N, K, transB: true, out: y }),
     bwd: (dy, dx, M) => matmul(gpu, dy, W, { M, N: K, K: N, out: dx }),
     release: () => W.release(),
+  });
+  const W16 = gpu.upload(f32ToF16Array(w), [N, K], "f16", "weights");
+  const narrowed = (a: Tensor, fn: (h: Tensor) => void) => {
+    const h = toF16(gpu, a, "activations");
+    fn(h);
+    h.release();
+  };
+  formats.push({
+    name: "f16 (peer)",
+    bytes: W16.byteLength,
+    fwd: (x, y, M) => narrowed(x, (h) => matmulF16(gpu, h, W16, { M, N, K, transB: true, out: y })),
+    bwd: (dy, dx, M) => narrowed(dy, (h) => matmulF16(gpu, h, W16, { M, N: K, K: N, out: dx })),
+    release: () => W16.release(),
   });
   const qw = uploadQuantized(gpu, quantize4bit(w, { doubleQuant: true }), [N, K]);
   formats.push({

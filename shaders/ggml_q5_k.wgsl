@@ -7,17 +7,24 @@ const BLOCK_BYTES = 176u;
 
 //#include "lib/ggml_k_scales.wgsl"
 
-fn dq8(o: u32, j: u32) -> W8 {
+// (d * sc, dmin * m) of the sub-block of element j: x = q * h.x - h.y
+fn head32(o: u32, j: u32) -> vec2<f32> {
+  let sm = scale_min_k4(o + 4u, j >> 5u);
+  return vec2<f32>(rd_f16(o) * sm.x, rd_f16(o + 2u) * sm.y);
+}
+
+// elements j .. j+7 given their sub-block's head32; the 5th bit of element l of sub-block s is bit s of qh[l]
+fn dq8h(o: u32, j: u32, h: vec2<f32>) -> W8 {
   let s = j >> 5u;
-  let sm = scale_min_k4(o + 4u, s);
-  let d = rd_f16(o) * sm.x;
-  let m = rd_f16(o + 2u) * sm.y;
   let l = j & 31u;
   let b = o + 48u + (j >> 6u) * 32u + l;
   let sh = (s & 1u) * 4u;
   let lo = nib4(rd_u32(b), sh) | bit4(rd_u32(o + 16u + l), s);
   let hi = nib4(rd_u32(b + 4u), sh) | bit4(rd_u32(o + 20u + l), s);
-  return W8(vec4<f32>(lo) * d - m, vec4<f32>(hi) * d - m);
+  return W8(vec4<f32>(lo) * h.x - h.y, vec4<f32>(hi) * h.x - h.y);
 }
 
+fn dq8(o: u32, j: u32) -> W8 { return dq8h(o, j, head32(o, j)); }
+
 //#include "lib/ggml_body.wgsl"
+//#include "lib/ggml_gemv32.wgsl"

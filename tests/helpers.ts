@@ -4,7 +4,7 @@ import { PeftError } from "../src/errors.ts";
 import { Gpu } from "../src/gpu/gpu.ts";
 import { seededRandom } from "../src/infer/sampler.ts";
 import { f32ToF16 } from "../src/io/bytes.ts";
-import { GGML, GGML_TYPES } from "../src/io/ggml_quants.ts";
+import { GGML, GGML_HALF_FIELDS, GGML_TYPES } from "../src/io/ggml_quants.ts";
 
 let shared: Promise<Gpu> | null = null;
 /** One device per test process (creating devices repeatedly is slow on lavapipe). */
@@ -66,12 +66,6 @@ export function concatBytes(parts: Uint8Array[]): Uint8Array {
   for (const p of parts) out.set(p, (o += p.byteLength) - p.byteLength);
   return out;
 }
-
-/** Byte offsets of the f16 scale fields in one block of each ggml type (io/ggml_quants.ts layouts). */
-const GGML_HALF_FIELDS: Record<number, number[]> = {
-  [GGML.Q4_0]: [0], [GGML.Q4_1]: [0, 2], [GGML.Q5_0]: [0], [GGML.Q5_1]: [0, 2], [GGML.Q8_0]: [0],
-  [GGML.Q4_K]: [0, 2], [GGML.Q5_K]: [0, 2], [GGML.Q6_K]: [208],
-};
 
 /**
  * `blocks` blocks of ggml type `type` with random bytes (every quant bit pattern) and random

@@ -21,6 +21,7 @@
 //   gemv (M <= 8): 32 output columns per workgroup (as the f32 gemv_t and NF4 gemv8): 8 groups of
 //     8 lanes, each thread 4 columns; lanes stride over K 8 elements (one dq8) at a time; partial
 //     sums added by lib/gemv_reduce.wgsl. ROWS (override) = M. Grid: ceil(N/32) groups over x/y.
+//   gemv32 (the K-quants: lib/ggml_gemv32.wgsl): gemv with the scales decoded once per 32 elements.
 //   gemv_bwd (M <= 8): 64 output columns (8 groups of 8) per workgroup, 8 lanes per group striding
 //     over N, each decoding W[n, 8 columns] per row n. Grid: ceil(K/64) groups over x/y.
 //   embed: one thread per 8 output elements. Grid: ceil(M*K/8 / 64) groups over x/y.

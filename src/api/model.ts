@@ -48,6 +48,15 @@ export interface LoadModelOptions {
   /** Also quantize an untied output head (tied heads share the embedding table and stay f32). */
   quantizeHead?: boolean;
   /**
+   * A GGUF's block-quantized tensors (Q8_0, Q4_0, Q4_1, Q5_0, Q5_1, Q4_K, Q5_K, Q6_K, BF16) stay in
+   * their own format on the GPU by default: linears, the embedding table and the head are
+   * dequantized on the fly by the kernels, and LoRA trains on them as QLoRA trains on NF4.
+   * `dequantize: true` expands them to f32 at load instead (4–8x the GPU memory; what DoRA and
+   * partial fine-tuning of linears need). With `quantize`, the block linears are re-quantized to
+   * NF4/FP4 from their dequantized values either way.
+   */
+  dequantize?: boolean;
+  /**
    * Operand precision of the frozen base's matmuls (bitsandbytes' bnb_4bit_compute_dtype).
    * "f32" (default): everything f32. "f16": base linear weights that are not 4-bit are stored as
    * f16 (half the memory) and every base matmul narrows its activations to f16, summing in f32;
@@ -93,7 +102,7 @@ export class Model {
     return this.llama.computeDtype;
   }
 
-  /** True when the base linear weights are 4-bit (a QLoRA base). */
+  /** True when base weights are kept quantized: 4-bit (a QLoRA base) or a GGUF's block formats. */
   get isQuantized(): boolean {
     return this.llama.quantized.size > 0;
   }
@@ -180,8 +189,8 @@ export class Model {
 
   /**
    * Merges an adapter into the base weights (zero inference overhead); `unmerge` restores the
-   * exact originals. On a 4-bit base the targeted weights become f32 (exact sum) or, with
-   * `requantize`, 4-bit again.
+   * exact originals. On a quantized base (4-bit, or a GGUF block format) the targeted weights
+   * become f32 (exact sum) or, with `requantize`, their own format again.
    */
   async merge(name: string, o: { requantize?: boolean } = {}): Promise<void> {
     await this.exclusive(() => this.peft.merge(name, o));
@@ -275,8 +284,8 @@ export class Model {
   }
 
   /**
-   * GPU bytes our allocator holds, by parameter class: base_4bit (quantized linears: codes, block
-   * scales, shared tables), base_f16 (f16 linears), base_f32 (other base weights), lora (adapter
+   * GPU bytes our allocator holds, by parameter class: base_4bit (NF4/FP4 linears: codes, block
+   * scales, shared tables), base_ggml (GGUF tensors kept in their block format), base_f16 (f16 linears), base_f32 (other base weights), lora (adapter
    * parameters, any method), gradients, optimizer, activations, kv_cache, other.
    */
   memoryReport(): MemoryReport {
@@ -349,7 +358,7 @@ export async function loadModel(input: ByteInput, o: LoadModelOptions = {}): Pro
     }
     const gpu = o.gpu ?? await Gpu.create();
     const computeDtype = chooseComputeDtype(asked, gpu.info.features.f16);
-    const llama = await LlamaGpu.load(gpu, source, { quantize: quant, computeDtype });
+    const llama = await LlamaGpu.load(gpu, source, { quantize: quant, computeDtype, dequantize: o.dequantize });
     return new Model(gpu, llama, tokenizer, path, source.gguf ? new Map(source.gguf.metadata) : undefined);
   } finally {
     await source.close();

@@ -14,7 +14,7 @@ import { type Command, type Flag, usageError } from "./flags.ts";
 import { loadModelFromFlags, MODEL_FLAGS } from "./model_flags.ts";
 import { parseWithRecipe } from "./recipe.ts";
 import {
-  addRunAdapter, adapterName, checkRunFlags, evalLine, fitSeqLen, printSample, quantizedBaseLine, type RunValues, TRAIN, trainOptionsFrom, writeRunConfig,
+  addRunAdapter, adapterName, checkRunFlags, evalLine, fitSeqLen, printSample, quantizedBaseLines, type RunValues, TRAIN, trainOptionsFrom, writeRunConfig,
 } from "./train.ts";
 
 const teacher = "teacher", kd = "distillation loss";
@@ -95,7 +95,7 @@ export async function main(args: string[]): Promise<void> {
   const student = await loadModelFromFlags(rv);
   let spec: TeacherSpec | undefined;
   try {
-    if (student.isQuantized) console.log(quantizedBaseLine(student));
+    for (const line of quantizedBaseLines(student)) console.log(line);
     spec = fromFile ? undefined : await loadTeacher(v as RunValues, student);
     if (spec && spec.model !== student) console.log(`[distill] teacher ${v.teacher}${v["teacher-adapter"] ? ` + ${v["teacher-adapter"]}` : ""}: ${spec.model.llama.config.nLayers} layers, dim ${spec.model.llama.config.dim}`);
     fitSeqLen(rv, student, ...(spec ? [spec.model as Model] : []));

@@ -26,6 +26,10 @@ export const MODEL_FLAGS = {
     type: "int", defaultText: "64", units: "values per scale", min: 32, max: 4096, group,
     description: "with --quantize: how many weights share one block scale (a power of two)",
   },
+  dequantize: {
+    type: "boolean", group,
+    description: "expand a GGUF's quantized tensors (Q8_0, Q4_K, ...) to f32 at load; by default they stay quantized on the GPU (DoRA and partial fine-tuning need this flag on such a file)",
+  },
 } as const satisfies Record<string, Flag>;
 
 /** --context-length, for the commands that generate (generate, serve). */
@@ -42,6 +46,7 @@ export interface ModelFlagValues {
   quantize?: string;
   "double-quant": boolean;
   blocksize?: number;
+  dequantize?: boolean;
   "context-length"?: number;
 }
 
@@ -52,6 +57,7 @@ export function modelOptions(v: ModelFlagValues): LoadModelOptions {
     computeDtype: v["compute-dtype"] as LoadModelOptions["computeDtype"],
     ...(v.quantize ? { quantize: v.quantize as "nf4" | "fp4", doubleQuant: v["double-quant"], blocksize: v.blocksize } : {}),
     ...(v["context-length"] !== undefined ? { contextLength: v["context-length"] } : {}),
+    ...(v.dequantize ? { dequantize: true } : {}),
   };
 }
 
@@ -61,7 +67,10 @@ export function loadModelFromFlags(v: ModelFlagValues): Promise<Model> {
 
 /** "on llvmpipe (deno), compute dtype f32, base nf4 + double quant" for the commands' first line. */
 export function describeModel(model: Model): string {
-  const q = model.parameterReport().quantization;
+  const p = model.parameterReport();
+  const q = p.quantization;
+  const ggml = Object.keys(p.ggmlTypes);
   return `on ${model.gpu.info.description} (${model.gpu.info.runtime}), compute dtype ${model.computeDtype}` +
-    (q ? `, base ${q.type}${q.doubleQuant ? " + double quant" : ""} (blocksize ${q.blocksize})` : "");
+    (q ? `, base ${q.type}${q.doubleQuant ? " + double quant" : ""} (blocksize ${q.blocksize})` : "") +
+    (ggml.length ? `, GGUF ${ggml.join(" + ")} kept quantized` : "");
 }

@@ -131,18 +131,31 @@ export const TRAIN = {
   ],
 } as const satisfies Command;
 
-/** What the 4-bit base costs, per parameter: its codes and scales (as `quantize` reports), then with shared tables and padding. */
-export function quantizedBaseLine(model: Model): string {
+/**
+ * What the quantized base costs, per parameter. 4-bit: its codes and scales (as `quantize` reports),
+ * then with shared tables and padding. GGUF block formats: the file's bytes, per type.
+ */
+export function quantizedBaseLines(model: Model): string[] {
   const p = model.parameterReport();
-  const q = p.quantization!;
-  let payload = 0;
-  for (const w of model.llama.quantized.values()) {
-    const b = fourBitPayload(w.shape[0] * w.shape[1], q);
-    payload += b.codes + b.scales;
+  const lines: string[] = [];
+  const q = p.quantization;
+  if (q && p.quantizedParams) {
+    let payload = 0;
+    for (const w of model.llama.quantized.values()) {
+      if (w.kind !== "4bit") continue;
+      const b = fourBitPayload(w.shape[0] * w.shape[1], q);
+      payload += b.codes + b.scales;
+    }
+    lines.push(
+      `[train] base linears in ${q.type}${q.doubleQuant ? " + double quant" : ""} (blocksize ${q.blocksize}): ${p.quantizedParams} params, ` +
+        `${((payload * 8) / p.quantizedParams).toFixed(3)} bits/param in codes and block scales; ${p.quantizedBitsPerParam.toFixed(3)} in GPU buffers ` +
+        `with the code maps (shared by all weights) and 16-byte buffer padding`,
+    );
   }
-  return `[train] base linears in ${q.type}${q.doubleQuant ? " + double quant" : ""} (blocksize ${q.blocksize}): ${p.quantizedParams} params, ` +
-    `${((payload * 8) / p.quantizedParams).toFixed(3)} bits/param in codes and block scales; ${p.quantizedBitsPerParam.toFixed(3)} in GPU buffers ` +
-    `with the code maps (shared by all weights) and 16-byte buffer padding`;
+  for (const [type, f] of Object.entries(p.ggmlTypes)) {
+    lines.push(`[train] base kept in the GGUF's ${type}: ${f.params} params, ${f.bitsPerParam.toFixed(3)} bits/param in GPU buffers (dequantized on the fly)`);
+  }
+  return lines;
 }
 
 const list = (s: string | undefined) => s === undefined ? undefined : s.split(",").map((t) => t.trim()).filter(Boolean);
@@ -313,7 +326,7 @@ export async function main(args: string[]): Promise<void> {
   const template = await resolveChatTemplate(v["chat-template"]);
   const model = await loadModelFromFlags(v);
   try {
-    if (model.isQuantized) console.log(quantizedBaseLine(model));
+    for (const line of quantizedBaseLines(model)) console.log(line);
     fitSeqLen(v, model);
     const name = adapterName(v.out);
     await addRunAdapter(model, v, name);

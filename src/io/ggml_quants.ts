@@ -177,6 +177,43 @@ const DEQUANT: Record<number, Dequantizer> = {
   },
 };
 
+/** Byte offsets of the f16 scale fields in one block of each block-quantized type (layouts above). */
+export const GGML_HALF_FIELDS: Readonly<Record<number, readonly number[]>> = {
+  [GGML.Q4_0]: [0], [GGML.Q4_1]: [0, 2], [GGML.Q5_0]: [0], [GGML.Q5_1]: [0, 2], [GGML.Q8_0]: [0],
+  [GGML.Q4_K]: [0, 2], [GGML.Q5_K]: [0, 2], [GGML.Q6_K]: [208],
+};
+
+/**
+ * The index of the first non-finite value `bytes` (whole blocks of `type`) decode to, or -1,
+ * without decoding them all: a block-quantized value is a small integer times finite f16 scales
+ * (plus a finite f16 minimum), so it is finite exactly when its block's scales are; only a block
+ * with a non-finite scale is decoded, to find the element. BF16 and F16 are checked value by value.
+ */
+export function ggmlFirstNonFinite(type: number, bytes: Uint8Array, what = "tensor"): number {
+  const t = ggmlTraits(type, what);
+  const view = new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength);
+  const blocks = Math.floor(bytes.byteLength / t.typeSize);
+  if (type === GGML.BF16 || type === GGML.F16) {
+    const exp = type === GGML.BF16 ? 0x7f80 : 0x7c00;
+    for (let i = 0; i < blocks; i++) if ((view.getUint16(2 * i, true) & exp) === exp) return i;
+    return -1;
+  }
+  if (type === GGML.F32) {
+    for (let i = 0; i < blocks; i++) if (!Number.isFinite(view.getFloat32(4 * i, true))) return i;
+    return -1;
+  }
+  const fields = GGML_HALF_FIELDS[type];
+  if (!fields) throw new PeftError("GGUF_UNSUPPORTED_TYPE", `${what}: cannot decode tensor type ${t.name} (supported: ${decodedNames()})`);
+  for (let b = 0; b < blocks; b++) {
+    const o = b * t.typeSize;
+    if (fields.every((f) => (view.getUint16(o + f, true) & 0x7c00) !== 0x7c00)) continue;
+    const values = dequantizeGgml(type, bytes.subarray(o, o + t.typeSize), t.blockSize, what);
+    const i = values.findIndex((v) => !Number.isFinite(v));
+    if (i >= 0) return b * t.blockSize + i;
+  }
+  return -1;
+}
+
 const bf16Bits = new Uint32Array(1);
 const bf16Value = new Float32Array(bf16Bits.buffer);
 function bf16ToF32(h: number): number {

@@ -7,7 +7,8 @@
  *   ggmlEmbedding:       out[i] = alpha * W[ids[i]]   W [vocab, dim], out [ids, dim]
  * W is [out, in] = [N, K] row-major (GGUF's ne = [K, N]); no f32 copy of it is ever made, so the
  * GPU holds exactly the format's bytes per parameter (Q4_K 4.5 bits, Q8_0 8.5, Q6_K 6.5625).
- * M <= 8 (decode) takes gemv entry points; larger M the 64x64 tiled ones (lib/dequant_tiles.wgsl).
+ * M <= 8 (decode) takes gemv entry points (the K-quants: gemv32, lib/ggml_gemv32.wgsl, their
+ * scales decoded once per 32 elements); larger M the 64x64 tiled ones (lib/dequant_tiles.wgsl).
  */
 import { check, PeftError } from "../errors.ts";
 import { f32, type Gpu, grid1d, type Tensor, UNUSED } from "../gpu/gpu.ts";
@@ -20,6 +21,9 @@ const SHADER: Record<number, string> = {
   [GGML.Q5_1]: "ggml_q5_1", [GGML.Q4_K]: "ggml_q4_k", [GGML.Q5_K]: "ggml_q5_k", [GGML.Q6_K]: "ggml_q6_k",
   [GGML.BF16]: "ggml_bf16",
 };
+
+/** Types whose decode-sized forward is gemv32 (rows are whole 256-element blocks, so K % 32 == 0). */
+const GEMV32 = new Set<number>([GGML.Q4_K, GGML.Q5_K, GGML.Q6_K]);
 
 /** ggml type ids the GPU kernels run. */
 export const GGML_GPU_TYPES: readonly number[] = Object.keys(SHADER).map(Number);
@@ -104,7 +108,9 @@ export function ggmlMatmul(gpu: Gpu, x: Tensor, w: GgmlWeight, opts: GgmlMatmulO
   const [N, K] = w.shape;
   const { out, args } = prepare("ggmlMatmul", w, x, K, N, opts);
   const shader = SHADER[w.type];
-  if (opts.M <= GEMV_MAX_ROWS) gpu.dispatch(shader, "gemv", { ...args, constants: { ROWS: opts.M }, workgroups: grid1d(N, 32) });
+  if (opts.M <= GEMV_MAX_ROWS) {
+    gpu.dispatch(shader, GEMV32.has(w.type) ? "gemv32" : "gemv", { ...args, constants: { ROWS: opts.M }, workgroups: grid1d(N, 32) });
+  }
   else gpu.dispatch(shader, "tiled_fwd", { ...args, workgroups: tiles("ggmlMatmul", opts.M, N) });
   return out;
 }

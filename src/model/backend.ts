@@ -78,14 +78,18 @@ export interface Backend<T> {
   /** Rows [row0, row0 + rows) of a [R, C] tensor, as a new [rows, C] tensor. */
   sliceRows(t: T, row0: number, rows: number): T;
 
-  /** False when a base linear weight is stored 4-bit (no dense copy can be made on the device). */
+  /** False when a base linear weight is kept quantized (4-bit or a ggml block format: no dense copy on the device). */
   baseLinearIsDense(weightName: string): boolean;
-  /** A base linear weight as a new f32 [out, in] tensor (widened from f16; 4-bit is refused). */
+  /** How a base linear weight is stored: "f32", "f16", "nf4", "fp4" or a ggml type name ("Q4_K", ...). */
+  baseLinearFormat(weightName: string): string;
+  /** A base linear weight as a new f32 [out, in] tensor (widened from f16; quantized is refused). */
   baseLinearDense(weightName: string): T;
-  /** A frozen base weight that is not a linear (norm weights, the embedding table). */
+  /** A frozen base weight that is not a linear (norm weights; the embedding table when stored f32). */
   weight(name: string): T;
   /** Token ids as a tensor (u32 on the GPU). */
   ids(ids: ArrayLike<number>): T;
+  /** Rows `ids` of a frozen base table [V, C] (f32 or kept quantized) as a new [ids, C] tensor. */
+  baseEmbedding(tableName: string, ids: T): T;
   /** out[n] = table[ids[n]]. */
   embedding(table: T, ids: T): T;
   /** table grad: into[v] += Σ_{n: ids[n] = v} dy[n]. */

@@ -180,8 +180,8 @@ export function blockForward<T>(c: BlockContext<T>, l: number, x: V<T>): V<T> {
  */
 export function embed<T>(c: BlockContext<T>, ids: T, B = 1, withPrefix = true): V<T> {
   const { g } = c;
-  const table = g.constant(g.be.weight("token_embd.weight"));
-  const x = g.embedding(table, ids);
+  // The frozen table's rows (looked up from quantized rows when the table is kept quantized).
+  const x = g.input(g.be.baseEmbedding("token_embd.weight", ids));
   if (!withPrefix || !c.hooks.embedPrefix) return x;
   const prefix = c.hooks.embedPrefix(g);
   const out = g.prefixRows(prefix, x, B);

@@ -64,6 +64,9 @@ export class CpuBackend implements Backend<HostTensor> {
     const [V, C] = table.shape;
     return host([ids.data.length, C], embeddingReference(table.data, Uint32Array.from(ids.data), V, C));
   }
+  baseEmbedding(name: string, ids: HostTensor): HostTensor {
+    return this.embedding(this.weight(name), ids);
+  }
   embeddingBackward(dy: HostTensor, ids: HostTensor, into: HostTensor): void {
     const [V, C] = into.shape;
     into.data.set(embeddingBackwardReference(dy.data, Uint32Array.from(ids.data), V, C, into.data));
@@ -81,6 +84,9 @@ export class CpuBackend implements Backend<HostTensor> {
   }
   baseLinearIsDense(): boolean {
     return true;
+  }
+  baseLinearFormat(): string {
+    return "f32";
   }
   baseLinearDense(name: string): HostTensor {
     return this.copy(this.weight(name));

@@ -1,7 +1,9 @@
 /**
  * The GPU backend of the model's ops (backend.ts): each op is one kernel launcher of src/kernels.
- * Frozen base weights come from a `BaseWeights` (the loaded model): linears may be f32, f16 or
- * 4-bit and are multiplied through `linearMatmul` (dequantized on the fly, never an f32 copy).
+ * Frozen base weights come from a `BaseWeights` (the loaded model): linears (and the embedding
+ * table) may be f32, f16 or kept quantized (4-bit, or a GGUF block format) and are multiplied and
+ * looked up through `linearMatmul` / the weight's own kernels (dequantized on the fly, never an
+ * f32 copy).
  */
 import type { Gpu, Tensor } from "../gpu/gpu.ts";
 import { attention, attentionBackward } from "../kernels/attention.ts";
@@ -17,7 +19,7 @@ import { swiglu, swigluBackward } from "../kernels/swiglu.ts";
 import type { Activation, AttentionArgs, Backend, Block, MatmulArgs, RopeArgs } from "./backend.ts";
 import { activation, activationBackward } from "../kernels/activation.ts";
 import { copyBlock } from "../kernels/copy_block.ts";
-import { type ComputeDtype, isQuantized, type LinearWeight, linearMatmul, linearMatmulBackward, weightShape } from "./quantized.ts";
+import { type ComputeDtype, isQuantized, type LinearWeight, linearMatmul, linearMatmulBackward, weightFormat, weightShape } from "./quantized.ts";
 
 /** What the backend needs of a loaded model: its frozen weights by GGUF name. */
 export interface BaseWeights {
@@ -25,7 +27,7 @@ export interface BaseWeights {
   readonly computeDtype: ComputeDtype;
   /** An f32 weight (norms, embeddings). */
   w(name: string): Tensor;
-  /** A linear weight (f32, f16 or 4-bit). */
+  /** A linear weight or the embedding table (f32, f16 or quantized). */
   lw(name: string): LinearWeight;
 }
 
@@ -72,6 +74,12 @@ export class GpuBackend implements Backend<Tensor> {
   embedding(table: Tensor, ids: Tensor): Tensor {
     return embedding(this.gpu, table, ids);
   }
+  baseEmbedding(name: string, ids: Tensor): Tensor {
+    const w = this.base.lw(name);
+    if (!isQuantized(w)) return embedding(this.gpu, w, ids);
+    if (!w.embedding) throw new PeftError("UNSUPPORTED", `${name} is stored ${w.format}, which has no row lookup`);
+    return w.embedding(this.gpu, ids);
+  }
   embeddingBackward(dy: Tensor, ids: Tensor, into: Tensor): void {
     embeddingBackward(this.gpu, dy, ids, into.shape[0], into);
   }
@@ -85,10 +93,13 @@ export class GpuBackend implements Backend<Tensor> {
   baseLinearIsDense(name: string): boolean {
     return !isQuantized(this.base.lw(name));
   }
+  baseLinearFormat(name: string): string {
+    return weightFormat(this.base.lw(name));
+  }
   baseLinearDense(name: string): Tensor {
     const w = this.base.lw(name);
     if (isQuantized(w)) {
-      throw new PeftError("UNSUPPORTED", `${name} is a 4-bit weight: this operation needs it dense (f32 or f16)`);
+      throw new PeftError("UNSUPPORTED", `${name} is kept quantized (${w.format}): this operation needs it dense (f32 or f16)`);
     }
     return w.dtype === "f16" ? toF32(this.gpu, w) : this.copy(w);
   }

@@ -16,16 +16,27 @@ import { attentionSettings, type BlockContext, blocks, dropVirtualRows, embed, f
 import { Graph, type V } from "./graph.ts";
 import { GpuBackend } from "./gpu_backend.ts";
 import { type Hooks, NO_HOOKS, virtualTokens } from "./sites.ts";
-import { type QuantizedWeight, uploadQuantizedGroup } from "../kernels/nf4_matmul.ts";
 import { quantize4bit, type QuantState4bit } from "../quant/mod.ts";
-import { type ComputeDtype, isQuantized, type LinearWeight, type QuantizeSpec } from "./quantized.ts";
+import { type ComputeDtype, isQuantized, type LinearWeight, type QuantizedLinear, type QuantizeSpec } from "./quantized.ts";
+import { uploadFourBit } from "./quantized_4bit.ts";
+import { GgmlLinear, keepsGgmlFormat } from "./quantized_ggml.ts";
 import { f32ToF16Array } from "../io/bytes.ts";
+import { ggmlFirstNonFinite } from "../io/ggml_quants.ts";
 import { tensorLabel, type WeightSource } from "./weights.ts";
 import { expectedShapes, ROPE_FREQS } from "./validate_weights.ts";
 
 export interface LlamaLoadOptions {
-  /** Quantize the block linear weights (and the untied head when spec.head) to 4 bits while loading. */
+  /**
+   * Quantize the block linear weights (and the untied head when spec.head) to 4 bits while loading;
+   * a GGUF's quantized linears are dequantized first (re-quantized to NF4/FP4).
+   */
   quantize?: QuantizeSpec;
+  /**
+   * Expand a GGUF's block-quantized tensors (Q8_0, Q4_K, ..., BF16) to f32 at load. Default false:
+   * they stay in their own format on the GPU (matrices: linears, the embedding table, the head),
+   * dequantized on the fly by the kernels.
+   */
+  dequantize?: boolean;
   /**
    * "f16": linear weights that are not quantized (block linears, an untied head) are stored as
    * f16 and every base matmul narrows its activations to f16 (f32 sums and outputs). Embeddings
@@ -54,8 +65,11 @@ export class LlamaGpu {
     readonly config: LlamaConfig,
     /** f32 GPU weights by GGUF name (q/k rows in GGUF order): all of them unless quantized. */
     readonly weights: Map<string, Tensor>,
-    /** 4-bit linear weights by GGUF name (QLoRA base), dequantized on the fly by the kernels. */
-    readonly quantized: Map<string, QuantizedWeight> = new Map(),
+    /**
+     * Weights kept quantized by GGUF name, dequantized on the fly by the kernels: 4-bit linears
+     * (QLoRA base) and GGUF matrices in their ggml block format (linears, embeddings, head).
+     */
+    readonly quantized: Map<string, QuantizedLinear> = new Map(),
     /** How `quantized` was made, when it was. */
     readonly quantSpec?: QuantizeSpec,
     /** Precision of the base matmuls' operands (see LlamaLoadOptions.computeDtype). */
@@ -64,7 +78,8 @@ export class LlamaGpu {
 
   /**
    * Uploads every tensor of `source`, one at a time (host memory holds one f32 tensor at once;
-   * with `quantize`, one f32 tensor plus the 4-bit codes of the current layer).
+   * with `quantize`, one f32 tensor plus the 4-bit codes of the current layer). A GGUF matrix in a
+   * ggml block format is uploaded as its bytes (see LlamaLoadOptions.dequantize).
    */
   static async load(gpu: Gpu, source: WeightSource, o: LlamaLoadOptions = {}): Promise<LlamaGpu> {
     const c = source.config;
@@ -76,26 +91,40 @@ export class LlamaGpu {
       if (!have.has(n)) throw new PeftError("MODEL_MISSING_TENSOR", `${source.name}: tensor ${n} is missing`);
     }
     const q = o.quantize;
-    const quantized = new Map<string, QuantizedWeight>();
+    const quantized = new Map<string, QuantizedLinear>();
     const isLinear = (n: string) => /^blk\.\d+\.(attn_[qkv]|attn_qkv|attn_output|ffn_gate|ffn_up|ffn_down)\.weight$/.test(n);
     const toQuantize = (n: string) => !!q && (isLinear(n) || (q.head && n === "output.weight"));
     const compute = o.computeDtype ?? "f32";
     const toF16 = (n: string) => compute === "f16" && (isLinear(n) || n === "output.weight");
+    const keepGgml = (n: string, shape: number[]) => {
+      const type = source.ggmlType?.(n);
+      return !o.dequantize && type !== undefined && !!source.readRaw && keepsGgmlFormat(type, shape) ? type : undefined;
+    };
     // Quantized weights of one layer share a small tables tensor: upload them per layer group.
     let group: { name: string; state: QuantState4bit; shape: [number, number] }[] = [];
     let groupKey = "";
     const flushGroup = () => {
       if (!group.length) return;
-      const qws = uploadQuantizedGroup(gpu, group.map((g) => ({ state: g.state, shape: g.shape, name: `${source.name}: ${g.name}` })));
+      const qws = uploadFourBit(gpu, group.map((g) => ({ state: g.state, shape: g.shape, name: `${source.name}: ${g.name}` })));
       group.forEach((g, i) => quantized.set(g.name, qws[i]));
       group = [];
     };
+    const nonFinite = (n: string, i: number, v: number) => new PeftError("MODEL_BAD_WEIGHT", `${tensorLabel(source, n)} has a non-finite value (${v}) at index ${i}`);
     try {
       for (const n of need) {
         const shape = source.shape(n);
+        const ggml = toQuantize(n) ? undefined : keepGgml(n, shape);
+        if (ggml !== undefined) {
+          const bytes = await source.readRaw!(n);
+          const label = tensorLabel(source, n);
+          const bad = ggmlFirstNonFinite(ggml, bytes, label);
+          if (bad >= 0) throw nonFinite(n, bad, (await source.readF32(n))[bad]);
+          quantized.set(n, GgmlLinear.upload(gpu, ggml, bytes, shape, label));
+          continue;
+        }
         const data = await source.readF32(n);
         for (let i = 0; i < data.length; i++) {
-          if (!Number.isFinite(data[i])) throw new PeftError("MODEL_BAD_WEIGHT", `${tensorLabel(source, n)} has a non-finite value (${data[i]}) at index ${i}`);
+          if (!Number.isFinite(data[i])) throw nonFinite(n, i, data[i]);
         }
         if (q && toQuantize(n)) {
           const key = n.split(".").slice(0, 2).join(".");
@@ -130,13 +159,14 @@ export class LlamaGpu {
   w(name: string): Tensor {
     const t = this.weights.get(name);
     if (!t) {
-      if (this.quantized.has(name)) throw new PeftError("MODEL_QUANTIZED", `${name} is quantized to 4 bits; use lw(name) for linear weights`);
+      const qw = this.quantized.get(name);
+      if (qw) throw new PeftError("MODEL_QUANTIZED", `${name} is kept quantized (${qw.format}); use lw(name) for linear weights`);
       throw new PeftError("MODEL_MISSING_TENSOR", `no weight ${name}`);
     }
     return t;
   }
 
-  /** A linear weight, f32 or 4-bit. */
+  /** A linear weight (or the embedding table): f32, f16 or quantized. */
   lw(name: string): LinearWeight {
     const t = this.weights.get(name) ?? this.quantized.get(name);
     if (!t) throw new PeftError("MODEL_MISSING_TENSOR", `no weight ${name}`);

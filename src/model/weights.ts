@@ -6,6 +6,7 @@
 import { PeftError } from "../errors.ts";
 import type { ByteInput } from "../io/bytes.ts";
 import { type GgufFile, GgufType, readGGUF } from "../io/gguf.ts";
+import { GGML_TYPES } from "../io/ggml_quants.ts";
 import type { LlamaConfig } from "./config.ts";
 import { familyOfGguf, SUPPORTED_GGUF_ARCHITECTURES } from "./families/family.ts";
 import { checkRopeFreqs, type ConfigField, ROPE_FREQS, validateLlamaWeights } from "./validate_weights.ts";
@@ -20,6 +21,10 @@ export interface WeightSource {
   shape(name: string): number[];
   /** The tensor as f32, in GGUF naming and q/k row order. */
   readF32(name: string): Promise<Float32Array>;
+  /** GGUF sources: the tensor's ggml type id (io/ggml_quants.ts GGML). */
+  ggmlType?(name: string): number | undefined;
+  /** GGUF sources: the tensor's bytes as stored (a block format stays in it on the GPU). */
+  readRaw?(name: string): Promise<Uint8Array>;
   /** The GGUF file when the model came from one (tokenizer metadata lives there). */
   gguf?: GgufFile;
   /** Path of tokenizer.json for HF directories. */
@@ -144,6 +149,22 @@ export function configFromGGUF(g: GgufFile): LlamaConfig {
   return config;
 }
 
+/** Names of the tensor types a model may be stored in (each decodes on the CPU; block formats also run on the GPU as they are). */
+const RUNNABLE_TYPES = [...GGML_TYPES.values()].filter((t) => t.decodes).map((t) => t.name);
+
+/** Refuses a tensor in a ggml type we cannot run, naming the file, tensor and type, before anything loads. */
+export function checkTensorTypes(g: GgufFile): void {
+  for (const t of g.tensors.values()) {
+    const traits = GGML_TYPES.get(t.ggmlType);
+    if (traits?.decodes) continue;
+    throw new PeftError(
+      "GGUF_UNSUPPORTED_TYPE",
+      `${g.source.name}: tensor ${t.name} is stored as ${traits?.name ?? `ggml type ${t.ggmlType}`}, which this runtime does not run ` +
+        `(supported: ${RUNNABLE_TYPES.join(", ")}); re-quantize the model to one of those (e.g. llama-quantize in.gguf out.gguf Q4_K_M)`,
+    );
+  }
+}
+
 /** The file carries Llama 3 rope factors its family runs. */
 function hasRopeFreqs(g: GgufFile): boolean {
   return g.tensors.has(ROPE_FREQS) && !!familyOfGguf(String(g.get("general.architecture")))?.ropeFreqs;
@@ -156,6 +177,7 @@ export async function ggufWeights(input: ByteInput, name?: string): Promise<Weig
   let config: LlamaConfig;
   try {
     config = configFromGGUF(g);
+    checkTensorTypes(g);
     if (hasRopeFreqs(g)) config.ropeFreqFactors = checkRopeFreqs(await g.readF32(ROPE_FREQS), config, { file: path, name: ROPE_FREQS }, "GGUF_BAD_TENSOR");
   } catch (e) {
     await g.close();
@@ -172,6 +194,8 @@ export async function ggufWeights(input: ByteInput, name?: string): Promise<Weig
       return t.shape;
     },
     readF32: (name) => g.readF32(name),
+    ggmlType: (name) => g.tensors.get(name)?.ggmlType,
+    readRaw: async (name) => (await g.readRaw(name)).bytes,
     close: () => g.close(),
   };
 }

@@ -7,13 +7,11 @@
 import { PeftError } from "../errors.ts";
 import type { Gpu, Tensor } from "../gpu/gpu.ts";
 import { toF16, toF32 } from "../kernels/convert_f16.ts";
-import { uploadQuantized } from "../kernels/nf4_matmul.ts";
 import type { LlamaConfig } from "../model/config.ts";
 import type { AdapterFiles } from "../io/peft_adapter.ts";
 import type { LlamaGpu } from "../model/llama.ts";
-import { dequantizeWeight, isQuantized, type LinearWeight } from "../model/quantized.ts";
+import { isQuantized, type LinearWeight } from "../model/quantized.ts";
 import { type Hooks, NO_HOOKS, stackHooks } from "../model/sites.ts";
-import { quantize4bit } from "../quant/mod.ts";
 import { Adapter } from "./adapter.ts";
 import type { InitContext } from "./method.ts";
 import { formatTrainableParameters } from "./targets.ts";
@@ -136,15 +134,16 @@ export class PeftModel {
   /**
    * Folds an adapter into the base weights (zero inference overhead); `unmerge` restores the
    * exact originals. Reduced bases: an f16 weight is widened, merged in f32 and rounded back to
-   * f16 (as PEFT merges into an f16 model); a 4-bit weight becomes the exact f32 sum or, with
-   * `requantize`, 4-bit again (outputs change slightly, as PEFT warns).
+   * f16 (as PEFT merges into an f16 model); a quantized weight (4-bit, or a GGUF block format such
+   * as Q4_K) becomes the exact f32 sum or, with `requantize`, its own format again (outputs change
+   * slightly, as PEFT warns).
    */
   async merge(name: string, o: { requantize?: boolean } = {}): Promise<void> {
     const a = this.adapter(name);
     const rule = a.method.merge;
     if (!rule) throw new PeftError("UNSUPPORTED", `adapter ${name} (${a.method.describe(a.config)}) cannot be merged: ${a.method.cannotMerge ?? "the method has no merge"}`);
     if (o.requantize && !this.llama.quantized.size) throw new PeftError("BAD_PARAMETER", "requantize: the base model is not quantized");
-    if (o.requantize) console.warn(`[merge] re-quantizing ${name} merged weights to 4 bits: the merged model's outputs differ from base+adapter (rounding), as in PEFT`);
+    if (o.requantize) console.warn(`[merge] re-quantizing ${name} merged weights to their base's format: the merged model's outputs differ from base+adapter (rounding), as in PEFT`);
     const be = this.llama.backend();
     const originals = new Map<string, LinearWeight>();
     try {
@@ -169,7 +168,7 @@ export class PeftModel {
 
   /** An f32 copy of a base weight (dequantized or widened), counted as weights. */
   private async denseCopy(cur: LinearWeight): Promise<Tensor> {
-    if (isQuantized(cur)) return this.gpu.upload(await dequantizeWeight(this.gpu, cur), cur.shape, "f32", "weights");
+    if (isQuantized(cur)) return this.gpu.upload(await cur.dequantize(), cur.shape, "f32", "weights");
     if (cur.dtype === "f16") return toF32(this.gpu, cur, "weights");
     const t = this.gpu.tensor(cur.shape, "f32", "weights");
     this.gpu.copy(cur, t);
@@ -183,8 +182,7 @@ export class PeftModel {
       if (!requantize) return merged;
       const values = await this.gpu.readF32(merged);
       merged.release();
-      const st = quantize4bit(values, { type: cur.type, blocksize: cur.blocksize, doubleQuant: cur.doubleQuant, name, shape: cur.shape });
-      return uploadQuantized(this.gpu, st, cur.shape, name);
+      return cur.requantize(values, name);
     }
     if (cur.dtype === "f16") {
       const h = toF16(this.gpu, merged, "weights");

@@ -166,6 +166,7 @@ export function planTraining(model: TrainableModel, o: TrainingPlanOptions): Tra
   const total = heldBefore + cg.createdBytes;
   const classes = {
     base_4bit: p.quantizedBytes,
+    base_ggml: p.ggmlBytes,
     base_f16: p.f16Bytes,
     base_f32: p.f32Bytes,
     lora: held.lora ?? 0,
@@ -229,6 +230,6 @@ export function checkTrainingPlan(model: TrainableModel, o: TrainingPlanOptions)
     `training needs about ${MiB(plan.total)} of GPU memory, over the budget of ${MiB(plan.budget!)}\n${formatPlan(plan)}\n` +
       (fits.length
         ? `these would fit: ${fits.join("; ")}`
-        : `nothing fits: base weights alone take ${MiB(plan.classes.base_4bit + plan.classes.base_f16 + plan.classes.base_f32)}; try quantize: "nf4" with doubleQuant, a shorter seqLen, or a smaller r`),
+        : `nothing fits: base weights alone take ${MiB(plan.classes.base_4bit + plan.classes.base_ggml + plan.classes.base_f16 + plan.classes.base_f32)}; try quantize: "nf4" with doubleQuant, a shorter seqLen, or a smaller r`),
   );
 }

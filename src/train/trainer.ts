@@ -18,7 +18,7 @@ import { checkTrainingPlan, formatPlan, type TrainingPlan } from "./memory_plan.
 import { createOptimizer, type OptimizerName, OPTIMIZERS } from "./paged_adamw.ts";
 import type { Gpu, Tensor } from "../gpu/gpu.ts";
 import type { LlamaGpu } from "../model/llama.ts";
-import type { ParameterReport } from "../model/memory_report.ts";
+import { describeBaseStorage, type ParameterReport } from "../model/memory_report.ts";
 import type { TrainBatch } from "../model/llama_train.ts";
 import type { Hooks } from "../model/sites.ts";
 import type { Tokenizer } from "../tokenizer/mod.ts";
@@ -312,9 +312,8 @@ export async function train(model: TrainableModel, options: TrainOptions): Promi
       optimizer: r.optimizer, gpuMemoryBudget: r.gpuMemoryBudget, pageElements: r.pageElements, evaluate: ds.eval.length > 0, objective: r.objective,
     });
     const scaler = model.computeDtype === "f16" ? new LossScaler(r.lossScaling) : null;
-    const f16Base = model.parameterReport().f16Params > 0;
     say(`[train] ${adapter.method.describe(adapter.config)}; ${adapter.trainableParameters} trainable parameters; loss: ${r.objective.label}`);
-    say(`[train] base weights ${model.isQuantized ? `4-bit ${model.llama.quantSpec!.type}${model.llama.quantSpec!.doubleQuant ? " (double quant)" : ""}` : f16Base ? "f16" : "f32"}; ` +
+    say(`[train] base weights ${describeBaseStorage(model.parameterReport())}; ` +
       `compute dtype ${model.computeDtype} (shader-f16 ${model.gpu.info.features.f16 ? "available" : "not available"}); adapter weights, gradients${r.optimizer === "adamw_8bit" ? " f32, optimizer state 8-bit" : " and optimizer state f32"}` +
       (scaler ? `; dynamic loss scaling from ${scaler.scale}` : ""));
     say(formatPlan(plan));

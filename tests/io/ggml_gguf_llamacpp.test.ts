@@ -9,6 +9,10 @@
  *     loads and runs it and the embeddings agree within 2% (llama.cpp's quantized matmuls round the
  *     activations to 8 bits: 0.3–1% measured; the quantization itself moves them 3–13% for the
  *     4–6-bit types, and a misplaced block would move them by their whole size).
+ * And our runtime on the same kind of files, every matrix kept in its type on the GPU: stories260K
+ * widened to rows of 256 (tests/ggml/helpers.ts, a trained model, so greedy choices have margins
+ * that llama.cpp's 8-bit rounding of activations does not flip) in each type gives llama.cpp's
+ * greedy ids.
  */
 import assert from "node:assert/strict";
 import { spawnSync } from "node:child_process";
@@ -21,6 +25,10 @@ import { dequantizeGgml, GGML } from "../../src/io/ggml_quants.ts";
 import { quantizeGgml } from "../../src/io/ggml_quantize.ts";
 import { type GgufWriteTensor, readGGUF, writeGGUF } from "../../src/io/gguf.ts";
 import { randomLlamaGguf } from "../qlora/helpers.ts";
+import { quantizedStories } from "../ggml/helpers.ts";
+import { loadModel } from "../../src/api/model.ts";
+import { generateTokens, type GenerationTokenizer } from "../../src/infer/generate.ts";
+import { testGpu } from "../helpers.ts";
 
 const root = fileURLToPath(new URL("../../", import.meta.url));
 const available = existsSync(join(root, "node_modules/node-llama-cpp")) && Deno.build.os === "linux" && Deno.build.arch === "x86_64";
@@ -32,8 +40,8 @@ interface Run {
   embedding: number[];
 }
 
-function llamaCpp(files: string[]): Run[] {
-  const input = JSON.stringify({ files, prompt: [1, 50, 60, 70, 80, 90], n: 16 });
+function llamaCpp(files: string[], prompt = [1, 50, 60, 70, 80, 90], n = 16): Run[] {
+  const input = JSON.stringify({ files, prompt, n });
   const r = spawnSync("node", ["tests/io/llamacpp_embed.mjs", input], { cwd: root, encoding: "utf8", timeout: 120_000 });
   assert.equal(r.status, 0, `llama.cpp run failed: ${r.stderr}`);
   return r.stdout.trim().split("\n").map((l) => JSON.parse(l));
@@ -83,6 +91,44 @@ Deno.test({
     } finally {
       await rm(dir, { recursive: true, force: true });
       await rm(dirname(base), { recursive: true, force: true });
+    }
+  },
+});
+
+Deno.test({
+  name: "our greedy ids on GGUF files of every type, kept quantized on the GPU, equal llama.cpp's",
+  ignore: !available,
+  async fn() {
+    const dir = await mkdtemp(join(tmpdir(), "ggml-greedy-"));
+    // 20 tokens: our top-two logit margins over them are >= 0.10 for every type, while llama.cpp's
+    // 8-bit activations move its logits by up to ~0.07 here (its first flips come at tokens 23-24).
+    const N = 20;
+    try {
+      const files: string[] = [];
+      for (const name of TYPES) files.push(await quantizedStories(GGML[name], dir));
+      const gpu = await testGpu();
+      const first = await loadModel(files[0], { gpu });
+      const prompt = first.encodePrompt("Once upon a time");
+      first.close();
+      const runs = llamaCpp(files, prompt, N);
+      for (const [i, name] of TYPES.entries()) {
+        const model = await loadModel(files[i], { gpu });
+        try {
+          const kept = model.parameterReport();
+          assert.deepEqual(Object.keys(kept.ggmlTypes), [name], `${name}: every matrix stays ${name} on the GPU`);
+          assert.equal(kept.f32Params, 256 * 11, `${name}: only the norms are f32`);
+          // EOS ignored: N tokens as llama.cpp's evaluate loop gives them.
+          const tok: GenerationTokenizer = { encode: () => [], createStreamDecoder: () => model.tokenizer.createStreamDecoder(), eosId: -1 };
+          const ids: number[] = [];
+          for await (const piece of generateTokens(model.llama, tok, prompt, { maxTokens: N, temperature: 0 })) ids.push(piece.id);
+          console.log(`  ${name.padEnd(4)} ${JSON.stringify(model.tokenizer.decode(ids))}`);
+          assert.deepEqual(ids, runs[i].ids, `${name}: greedy ids`);
+        } finally {
+          model.close();
+        }
+      }
+    } finally {
+      await rm(dir, { recursive: true, force: true });
     }
   },
 });

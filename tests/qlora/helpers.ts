@@ -7,8 +7,16 @@ import { mkdtemp } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { GgufType, type GgufMetaEntry, type GgufWriteTensor, readGGUF, writeGGUF } from "../../src/io/gguf.ts";
+import { readFile } from "node:fs/promises";
 import { f32ToF16 } from "../../src/io/bytes.ts";
-import { STORIES } from "../helpers.ts";
+import type { Gpu } from "../../src/gpu/gpu.ts";
+import type { LlamaGpu } from "../../src/model/llama.ts";
+import { GGUF_TO_HF_MODULE } from "../../src/model/config.ts";
+import { ggufWeights } from "../../src/model/weights.ts";
+import { Adapter } from "../../src/peft/adapter.ts";
+import { loraKeys } from "../../src/peft/lora/method.ts";
+import { Tokenizer } from "../../src/tokenizer/mod.ts";
+import { SHARED, STORIES } from "../helpers.ts";
 
 export interface RandomLlamaShape {
   dim: number;
@@ -78,4 +86,49 @@ export async function randomLlamaGguf(s: RandomLlamaShape): Promise<string> {
   const path = join(dir, "random.gguf");
   await writeGGUF(path, { metadata, tensors });
   return path;
+}
+
+const MODULES = ["attn_q", "attn_k", "attn_v", "attn_output", "ffn_gate", "ffn_up", "ffn_down"];
+
+/** LoRA r on every linear (alpha 2r: scale 2), A and B from closed formulas so no gradient is trivially zero. */
+export function closedFormLora(gpu: Gpu, llama: LlamaGpu, r: number, dropout: number): Adapter {
+  const a = Adapter.create(llama.backend(), llama.config, "g", { r, lora_alpha: 2 * r, lora_dropout: dropout, target_modules: "all-linear" });
+  for (let l = 0; l < llama.config.nLayers; l++) {
+    MODULES.forEach((mod, m) => {
+      const k = loraKeys({ layer: l, module: GGUF_TO_HF_MODULE[mod] });
+      const A = a.params.get(k.A)!.value, B = a.params.get(k.B)!.value;
+      gpu.write(A, Float32Array.from({ length: A.size }, (_, i) => 0.05 * Math.sin(0.7 * i + 1.3 * l + 0.31 * m)));
+      gpu.write(B, Float32Array.from({ length: B.size }, (_, i) => 0.05 * Math.cos(0.5 * i + 0.9 * l + 0.17 * m)));
+    });
+  }
+  a.trainable();
+  return a;
+}
+
+/** B sequences of T tokens of tinyshakespeare (stories260K's tokenizer), next-token targets, one ignored. */
+export async function shakespeareBatch(B: number, T: number) {
+  const src = await ggufWeights(STORIES);
+  const tok = Tokenizer.fromGGUF(src.gguf!);
+  await src.close();
+  const text = await readFile(`${SHARED}data/tinyshakespeare.txt`, "utf8");
+  const ids = tok.encode(text.slice(0, 4000), { addSpecial: false });
+  const inputs = ids.slice(0, B * T), targets = ids.slice(1, B * T + 1);
+  targets[3] = -100; // an ignored position
+  return { B, T, inputs, targets, count: targets.filter((t) => t >= 0).length };
+}
+
+/** |grad(a) - grad(b)| / |grad(b)| (L2) per parameter of two adapters with the same keys; throws on a zero reference gradient. */
+export async function relativeGradErrors(gpu: Gpu, a: Adapter, b: Adapter): Promise<Map<string, number>> {
+  const out = new Map<string, number>();
+  for (const [name, x] of a.params) {
+    const got = await gpu.readF32(x.grad!), want = await gpu.readF32(b.params.get(name)!.grad!);
+    let err = 0, norm = 0;
+    for (let i = 0; i < got.length; i++) {
+      err += (got[i] - want[i]) ** 2;
+      norm += want[i] ** 2;
+    }
+    if (!(norm > 0)) throw new Error(`${name}: zero reference gradient`);
+    out.set(name, Math.sqrt(err / norm));
+  }
+  return out;
 }

@@ -9,20 +9,14 @@
  * no f32 copy of W on the GPU) must give the same loss and gradients.
  */
 import assert from "node:assert/strict";
-import { readFile } from "node:fs/promises";
 import type { Gpu } from "../../src/gpu/gpu.ts";
 import { LlamaGpu } from "../../src/model/llama.ts";
 import { evalLoss, lossAndGrads } from "../../src/model/llama_train.ts";
 import { dequantizeWeight, type QuantizeSpec } from "../../src/model/quantized.ts";
 import { NO_HOOKS } from "../../src/model/sites.ts";
-import { Adapter } from "../../src/peft/adapter.ts";
-import { loraKeys } from "../../src/peft/lora/method.ts";
-import { GGUF_TO_HF_MODULE } from "../../src/model/config.ts";
 import { ggufWeights, type WeightSource } from "../../src/model/weights.ts";
-import { Tokenizer } from "../../src/tokenizer/mod.ts";
-import { SHARED, STORIES, testGpu } from "../helpers.ts";
-
-const MODULES = ["attn_q", "attn_k", "attn_v", "attn_output", "ffn_gate", "ffn_up", "ffn_down"];
+import { STORIES, testGpu } from "../helpers.ts";
+import { closedFormLora as makeLora, relativeGradErrors, shakespeareBatch as batch } from "./helpers.ts";
 
 /** A weight source serving a quantized model's weights dequantized (the reference's f32 weights). */
 function dequantizedSource(gpu: Gpu, q: LlamaGpu, base: WeightSource): WeightSource {
@@ -33,32 +27,6 @@ function dequantizedSource(gpu: Gpu, q: LlamaGpu, base: WeightSource): WeightSou
       return w ? await dequantizeWeight(gpu, w) : await base.readF32(name);
     },
   };
-}
-
-/** LoRA r on every linear (alpha 2r: scale 2), A and B from closed formulas so no gradient is trivially zero. */
-function makeLora(gpu: Gpu, llama: LlamaGpu, r: number, dropout: number): Adapter {
-  const a = Adapter.create(llama.backend(), llama.config, "g", { r, lora_alpha: 2 * r, lora_dropout: dropout, target_modules: "all-linear" });
-  for (let l = 0; l < llama.config.nLayers; l++) {
-    MODULES.forEach((mod, m) => {
-      const k = loraKeys({ layer: l, module: GGUF_TO_HF_MODULE[mod] });
-      const A = a.params.get(k.A)!.value, B = a.params.get(k.B)!.value;
-      gpu.write(A, Float32Array.from({ length: A.size }, (_, i) => 0.05 * Math.sin(0.7 * i + 1.3 * l + 0.31 * m)));
-      gpu.write(B, Float32Array.from({ length: B.size }, (_, i) => 0.05 * Math.cos(0.5 * i + 0.9 * l + 0.17 * m)));
-    });
-  }
-  a.trainable();
-  return a;
-}
-
-async function batch(B: number, T: number) {
-  const src = await ggufWeights(STORIES);
-  const tok = Tokenizer.fromGGUF(src.gguf!);
-  await src.close();
-  const text = await readFile(`${SHARED}data/tinyshakespeare.txt`, "utf8");
-  const ids = tok.encode(text.slice(0, 4000), { addSpecial: false });
-  const inputs = ids.slice(0, B * T), targets = ids.slice(1, B * T + 1);
-  targets[3] = -100; // an ignored position
-  return { B, T, inputs, targets, count: targets.filter((t) => t >= 0).length };
 }
 
 const CASES: { label: string; spec: QuantizeSpec; dropout: number; checkpointing: boolean }[] = [
@@ -92,21 +60,9 @@ for (const c of CASES) {
       console.log(`  loss: qlora ${lossQ.toFixed(6)}, reference ${lossR.toFixed(6)}`);
       assert.ok(Math.abs(lossQ - lossR) <= 1e-5 * lossR, `loss ${lossQ} vs ${lossR}`);
       let worst = 0;
-      for (const [name, x] of lq.params) {
-        const y = lr.params.get(name)!;
-        {
-          const part = "grad";
-          const got = await gpu.readF32(x.grad!), want = await gpu.readF32(y.grad!);
-          let err = 0, norm = 0;
-          for (let i = 0; i < got.length; i++) {
-            err += (got[i] - want[i]) ** 2;
-            norm += want[i] ** 2;
-          }
-          assert.ok(norm > 0, `${name} ${part}: zero reference gradient`);
-          const rel = Math.sqrt(err / norm);
-          assert.ok(rel <= 1e-4, `${name} ${part}: |err|/|grad| = ${rel}`);
-          worst = Math.max(worst, rel);
-        }
+      for (const [name, rel] of await relativeGradErrors(gpu, lq, lr)) {
+        assert.ok(rel <= 1e-4, `${name} grad: |err|/|grad| = ${rel}`);
+        worst = Math.max(worst, rel);
       }
       console.log(`  worst relative gradient error ${worst.toExponential(2)} over ${lq.params.size} tensors`);
       const e = await sum(evalLoss(q, c.dropout ? NO_HOOKS : lq.hooks(), b));

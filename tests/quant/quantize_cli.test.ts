@@ -8,7 +8,7 @@ import { readGGUF } from "../../src/io/gguf.ts";
 import { readSafetensors } from "../../src/io/safetensors.ts";
 import { bnb4bitWeightNames, readBnb4bit } from "../../src/io/bnb4bit.ts";
 import { dequantize4bit, fourBitPayload } from "../../src/quant/mod.ts";
-import { quantizedBaseLine } from "../../src/cli/train.ts";
+import { quantizedBaseLines } from "../../src/cli/train.ts";
 import { loadModel } from "../../src/api/model.ts";
 import { permuteQK } from "../../src/model/config.ts";
 import { STORIES, testGpu } from "../helpers.ts";
@@ -61,7 +61,7 @@ Deno.test("bits/param: quantize, train and the README count the same thing (code
   assert.ok(payload, fileLine);
   const model = await loadModel(STORIES, { gpu: await testGpu(), quantize: "nf4", doubleQuant: true });
   try {
-    const trainLine = quantizedBaseLine(model);
+    const trainLine = quantizedBaseLines(model).join("\n");
     const gpu = /([\d.]+) bits\/param in codes and block scales; ([\d.]+) in GPU buffers/.exec(trainLine);
     assert.ok(gpu, trainLine);
     assert.equal(gpu[1], payload[1], "train and quantize agree on codes + scales");

@@ -92,10 +92,19 @@ function loraHook<T>(config: LoraConfig, t: LoraTarget, p: { A: Param<T>; B: Par
   };
 }
 
-/** Refuses a 4-bit base for methods that read base weights densely, naming the option. */
+/**
+ * Refuses a quantized base for methods that read base weights densely, naming the weight, its
+ * format and the way out (as for a QLoRA base: we do not dequantize a full copy behind the user's back).
+ */
 export function requireDenseBase<T>(be: Backend<T>, weights: string[], what: string): void {
   const q = weights.find((w) => !be.baseLinearIsDense(w));
-  if (q) throw new PeftError("UNSUPPORTED", `${what} is not supported on a 4-bit base (${q} is quantized); load the model without quantize, or use plain LoRA`);
+  if (!q) return;
+  const format = be.baseLinearFormat(q);
+  const fourBit = format === "nf4" || format === "fp4";
+  const wayOut = fourBit
+    ? "load the model without quantize"
+    : "load the model with dequantize: true (--dequantize) to expand the GGUF's quantized tensors to f32";
+  throw new PeftError("UNSUPPORTED", `${what} is not supported on a quantized base (${q} is kept ${fourBit ? `4-bit ${format}` : format}); ${wayOut}, or use plain LoRA`);
 }
 
 function targetsOf(config: LoraConfig, model: LlamaConfig): LoraTarget[] {

@@ -80,7 +80,7 @@ export const PROMPT_TUNING: PeftMethod<PromptTuningConfig> = {
       ids = Array.from({ length: P }, () => rng.int(model.vocabSize));
     }
     const idT = be.ids(ids);
-    const rows = be.embedding(be.weight("token_embd.weight"), idT);
+    const rows = be.baseEmbedding("token_embd.weight", idT);
     be.copyInto(params.get(PROMPT_KEY).value, rows);
     be.release(rows);
     be.release(idT);
