@@ -107,10 +107,15 @@ const ops = {
     }
   },
 
-  /** The active adapter's PEFT files as bytes (transferred, not copied). */
+  /** The active adapter's PEFT files as bytes (transferred, not copied), and llama.cpp's LoRA GGUF where it has one. */
   async saveAdapter() {
     if (!active) throw Object.assign(new Error("train or load an adapter first"), { code: "NO_ADAPTER" });
     const files = await model.saveAdapter(active);
+    try {
+      files["adapter.gguf"] = await model.saveAdapterGguf(active);
+    } catch (e) {
+      if (e?.code !== "UNSUPPORTED") throw e; // DoRA and the non-LoRA methods: llama.cpp has no runtime form for them
+    }
     return { files, transfer: Object.values(files).map((b) => b.buffer) };
   },
 

@@ -14,7 +14,7 @@ import { PeftError } from "../errors.ts";
 import { writeFileAtomic } from "../io/bytes.ts";
 import { encodeExportTensor, type GgufExportType, GGUF_EXPORT_TYPES, isGgufExportType, LLAMA_FILE_TYPE } from "../io/gguf_export_types.ts";
 import { GgufType, writeGGUF } from "../io/gguf.ts";
-import { writeLoraGguf } from "../io/gguf_lora.ts";
+import { encodeLoraGguf, writeLoraGguf } from "../io/gguf_lora.ts";
 import { GGML_TYPES } from "../io/ggml_quants.ts";
 import { writeHfDirectory } from "../model/hf_weights.ts";
 import { readWeightF32 } from "../model/quantized.ts";
@@ -111,8 +111,10 @@ export async function saveHf(model: Model, dir: string): Promise<HfSaveReport> {
   return { tokenizerFiles };
 }
 
-/** Model.saveAdapterGguf: adapter `name` as a llama.cpp runtime LoRA GGUF. */
-export async function saveAdapterGguf(model: Model, name: string, path: string): Promise<void> {
+/** Model.saveAdapterGguf: adapter `name` as a llama.cpp runtime LoRA GGUF at `path`, or its bytes. */
+export async function saveAdapterGguf(model: Model, name: string, path?: string): Promise<Uint8Array | undefined> {
   const architecture = (model.ggufMetadata?.get("general.architecture")?.value as string | undefined) ?? family(model.config).llamaCppArchitecture;
-  await writeLoraGguf(path, await loraGguf(model.adapter(name), architecture));
+  const lora = await loraGguf(model.adapter(name), architecture);
+  if (path === undefined) return encodeLoraGguf(lora, `adapter ${name}`);
+  await writeLoraGguf(path, lora);
 }

@@ -225,9 +225,14 @@ export class Model {
     return await this.exclusive(() => saveHf(this, dir));
   }
 
-  /** Saves a LoRA adapter as a GGUF that llama.cpp applies at runtime (llama-cli -m base.gguf --lora x.gguf). */
-  async saveAdapterGguf(name: string, path: string): Promise<void> {
-    await this.exclusive(() => saveAdapterGguf(this, name, path));
+  /**
+   * Saves a LoRA adapter as a GGUF that llama.cpp applies at runtime (llama-cli -m base.gguf --lora x.gguf);
+   * without a path, returns the file's bytes (a browser download).
+   */
+  async saveAdapterGguf(name: string): Promise<Uint8Array>;
+  async saveAdapterGguf(name: string, path: string): Promise<void>;
+  async saveAdapterGguf(name: string, path?: string): Promise<Uint8Array | void> {
+    return await this.exclusive(() => saveAdapterGguf(this, name, path));
   }
 
   /** Prompt text -> ids the way generation tokenizes it. */

@@ -9,7 +9,7 @@
  * llama.cpp adds scale·B·(A·x) with scale = alpha / r (r read from lora_b), or 1 when alpha is 0.
  */
 import { PeftError } from "../errors.ts";
-import { type GgufMetaEntry, GgufType, writeGGUF, type GgufWriteTensor } from "./gguf.ts";
+import { encodeGGUF, type GgufMetaEntry, GgufType, writeGGUF, type GgufWriteTensor } from "./gguf.ts";
 
 export interface LoraGgufPair {
   /** The base tensor the pair adapts, e.g. blk.0.attn_q.weight. */
@@ -67,4 +67,16 @@ export function loraGgufContents(input: LoraGguf, what: string): { metadata: Map
 /** Writes a LoRA adapter GGUF (f32 tensors) atomically. */
 export async function writeLoraGguf(path: string, input: LoraGguf): Promise<void> {
   await writeGGUF(path, loraGgufContents(input, path));
+}
+
+/** The same file's bytes (for a browser download). */
+export function encodeLoraGguf(input: LoraGguf, what: string): Uint8Array {
+  const chunks = encodeGGUF(loraGgufContents(input, what));
+  const out = new Uint8Array(chunks.reduce((n, c) => n + c.byteLength, 0));
+  let o = 0;
+  for (const c of chunks) {
+    out.set(c, o);
+    o += c.byteLength;
+  }
+  return out;
 }

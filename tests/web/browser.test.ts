@@ -119,7 +119,7 @@ Deno.test({
     assert.match(gen.adapterInfo, new RegExp(`^${MAX_TOKENS} tokens, [\\d.]+ tokens/s decoding \\(adapter trained\\)`));
 
     const names = await page.download(work);
-    assert.deepEqual(names.sort(), ["adapter_config.json", "adapter_model.safetensors"]);
+    assert.deepEqual(names.sort(), ["adapter.gguf", "adapter_config.json", "adapter_model.safetensors"]);
 
     // Loading the downloaded files back in the page gives the same text.
     assert.equal(await page.loadAdapter([`${work}/adapter_config.json`, `${work}/adapter_model.safetensors`]), "loaded", await page.error());
@@ -136,6 +136,10 @@ Deno.test({
       const g = { maxTokens: MAX_TOKENS, temperature: 0 };
       assert.equal(PROMPT + await model.complete(PROMPT, { ...g, adapters: [] }), gen.base);
       assert.equal(PROMPT + await model.complete(PROMPT, { ...g, adapter: "downloaded" }), gen.adapter);
+      // The page's llama.cpp LoRA GGUF is the file Deno exports for the same adapter (tests/cli/export_llamacpp.test.ts runs those in llama.cpp).
+      // (Its general.name is the adapter's name, "trained" in the page.)
+      await model.loadAdapter("trained", work);
+      assert.deepEqual(await Deno.readFile(`${work}/adapter.gguf`), await model.saveAdapterGguf("trained"));
       const config = JSON.parse(await Deno.readTextFile(`${work}/adapter_config.json`));
       assert.equal(config.peft_type, "LORA");
       assert.equal(config.base_model_name_or_path, "stories260K.gguf");
