@@ -13,6 +13,7 @@
 
 import type { Activation } from "../kernels/activation.ts";
 import type { Block } from "../kernels/copy_block.ts";
+import type { BottleneckArgs, BottleneckWeights } from "../kernels/bottleneck.ts";
 
 export type { Activation, Block };
 
@@ -133,6 +134,8 @@ export interface Backend<T> {
   /** Pointwise nonlinearity and its backward (dx = dy·f'(x)). */
   activation(x: T, fn: Activation): T;
   activationBackward(dy: T, x: T, fn: Activation): T;
+  /** A bottleneck adapter module in one step, forward only: r + s·(Wu·f(Wd·z + bd) + bu) (src/kernels/bottleneck.ts). */
+  bottleneck(z: T, r: T, w: BottleneckWeights<T>, o: BottleneckArgs): T;
 
   rmsnorm(x: T, w: T, N: number, C: number, eps: number): { y: T; rstd: T };
   rmsnormBackward(dy: T, x: T, w: T, rstd: T, N: number, C: number, wantDw: boolean): { dx: T; dw?: T };

@@ -15,6 +15,7 @@ import { swigluBackwardReference, swigluReference } from "../kernels/swiglu.ts";
 import { type Activation, type AttentionArgs, type Backend, type Block, type MatmulArgs, type RopeArgs, sizeOf } from "./backend.ts";
 import { activationBackwardReference, activationReference } from "../kernels/activation.ts";
 import { copyBlockReference } from "../kernels/copy_block.ts";
+import { type BottleneckArgs, bottleneckForwardReference, type BottleneckWeights } from "../kernels/bottleneck.ts";
 
 export interface HostTensor {
   shape: number[];
@@ -147,7 +148,10 @@ export class CpuBackend implements Backend<HostTensor> {
   }
   activationBackward(dy: HostTensor, x: HostTensor, fn: Activation): HostTensor {
     return host(x.shape, activationBackwardReference(dy.data, x.data, fn));
+  }  bottleneck(z: HostTensor, r: HostTensor, w: BottleneckWeights<HostTensor>, o: BottleneckArgs): HostTensor {
+    return host([o.N, o.D], bottleneckForwardReference(z.data, r.data, { wd: w.wd.data, bd: w.bd.data, wu: w.wu.data, bu: w.bu.data }, o));
   }
+
 
   rmsnorm(x: HostTensor, w: HostTensor, N: number, C: number, eps: number): { y: HostTensor; rstd: HostTensor } {
     const r = rmsnormReference(x.data, w.data, N, C, eps);

@@ -18,6 +18,7 @@ import { rope } from "../kernels/rope.ts";
 import { swiglu, swigluBackward } from "../kernels/swiglu.ts";
 import type { Activation, AttentionArgs, Backend, Block, MatmulArgs, RopeArgs } from "./backend.ts";
 import { activation, activationBackward } from "../kernels/activation.ts";
+import { type BottleneckArgs, bottleneckForward, type BottleneckWeights } from "../kernels/bottleneck.ts";
 import { copyBlock } from "../kernels/copy_block.ts";
 import { type ComputeDtype, isQuantized, type LinearWeight, linearMatmul, linearMatmulBackward, weightFormat, weightShape } from "./quantized.ts";
 
@@ -155,6 +156,9 @@ export class GpuBackend implements Backend<Tensor> {
   }
   activationBackward(dy: Tensor, x: Tensor, fn: Activation): Tensor {
     return activationBackward(this.gpu, dy, x, fn);
+  }
+  bottleneck(z: Tensor, r: Tensor, w: BottleneckWeights<Tensor>, o: BottleneckArgs): Tensor {
+    return bottleneckForward(this.gpu, z, r, w, o);
   }
 
   rmsnorm(x: Tensor, w: Tensor, N: number, C: number, eps: number): { y: Tensor; rstd: Tensor } {

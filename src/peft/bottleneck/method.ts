@@ -16,6 +16,7 @@
  * adapter.safetensors with keys model.layers.{i}.{attention,output}_adapters.adapters.{name}.adapter_down.0.weight, ….
  */
 import type { Activation } from "../../model/backend.ts";
+import { BOTTLENECK_MAX_D } from "../../kernels/bottleneck.ts";
 import type { LlamaConfig } from "../../model/config.ts";
 import type { Graph, Param, V } from "../../model/graph.ts";
 import type { Branch, Hooks } from "../../model/sites.ts";
@@ -188,6 +189,17 @@ export const BOTTLENECK: PeftMethod<BottleneckConfig> = {
         // z: what the module reads; r: what its output is added to.
         const z = f.is_parallel ? g.keep(x) : f.original_ln_before ? g.add(x, h) : g.keep(h);
         const r = f.is_parallel || f.residual_before_ln ? h : g.keep(z);
+        const d = down(c, model);
+        if (!g.grad && !(g.training && f.dropout > 0) && d <= BOTTLENECK_MAX_D) {
+          // Nothing to differentiate: the whole module in one dispatch (what decoding runs).
+          const D = model.dim, N = g.be.shape(z.value).reduce((a, b) => a * b, 1) / D;
+          const w = { wd: p("adapter_down.0.weight").value, bd: p("adapter_down.0.bias").value, wu: p("adapter_up.weight").value, bu: p("adapter_up.bias").value };
+          const y = g.input(g.be.bottleneck(z.value, r.value, w, { N, D, d, fn: act, scale: f.scaling * weight }));
+          g.free(z);
+          g.free(r);
+          if (r !== h) g.free(h);
+          return y;
+        }
         const pre = affine(g, z, p("adapter_down.0.weight"), p("adapter_down.0.bias"));
         const a = g.act(pre, act);
         g.free(pre);
