@@ -406,7 +406,7 @@ export class Graph<T> {
   /** Rows of the table at `ids` (a backend ids tensor, owned by the caller). */
   embedding(table: V<T>, ids: T): V<T> {
     const y = this.out(this.be.embedding(table.value, ids), table.requiresGrad);
-    return this.record(y, [table], [], (dy, acc) => {
+    return this.record(y, [table], [], (dy) => {
       if (table.param?.grad) this.be.embeddingBackward(dy, ids, table.param.grad);
     });
   }
