@@ -16,7 +16,11 @@
  * layer of the frozen model, so it is the cost of forward + backward with (almost) nothing
  * trainable, the floor the methods are measured against.
  *
- *   node scripts/prepare.mjs && deno run -A bench/methods.ts [--quick] [--steps=N] [--only=lora,ia3]
+ * `--model=25m` runs the table on the random ~25M llama (dim 512, 8 layers, vocab 32000) instead,
+ * batch 1 x 128: its speed and memory columns are the figures that matter there (random weights,
+ * so its eval losses only say that training moves the loss).
+ *
+ *   node scripts/prepare.mjs && deno run -A bench/methods.ts [--quick] [--steps=N] [--only=lora,ia3] [--model=25m]
  */
 import { mkdtemp, readdir, rm, stat } from "node:fs/promises";
 import { tmpdir } from "node:os";
@@ -25,14 +29,18 @@ import { Gpu } from "../src/gpu/gpu.ts";
 import { loadModel, type Model } from "../src/api/model.ts";
 import { generateTokens, type GenerationTokenizer } from "../src/infer/generate.ts";
 import { train } from "../src/train/trainer.ts";
-import { median, SHARED, STORIES260K } from "./lib/random_llama.ts";
+import { LLAMA_25M, median, randomLlamaGGUF, SHARED, STORIES260K } from "./lib/random_llama.ts";
 
 const arg = (k: string) => Deno.args.find((a) => a.startsWith(`--${k}=`))?.slice(k.length + 3);
 const quick = Deno.args.includes("--quick");
 const DATA = `${SHARED}data/tinyshakespeare.txt`;
-const seq = 128, batch = 8, seed = 42;
-const steps = Number(arg("steps") ?? (quick ? 4 : 60));
-const evalBatches = quick ? 2 : 8;
+const big = arg("model") === "25m";
+const MODEL = big ? await randomLlamaGGUF(LLAMA_25M) : STORIES260K;
+const MODEL_NAME = big ? "random llama 25M (d512 L8 V32000)" : "stories260K";
+const LAST_LAYER = big ? LLAMA_25M.nLayers - 1 : 4;
+const seq = 128, batch = big ? 1 : 8, seed = 42;
+const steps = Number(arg("steps") ?? (quick ? 4 : big ? 6 : 60));
+const evalBatches = quick || big ? 2 : 8;
 const only = arg("only")?.split(",");
 
 interface Row {
@@ -52,7 +60,7 @@ const METHODS: Row[] = [
   { key: "ia3", name: "(IA)³ k,v,down", cfg: { peft_type: "IA3" }, lr: 3e-2 },
   { key: "bitfit", name: "BitFit all-linear", cfg: { peft_type: "BITFIT" }, lr: 1e-2 },
   { key: "ln_tuning", name: "LN tuning", cfg: { peft_type: "LN_TUNING" }, lr: 1e-2 },
-  { key: "partial", name: "partial: last layer", cfg: { peft_type: "PARTIAL", target_modules: "all", layers_to_transform: [4] }, lr: 1e-3 },
+  { key: "partial", name: "partial: last layer", cfg: { peft_type: "PARTIAL", target_modules: "all", layers_to_transform: [LAST_LAYER] }, lr: 1e-3 },
   { key: "prompt_tuning", name: "prompt tuning, 20 tokens (TEXT init)", cfg: { peft_type: "PROMPT_TUNING", num_virtual_tokens: 20, prompt_tuning_init: "TEXT", prompt_tuning_init_text: "ROMEO:" }, lr: 3e-2 },
   { key: "p_tuning", name: "P-tuning, 20 tokens (MLP encoder)", cfg: { peft_type: "P_TUNING", num_virtual_tokens: 20, encoder_reparameterization_type: "MLP", encoder_hidden_size: 64 }, lr: 3e-3 },
   { key: "prefix_tuning", name: "prefix tuning, 16 tokens (projection 128)", cfg: { peft_type: "PREFIX_TUNING", num_virtual_tokens: 16, prefix_projection: true, encoder_hidden_size: 128 }, lr: 3e-3 },
@@ -86,7 +94,7 @@ async function decodeOnce(model: Model, adapter?: string): Promise<number> {
  * The adapter's decode speed relative to the base model's, run alternately (base, adapter, base, …)
  * after a warm-up of each, so that a busy machine slows both alike: median(adapter) / median(base).
  */
-async function decodeRatio(model: Model, adapter: string | undefined, rounds = 5): Promise<{ ratio: number; base: number }> {
+async function decodeRatio(model: Model, adapter: string | undefined, rounds = big ? 3 : 5): Promise<{ ratio: number; base: number }> {
   await decodeOnce(model);
   await decodeOnce(model, adapter);
   const base: number[] = [], ours: number[] = [];
@@ -98,13 +106,13 @@ async function decodeRatio(model: Model, adapter: string | undefined, rounds = 5
 }
 
 const gpu = await Gpu.create();
-console.log(`# PEFT methods on stories260K -> tinyshakespeare: ${batch} x ${seq} tokens a step, ${steps} steps, seed ${seed}, eval on ${evalBatches} held-out batches; ${gpu.info.description} (${gpu.info.runtime})`);
+console.log(`# PEFT methods on ${MODEL_NAME} -> tinyshakespeare: ${batch} x ${seq} tokens a step, ${steps} steps, seed ${seed}, eval on ${evalBatches} held-out batches; ${gpu.info.description} (${gpu.info.runtime})`);
 if (/llvmpipe|lavapipe|swiftshader|software/i.test(gpu.info.description)) console.log("# NOTE: a SOFTWARE GPU on the CPU cores: relative figures only");
 const trainOpts = { data: DATA, seqLen: seq, batchSize: batch, maxSteps: steps, seed, progress: false, evalFraction: 0.05, maxEvalBatches: evalBatches, lrScheduler: "constant" as const, warmupSteps: 0 };
 
 // The base model: its decode speed and eval loss (a fresh, never-trained LoRA has B = 0, so its
 // eval before its first update is the base model's own loss).
-const base = await loadModel(STORIES260K, { gpu, contextLength: 512 });
+const base = await loadModel(MODEL, { gpu, contextLength: 512 });
 const baseDecode = (await decodeRatio(base, undefined)).base;
 base.addAdapter("zero", { r: 1, lora_alpha: 1, target_modules: ["q_proj"] }, seed);
 const baseEval = (await train(base, { ...trainOpts, adapter: "zero", maxSteps: 1 })).initialEvalLoss!;
@@ -118,7 +126,7 @@ try {
   for (const row of METHODS) {
     if (only && row.key !== "frozen" && !only.includes(row.key)) continue;
     gpu.trim();
-    const model = await loadModel(STORIES260K, { gpu, contextLength: 512, quantize: row.quantize });
+    const model = await loadModel(MODEL, { gpu, contextLength: 512, quantize: row.quantize });
     const a = model.addAdapter("m", row.cfg, seed);
     const stamps: number[] = [];
     const t0 = performance.now();
