@@ -3,7 +3,7 @@
 //   s_j   = (q[r, h] . k[b*kvStride + j, g]) * scale          for keys first <= j < last = min(pos0 + t + 1, S)
 // first = 0, or with a sliding window (window > 0) max(0, pos0 + t + 1 - window): p - window < j <= p.
 //   out   = sum_j softmax(s)_j * v[b*kvStride + j, g],  lse[r*Hq + h] = log(sum_j exp(s_j))
-// One 64-thread workgroup per (row, head). Keys are visited in chunks of 64 (one key per thread
+// One 64-thread workgroup per (row, head), lib/online_attention.wgsl: keys in chunks of 64 (one key per thread
 // for the score), with an online softmax across chunks: running max m, running sum l, and the
 // output accumulator rescaled by exp(m_old - m_new). Each thread owns output dims d = tid + 64*k
 // (k < 4, so D <= 256). Keys at or past `last` are never read (cache rows past S may be garbage).
@@ -18,12 +18,12 @@ struct Params { B: u32, T: u32, S: u32, kvStride: u32, pos0: u32, Hq: u32, Hkv: 
 @group(0) @binding(4) var<storage, read_write> lse: array<f32>;
 @group(0) @binding(5) var<uniform> p: Params;
 
-const WG: u32 = 64u;
-const DPT: u32 = 4u;          // output dims per thread: D <= WG * DPT
-const NEG: f32 = -3.0e38;     // "minus infinity" that stays finite through exp(NEG - m)
-var<workgroup> qs: array<f32, 256>;
-var<workgroup> probs: array<f32, WG>;
-var<workgroup> red: array<f32, WG>;
+//#include "lib/online_attention.wgsl"
+
+// Key j of batch b lives in cache row b * kvStride + j.
+fn kv_row(b: u32, j: u32) -> u32 { return b * p.kvStride + j; }
+fn key_at(i: u32) -> f32 { return k[i]; }
+fn value_at(i: u32) -> f32 { return v[i]; }
 
 @compute @workgroup_size(WG)
 fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>, @builtin(local_invocation_index) tid: u32) {
@@ -41,59 +41,6 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec
 
   let last = min(p.pos0 + t + 1u, p.S);
   let first = select(0u, p.pos0 + t + 1u - p.window, p.window > 0u && p.pos0 + t + 1u > p.window);
-  let kvRow0 = b * p.kvStride;
-  let kvW = p.Hkv * D;
-  var m = NEG;
-  var l = 0.0;
-  var acc = array<f32, DPT>(0.0, 0.0, 0.0, 0.0);
-  for (var j0 = first; j0 < last; j0 += WG) {
-    let j = j0 + tid;
-    var s = NEG;
-    if (j < last) {
-      let ko = (kvRow0 + j) * kvW + g * D;
-      var dot = 0.0;
-      for (var d = 0u; d < D; d++) { dot += qs[d] * k[ko + d]; }
-      s = dot;
-    }
-    // chunk max
-    red[tid] = s;
-    workgroupBarrier();
-    for (var st = WG / 2u; st > 0u; st >>= 1u) {
-      if (tid < st) { red[tid] = max(red[tid], red[tid + st]); }
-      workgroupBarrier();
-    }
-    let mNew = max(m, red[0]);
-    workgroupBarrier();
-    let pj = select(0.0, exp(s - mNew), j < last);
-    probs[tid] = pj;
-    red[tid] = pj;
-    workgroupBarrier();
-    for (var st = WG / 2u; st > 0u; st >>= 1u) {
-      if (tid < st) { red[tid] += red[tid + st]; }
-      workgroupBarrier();
-    }
-    let alpha = exp(m - mNew);
-    l = l * alpha + red[0];
-    let n = min(WG, last - j0);
-    for (var c = 0u; c < DPT; c++) {
-      let d = tid + c * WG;
-      if (d < D) {
-        var a = acc[c] * alpha;
-        var vo = (kvRow0 + j0) * kvW + g * D + d;
-        for (var jj = 0u; jj < n; jj++) {
-          a += probs[jj] * v[vo];
-          vo += kvW;
-        }
-        acc[c] = a;
-      }
-    }
-    m = mNew;
-    workgroupBarrier();
-  }
-  let inv = 1.0 / l;
-  for (var c = 0u; c < DPT; c++) {
-    let d = tid + c * WG;
-    if (d < D) { out[qoff + d] = acc[c] * inv; }
-  }
-  if (tid == 0u && p.saveLse != 0u) { lse[idx] = m + log(l); }
+  let lse_ = attend(tid, b, first, last, p.Hkv * D, g * D, D, qoff);
+  if (tid == 0u && p.saveLse != 0u) { lse[idx] = lse_; }
 }

@@ -8,7 +8,7 @@
 // sequences mix freely in one dispatch (vLLM's flattened batch).
 // rowinfo (u32): [2*R] (seq, pos) per row, then the block tables at tableOffset: [nSeqs, maxBlocks].
 // Entry points:
-//   main      one 64-thread workgroup per (row, head): the online softmax of attention.wgsl
+//   main      one 64-thread workgroup per (row, head): the online softmax of lib/online_attention.wgsl
 //             (chunks of 64 keys, running max and sum), keys read through the block table.
 //             Bindings q: [R, Hq*D], kc, vc: [poolRows, Hkv*D], out: [R, Hq*D]. Grid: R*Hq workgroups.
 //   write_kv  kc[slot(seq[r], pos[r])] = knew[r], vc[...] = vnew[r]: one thread per (row, column).
@@ -24,16 +24,14 @@ struct Params { R: u32, Hq: u32, Hkv: u32, D: u32, blockSize: u32, maxBlocks: u3
 @group(0) @binding(6) var<storage, read> vnew: array<f32>;
 @group(0) @binding(7) var<uniform> p: Params;
 
-const WG: u32 = 64u;
-const DPT: u32 = 4u;          // output dims per thread: D <= WG * DPT
-const NEG: f32 = -3.0e38;     // "minus infinity" that stays finite through exp(NEG - m)
-var<workgroup> qs: array<f32, 256>;
-var<workgroup> probs: array<f32, WG>;
-var<workgroup> red: array<f32, WG>;
+//#include "lib/online_attention.wgsl"
 
 fn slot(s: u32, j: u32) -> u32 {
   return rowinfo[p.tableOffset + s * p.maxBlocks + j / p.blockSize] * p.blockSize + j % p.blockSize;
 }
+fn kv_row(s: u32, j: u32) -> u32 { return slot(s, j); }
+fn key_at(i: u32) -> f32 { return kc[i]; }
+fn value_at(i: u32) -> f32 { return vc[i]; }
 
 @compute @workgroup_size(WG)
 fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>, @builtin(local_invocation_index) tid: u32) {
@@ -50,56 +48,7 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec
   for (var d = tid; d < D; d += WG) { qs[d] = q[qoff + d] * p.scale; }
   workgroupBarrier();
 
-  let kvW = p.Hkv * D;
-  var m = NEG;
-  var l = 0.0;
-  var acc = array<f32, DPT>(0.0, 0.0, 0.0, 0.0);
-  for (var j0 = first; j0 < last; j0 += WG) {
-    let j = j0 + tid;
-    var sc = NEG;
-    if (j < last) {
-      let ko = slot(s, j) * kvW + g * D;
-      var dot = 0.0;
-      for (var d = 0u; d < D; d++) { dot += qs[d] * kc[ko + d]; }
-      sc = dot;
-    }
-    red[tid] = sc;
-    workgroupBarrier();
-    for (var st = WG / 2u; st > 0u; st >>= 1u) {
-      if (tid < st) { red[tid] = max(red[tid], red[tid + st]); }
-      workgroupBarrier();
-    }
-    let mNew = max(m, red[0]);
-    workgroupBarrier();
-    let pj = select(0.0, exp(sc - mNew), j < last);
-    probs[tid] = pj;
-    red[tid] = pj;
-    workgroupBarrier();
-    for (var st = WG / 2u; st > 0u; st >>= 1u) {
-      if (tid < st) { red[tid] += red[tid + st]; }
-      workgroupBarrier();
-    }
-    let alpha = exp(m - mNew);
-    l = l * alpha + red[0];
-    let n = min(WG, last - j0);
-    for (var c = 0u; c < DPT; c++) {
-      let d = tid + c * WG;
-      if (d < D) {
-        var a = acc[c] * alpha;
-        for (var jj = 0u; jj < n; jj++) {
-          a += probs[jj] * vc[slot(s, j0 + jj) * kvW + g * D + d];
-        }
-        acc[c] = a;
-      }
-    }
-    m = mNew;
-    workgroupBarrier();
-  }
-  let inv = 1.0 / l;
-  for (var c = 0u; c < DPT; c++) {
-    let d = tid + c * WG;
-    if (d < D) { out[qoff + d] = acc[c] * inv; }
-  }
+  attend(tid, s, first, last, p.Hkv * D, g * D, D, qoff);
 }
 
 @compute @workgroup_size(64)

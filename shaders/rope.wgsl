@@ -14,6 +14,8 @@ struct Params { N: u32, T: u32, pos0: u32, nHeads: u32, D: u32, half: u32, inver
 @group(0) @binding(1) var<storage, read> cs: array<f32>;
 @group(0) @binding(2) var<uniform> p: Params;
 
+//#include "lib/rope_pair.wgsl"
+
 @compute @workgroup_size(64)
 fn main(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
   let idx = gid.x + gid.y * nwg.x * 64u;
@@ -21,14 +23,5 @@ fn main(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) 
   let i = idx % p.half;
   let h = (idx / p.half) % p.nHeads;
   let r = idx / (p.half * p.nHeads);
-  let pos = p.pos0 + r % p.T;
-  let t = 2u * (pos * p.half + i);
-  let c = cs[t];
-  let s = select(cs[t + 1u], -cs[t + 1u], p.inverse != 0u);
-  let o = r * p.nHeads * p.D + h * p.D + select(2u * i, i, p.neox != 0u);
-  let o1 = o + select(1u, p.half, p.neox != 0u);
-  let x0 = x[o];
-  let x1 = x[o1];
-  x[o] = x0 * c - x1 * s;
-  x[o1] = x0 * s + x1 * c;
+  rotate_pair(r, h, i, p.pos0 + r % p.T, p.nHeads, p.D, p.half, p.inverse != 0u, p.neox != 0u);
 }

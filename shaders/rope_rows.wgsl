@@ -11,6 +11,8 @@ struct Params { N: u32, nHeads: u32, D: u32, half: u32, neox: u32 }
 @group(0) @binding(2) var<storage, read> pos: array<u32>;
 @group(0) @binding(3) var<uniform> p: Params;
 
+//#include "lib/rope_pair.wgsl"
+
 @compute @workgroup_size(64)
 fn main(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
   let idx = gid.x + gid.y * nwg.x * 64u;
@@ -18,13 +20,5 @@ fn main(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) 
   let i = idx % p.half;
   let h = (idx / p.half) % p.nHeads;
   let r = idx / (p.half * p.nHeads);
-  let t = 2u * (pos[r] * p.half + i);
-  let c = cs[t];
-  let s = cs[t + 1u];
-  let o = r * p.nHeads * p.D + h * p.D + select(2u * i, i, p.neox != 0u);
-  let o1 = o + select(1u, p.half, p.neox != 0u);
-  let x0 = x[o];
-  let x1 = x[o1];
-  x[o] = x0 * c - x1 * s;
-  x[o1] = x0 * s + x1 * c;
+  rotate_pair(r, h, i, pos[r], p.nHeads, p.D, p.half, false, p.neox != 0u);
 }

@@ -15,31 +15,28 @@ function checkVector(op: string, t: Tensor, n: number, what: string): void {
   check(t.dtype === "f32" && t.size === n, "KERNEL_ARGS", `${op}: ${what} [${t.shape}] ${t.dtype} must be f32 [${n}]`);
 }
 
+/** One elementwise pass of broadcast.wgsl: out[r, c] = a[r, c] (op) v[c or r]. */
+function broadcastPass(gpu: Gpu, op: string, entry: string, a: Tensor, v: Tensor, rows: number, cols: number, vLen: number): Tensor {
+  checkMatrix(op, a, rows, cols);
+  checkVector(op, v, vLen, "v");
+  const out = gpu.tensor([rows, cols]);
+  gpu.dispatch("broadcast", entry, { bindings: { a, v, out }, params: [rows, cols, 0], workgroups: grid1d(rows * cols, 64) });
+  return out;
+}
+
 /** out[r, c] = a[r, c] · v[c]. */
 export function mulCols(gpu: Gpu, a: Tensor, v: Tensor, rows: number, cols: number): Tensor {
-  checkMatrix("mulCols", a, rows, cols);
-  checkVector("mulCols", v, cols, "v");
-  const out = gpu.tensor([rows, cols]);
-  gpu.dispatch("broadcast", "mul_cols", { bindings: { a, v, out }, params: [rows, cols, 0], workgroups: grid1d(rows * cols, 64) });
-  return out;
+  return broadcastPass(gpu, "mulCols", "mul_cols", a, v, rows, cols, cols);
 }
 
 /** out[r, c] = a[r, c] + v[c]. */
 export function addCols(gpu: Gpu, a: Tensor, v: Tensor, rows: number, cols: number): Tensor {
-  checkMatrix("addCols", a, rows, cols);
-  checkVector("addCols", v, cols, "v");
-  const out = gpu.tensor([rows, cols]);
-  gpu.dispatch("broadcast", "add_cols", { bindings: { a, v, out }, params: [rows, cols, 0], workgroups: grid1d(rows * cols, 64) });
-  return out;
+  return broadcastPass(gpu, "addCols", "add_cols", a, v, rows, cols, cols);
 }
 
 /** out[r, c] = a[r, c] · v[r]. */
 export function mulRows(gpu: Gpu, a: Tensor, v: Tensor, rows: number, cols: number): Tensor {
-  checkMatrix("mulRows", a, rows, cols);
-  checkVector("mulRows", v, rows, "v");
-  const out = gpu.tensor([rows, cols]);
-  gpu.dispatch("broadcast", "mul_rows", { bindings: { a, v, out }, params: [rows, cols, 0], workgroups: grid1d(rows * cols, 64) });
-  return out;
+  return broadcastPass(gpu, "mulRows", "mul_rows", a, v, rows, cols, rows);
 }
 
 /** s[c] = Σ_r a[r, c]·b[r, c] (Σ_r a[r, c] without b); accumulated into `into` when given. */

@@ -5,18 +5,10 @@
  */
 import { check } from "../errors.ts";
 import { type Gpu, grid1d, type Tensor } from "../gpu/gpu.ts";
-import { cosSinTable, ropeReference } from "./rope.ts";
+import { cosSinTable, ropeReference, type RopeOptions } from "./rope.ts";
 
-export interface RopeRowsOptions {
-  nHeads: number;
-  headDim: number;
-  ropeDim: number;
-  base: number;
-  /** Pairs (i, i + ropeDim/2) instead of (2i, 2i + 1) (qwen2, phi3). */
-  neox?: boolean;
-  /** Per-pair divisors of theta ([ropeDim/2], Llama 3.x rope scaling). */
-  freqFactors?: Float32Array;
-}
+/** Rope's options without the per-dispatch row layout: positions come per row instead. */
+export type RopeRowsOptions = Pick<RopeOptions, "nHeads" | "headDim" | "ropeDim" | "base" | "neox" | "freqFactors">;
 
 /** Rotates the rows of x ([N, nHeads*headDim]) in place; `pos` is a u32 [N] tensor of positions (maxPos: their maximum). */
 export function ropeRows(gpu: Gpu, x: Tensor, pos: Tensor, maxPos: number, o: RopeRowsOptions): Tensor {

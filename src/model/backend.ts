@@ -12,39 +12,18 @@
  */
 
 import type { Activation } from "../kernels/activation.ts";
+import type { MatmulOptions } from "../kernels/matmul.ts";
+import type { RopeOptions } from "../kernels/rope.ts";
 import type { Block } from "../kernels/copy_block.ts";
 import type { BottleneckArgs, BottleneckWeights } from "../kernels/bottleneck.ts";
 
 export type { Activation, Block };
 
-export interface MatmulArgs {
-  /** Rows of op(a) and of the result. */
-  M: number;
-  /** Columns of op(b) and of the result. */
-  N: number;
-  /** Shared dimension. */
-  K: number;
-  transA?: boolean;
-  transB?: boolean;
-  alpha?: number;
-}
+/** A matmul's shape and transposes (the kernel's own options, less its buffers and offsets). */
+export type MatmulArgs = Pick<MatmulOptions, "M" | "N" | "K" | "transA" | "transB" | "alpha">;
 
-export interface RopeArgs {
-  /** Rows (tokens) in the tensor; T divides it (sequences of T rows). */
-  N: number;
-  T: number;
-  /** Position of each sequence's first row. */
-  pos0: number;
-  nHeads: number;
-  headDim: number;
-  ropeDim: number;
-  base: number;
-  /** llama.cpp's NEOX layout: pairs (i, i + ropeDim/2) (qwen2, phi3); else adjacent pairs. */
-  neox?: boolean;
-  /** Per-pair divisors of the angle (Llama 3.x rope scaling: rope_freqs.weight). */
-  freqFactors?: Float32Array;
-  inverse?: boolean;
-}
+/** Rope over [N, nHeads*headDim] rows in sequences of T from pos0 (the kernel's options, less `out`). */
+export type RopeArgs = Omit<RopeOptions, "out">;
 
 export interface AttentionArgs {
   /** Sequences. */

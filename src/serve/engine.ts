@@ -307,14 +307,7 @@ export class ModelEngine implements Engine {
       throw e;
     }
     const queueMs = performance.now() - t0;
-    let released = false;
-    const release = () => {
-      if (released) return;
-      released = true;
-      cleanup();
-      for (const l of leases) l.release();
-      this.slots.release();
-    };
+    const release = releaseOnce(cleanup, leases, () => this.slots.release());
     const model = this.model;
     async function* pieces(): AsyncGenerator<GeneratedPiece, EngineResult> {
       try {
@@ -339,13 +332,7 @@ export class ModelEngine implements Engine {
   /** Pins the request's adapters and hands it to the batch scheduler; resolves once it joins the batch. */
   private async startBatched(req: EngineRequest, ids: string[], ctl: AbortController, cleanup: () => void, timedOut: () => boolean, t0: number): Promise<Generation> {
     const leases: AdapterLease[] = [];
-    let released = false;
-    const release = () => {
-      if (released) return;
-      released = true;
-      cleanup();
-      for (const l of leases) l.release();
-    };
+    const release = releaseOnce(cleanup, leases);
     let ticket;
     try {
       for (const id of ids) leases.push(await this.registry.acquire(id));
@@ -473,4 +460,16 @@ export class ModelEngine implements Engine {
   close(): void {
     this.batcher?.destroy();
   }
+}
+
+/** A release callback that runs once however often it is called: the request's cleanup, its adapter leases, then `more`. */
+function releaseOnce(cleanup: () => void, leases: AdapterLease[], more?: () => void): () => void {
+  let released = false;
+  return () => {
+    if (released) return;
+    released = true;
+    cleanup();
+    for (const l of leases) l.release();
+    more?.();
+  };
 }
