@@ -3,20 +3,23 @@
 // ops for their backward). For each row n:
 //   a_j       = f(sum_k Wd[j, k] * z[n, k] + bd[j])              (j < d, the bottleneck)
 //   out[n, i] = r[n, i] + s * (sum_j Wu[i, j] * a_j + bu[i])     (i < D)
-// with f from lib/activation_fns.wgsl (p.fn_).
+// with f from lib/activation_fns.wgsl (p.fn_); with p.withStream, out[n, i] = st[n, i] + that: the
+// residual stream added back in the same pass (the block's add, which the base fuses into its matmul).
 // Bindings: z: [N, D] f32 (the module's input); r: [N, D] f32 (what its output is added to; may be
-//           the same buffer as z); wd: [d, D]; bd: [d]; wu: [D, d]; bu: [D]; out: [N, D] (read_write);
-//           p: {N, D, d, fn_, s: f32}.
+//           the same buffer as z); wd: [d, D]; bd: [d]; wu: [D, d]; bu: [D]; st: [N, D] (the stream,
+//           read when p.withStream; may alias z or r); out: [N, D] (read_write);
+//           p: {N, D, d, fn_, s: f32, withStream}.
 // One 64-thread workgroup per row (grid1d(N, 1)): a in workgroup memory, d <= MAX_D.
-struct Params { N: u32, D: u32, d: u32, fn_: u32, s: f32 }
+struct Params { N: u32, D: u32, d: u32, fn_: u32, s: f32, withStream: u32 }
 @group(0) @binding(0) var<storage, read> z: array<f32>;
 @group(0) @binding(1) var<storage, read> r: array<f32>;
 @group(0) @binding(2) var<storage, read> wd: array<f32>;
 @group(0) @binding(3) var<storage, read> bd: array<f32>;
 @group(0) @binding(4) var<storage, read> wu: array<f32>;
 @group(0) @binding(5) var<storage, read> bu: array<f32>;
-@group(0) @binding(6) var<storage, read_write> out: array<f32>;
-@group(0) @binding(7) var<uniform> p: Params;
+@group(0) @binding(6) var<storage, read> st: array<f32>;
+@group(0) @binding(7) var<storage, read_write> out: array<f32>;
+@group(0) @binding(8) var<uniform> p: Params;
 
 //#include "lib/activation_fns.wgsl"
 
@@ -40,6 +43,7 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec
     var acc = bu[i];
     let w = i * p.d;
     for (var j = 0u; j < p.d; j++) { acc += wu[w + j] * a[j]; }
-    out[row + i] = r[row + i] + p.s * acc;
+    let branch = r[row + i] + p.s * acc;
+    if (p.withStream != 0u) { out[row + i] = st[row + i] + branch; } else { out[row + i] = branch; }
   }
 }

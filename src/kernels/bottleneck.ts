@@ -34,23 +34,28 @@ function checkArgs(o: BottleneckArgs): void {
   check(ACTIVATIONS.includes(o.fn), "KERNEL_ARGS", `bottleneck: activation ${JSON.stringify(o.fn)} is not one of ${ACTIVATIONS.join(", ")}`);
 }
 
-/** out [N, D] = r + s · (Wu · f(Wd · z + bd) + bu). */
-export function bottleneckForward(gpu: Gpu, z: Tensor, r: Tensor, w: BottleneckWeights<Tensor>, o: BottleneckArgs): Tensor {
+/**
+ * out [N, D] = r + s · (Wu · f(Wd · z + bd) + bu); with `stream`, stream + that (the residual
+ * stream added back in the same dispatch, in the order the block's separate add would use).
+ */
+export function bottleneckForward(gpu: Gpu, z: Tensor, r: Tensor, w: BottleneckWeights<Tensor>, o: BottleneckArgs, stream?: Tensor): Tensor {
   checkArgs(o);
   const { N, D, d } = o;
-  for (const [t, n, name] of [[z, N * D, "z"], [r, N * D, "r"], [w.wd, d * D, "wd"], [w.bd, d, "bd"], [w.wu, D * d, "wu"], [w.bu, D, "bu"]] as const) {
+  const inputs = [[z, N * D, "z"], [r, N * D, "r"], [w.wd, d * D, "wd"], [w.bd, d, "bd"], [w.wu, D * d, "wu"], [w.bu, D, "bu"]] as [Tensor, number, string][];
+  if (stream) inputs.push([stream, N * D, "stream"]);
+  for (const [t, n, name] of inputs) {
     check(t.dtype === "f32" && t.size >= n, "KERNEL_ARGS", `bottleneck ${name}: needs an f32 tensor of ${n} elements, got [${t.shape}] ${t.dtype}`);
   }
   const out = gpu.tensor([N, D]);
   gpu.dispatch("bottleneck", "main", {
-    bindings: { z, r, wd: w.wd, bd: w.bd, wu: w.wu, bu: w.bu, out },
-    params: [N, D, d, ACTIVATIONS.indexOf(o.fn), f32(o.scale)],
+    bindings: { z, r, wd: w.wd, bd: w.bd, wu: w.wu, bu: w.bu, st: stream ?? r, out },
+    params: [N, D, d, ACTIVATIONS.indexOf(o.fn), f32(o.scale), stream ? 1 : 0],
     workgroups: grid1d(N, 1),
   });
   return out;
 }
 
-export function bottleneckForwardReference(z: Float32Array, r: Float32Array, w: BottleneckWeights<Float32Array>, o: BottleneckArgs): Float32Array {
+export function bottleneckForwardReference(z: Float32Array, r: Float32Array, w: BottleneckWeights<Float32Array>, o: BottleneckArgs, stream?: Float32Array): Float32Array {
   checkArgs(o);
   const { N, D, d } = o;
   const out = new Float32Array(N * D);
@@ -65,7 +70,8 @@ export function bottleneckForwardReference(z: Float32Array, r: Float32Array, w: 
     for (let i = 0; i < D; i++) {
       let acc = w.bu[i];
       for (let j = 0; j < d; j++) acc += w.wu[i * d + j] * a[j];
-      out[n * D + i] = r[n * D + i] + o.scale * acc;
+      const branch = r[n * D + i] + o.scale * acc;
+      out[n * D + i] = stream ? Math.fround(stream[n * D + i] + Math.fround(branch)) : branch;
     }
   }
   return out;

@@ -113,8 +113,11 @@ export interface Backend<T> {
   /** Pointwise nonlinearity and its backward (dx = dy·f'(x)). */
   activation(x: T, fn: Activation): T;
   activationBackward(dy: T, x: T, fn: Activation): T;
-  /** A bottleneck adapter module in one step, forward only: r + s·(Wu·f(Wd·z + bd) + bu) (src/kernels/bottleneck.ts). */
-  bottleneck(z: T, r: T, w: BottleneckWeights<T>, o: BottleneckArgs): T;
+  /**
+   * A bottleneck adapter module in one step, forward only: r + s·(Wu·f(Wd·z + bd) + bu), plus
+   * `stream` when given (src/kernels/bottleneck.ts).
+   */
+  bottleneck(z: T, r: T, w: BottleneckWeights<T>, o: BottleneckArgs, stream?: T): T;
 
   rmsnorm(x: T, w: T, N: number, C: number, eps: number): { y: T; rstd: T };
   rmsnormBackward(dy: T, x: T, w: T, rstd: T, N: number, C: number, wantDw: boolean): { dx: T; dw?: T };

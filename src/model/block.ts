@@ -118,6 +118,7 @@ export function linear<T>(c: BlockContext<T>, x: V<T>, site: LinearSite, residua
 function residualBranch<T>(c: BlockContext<T>, l: number, branch: Branch, x: V<T>, input: V<T>, site: LinearSite): V<T> {
   const { g, hooks } = c;
   if (!hooks.residual || !(hooks.residualAt?.(l, branch) ?? true)) return linear(c, input, site, x);
+  if (hooks.residualStream) return hooks.residualStream(g, l, branch, x, linear(c, input, site));
   const h = hooks.residual(g, l, branch, x, linear(c, input, site));
   const out = g.add(x, h);
   g.free(x);

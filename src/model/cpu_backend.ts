@@ -148,8 +148,10 @@ export class CpuBackend implements Backend<HostTensor> {
   }
   activationBackward(dy: HostTensor, x: HostTensor, fn: Activation): HostTensor {
     return host(x.shape, activationBackwardReference(dy.data, x.data, fn));
-  }  bottleneck(z: HostTensor, r: HostTensor, w: BottleneckWeights<HostTensor>, o: BottleneckArgs): HostTensor {
-    return host([o.N, o.D], bottleneckForwardReference(z.data, r.data, { wd: w.wd.data, bd: w.bd.data, wu: w.wu.data, bu: w.bu.data }, o));
+  }
+
+  bottleneck(z: HostTensor, r: HostTensor, w: BottleneckWeights<HostTensor>, o: BottleneckArgs, stream?: HostTensor): HostTensor {
+    return host([o.N, o.D], bottleneckForwardReference(z.data, r.data, { wd: w.wd.data, bd: w.bd.data, wu: w.wu.data, bu: w.bu.data }, o, stream?.data));
   }
 
 

@@ -157,8 +157,8 @@ export class GpuBackend implements Backend<Tensor> {
   activationBackward(dy: Tensor, x: Tensor, fn: Activation): Tensor {
     return activationBackward(this.gpu, dy, x, fn);
   }
-  bottleneck(z: Tensor, r: Tensor, w: BottleneckWeights<Tensor>, o: BottleneckArgs): Tensor {
-    return bottleneckForward(this.gpu, z, r, w, o);
+  bottleneck(z: Tensor, r: Tensor, w: BottleneckWeights<Tensor>, o: BottleneckArgs, stream?: Tensor): Tensor {
+    return bottleneckForward(this.gpu, z, r, w, o, stream);
   }
 
   rmsnorm(x: Tensor, w: Tensor, N: number, C: number, eps: number): { y: Tensor; rstd: Tensor } {

@@ -89,6 +89,11 @@ export interface Hooks<T> {
   residual?(g: Graph<T>, layer: number, branch: Branch, x: V<T>, h: V<T>): V<T>;
   /** Layers (and branches) the residual hook acts on, so the block keeps the fused path elsewhere. */
   residualAt?(layer: number, branch: Branch): boolean;
+  /**
+   * The same module with the block's add folded in: returns x + residual(x, h), consuming x and h
+   * (one dispatch instead of two when decoding). Optional; only used where it is the only residual hook.
+   */
+  residualStream?(g: Graph<T>, layer: number, branch: Branch, x: V<T>, h: V<T>): V<T>;
 }
 
 export const NO_HOOKS: Hooks<never> = {
@@ -127,5 +132,6 @@ export function stackHooks<T>(list: readonly Hooks<T>[]): Hooks<T> {
       }
       : undefined,
     residualAt: residuals.length ? (layer, branch) => residuals.some((r) => r.residualAt?.(layer, branch) ?? true) : undefined,
+    residualStream: residuals.length === 1 ? residuals[0].residualStream?.bind(residuals[0]) : undefined,
   };
 }

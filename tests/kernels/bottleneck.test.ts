@@ -10,21 +10,23 @@ import { evalLoss, lossAndGrads } from "../../src/model/llama_train.ts";
 import { PeftError } from "../../src/errors.ts";
 import { assertClose, randn, STORIES, testGpu } from "../helpers.ts";
 
-Deno.test("bottleneck kernel equals its CPU reference (awkward N, D, d; every activation; r separate or the input itself)", async () => {
+Deno.test("bottleneck kernel equals its CPU reference (awkward N, D, d; every activation; r separate or the input itself; with the stream added, separate or aliasing the input)", async () => {
   const gpu = await testGpu();
   let seed = 1;
   for (const [N, D, d] of [[1, 1, 1], [3, 17, 5], [17, 64, 4], [2, 130, 65], [1, 33, BOTTLENECK_MAX_D]]) {
     for (const fn of ACTIVATIONS) {
-      for (const sameR of [false, true]) {
+      for (const [sameR, stream] of [[false, "none"], [true, "none"], [false, "separate"], [true, "z"]] as const) {
         const zh = randn(N * D, seed++), rh = sameR ? zh : randn(N * D, seed++);
+        const sh = stream === "separate" ? randn(N * D, seed++) : stream === "z" ? zh : undefined;
         const wh = { wd: randn(d * D, seed++, 0.3), bd: randn(d, seed++, 0.3), wu: randn(D * d, seed++, 0.3), bu: randn(D, seed++, 0.3) };
         const up = (a: Float32Array, shape: number[]) => gpu.upload(a, shape, "f32", "activations");
         const z = up(zh, [N, D]), r = sameR ? z : up(rh, [N, D]);
+        const st = stream === "separate" ? up(sh!, [N, D]) : stream === "z" ? z : undefined;
         const w = { wd: up(wh.wd, [d, D]), bd: up(wh.bd, [d]), wu: up(wh.wu, [D, d]), bu: up(wh.bu, [D]) };
         const o = { N, D, d, fn, scale: 1.7 };
-        const out = bottleneckForward(gpu, z, r, w, o);
-        assertClose(await gpu.readF32(out), bottleneckForwardReference(zh, rh, wh, o), 2e-5, 2e-5, `N=${N} D=${D} d=${d} ${fn}${sameR ? " r=z" : ""}`);
-        for (const t of new Set([z, r, out, ...Object.values(w)])) t.release();
+        const out = bottleneckForward(gpu, z, r, w, o, st);
+        assertClose(await gpu.readF32(out), bottleneckForwardReference(zh, rh, wh, o, sh), 2e-5, 2e-5, `N=${N} D=${D} d=${d} ${fn}${sameR ? " r=z" : ""} stream ${stream}`);
+        for (const t of new Set([z, r, out, ...(st ? [st] : []), ...Object.values(w)])) t.release();
       }
     }
   }

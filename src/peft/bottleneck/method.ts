@@ -145,6 +145,14 @@ function affine<T>(g: Graph<T>, z: V<T>, W: Param<T>, b: Param<T>): V<T> {
   return y;
 }
 
+/** x + h as the block adds a branch back (consumes both). */
+function addStream<T>(g: Graph<T>, x: V<T>, h: V<T>): V<T> {
+  const out = g.add(x, h);
+  g.free(x);
+  g.free(h);
+  return out;
+}
+
 export const BOTTLENECK: PeftMethod<BottleneckConfig> = {
   peftType: "BOTTLENECK",
   normalize: normalizeBottleneckConfig,
@@ -182,40 +190,45 @@ export const BOTTLENECK: PeftMethod<BottleneckConfig> = {
       linear: () => [],
       norm: () => undefined,
       residualAt: (layer, branch) => at.has(`${layer}.${branch}`),
-      residual(g, layer, branch, x, h) {
-        const s = at.get(`${layer}.${branch}`);
-        if (!s) return h;
-        const p = (k: string) => params.get(s.prefix + k);
-        // z: what the module reads; r: what its output is added to.
-        const z = f.is_parallel ? g.keep(x) : f.original_ln_before ? g.add(x, h) : g.keep(h);
-        const r = f.is_parallel || f.residual_before_ln ? h : g.keep(z);
-        const d = down(c, model);
-        if (!g.grad && !(g.training && f.dropout > 0) && d <= BOTTLENECK_MAX_D) {
-          // Nothing to differentiate: the whole module in one dispatch (what decoding runs).
-          const D = model.dim, N = g.be.shape(z.value).reduce((a, b) => a * b, 1) / D;
-          const w = { wd: p("adapter_down.0.weight").value, bd: p("adapter_down.0.bias").value, wu: p("adapter_up.weight").value, bu: p("adapter_up.bias").value };
-          const y = g.input(g.be.bottleneck(z.value, r.value, w, { N, D, d, fn: act, scale: f.scaling * weight }));
-          g.free(z);
-          g.free(r);
-          if (r !== h) g.free(h);
-          return y;
-        }
-        const pre = affine(g, z, p("adapter_down.0.weight"), p("adapter_down.0.bias"));
-        const a = g.act(pre, act);
-        g.free(pre);
-        let u = affine(g, a, p("adapter_up.weight"), p("adapter_up.bias"));
-        if (f.dropout > 0) {
-          const d = g.dropout(u, f.dropout, (g.seed ^ 0x0b0771e) + 2 * layer + (branch === "ffn" ? 1 : 0));
-          g.free(u);
-          u = d;
-        }
-        const out = g.axpy(r, u, f.scaling * weight);
-        g.free(u);
+      residual: (g, layer, branch, x, h) => module(g, layer, branch, x, h, false),
+      residualStream: (g, layer, branch, x, h) => module(g, layer, branch, x, h, true),
+    };
+
+    /** The module's branch output h' (block adds x), or with `withStream` x + h' (consumes x too). */
+    function module(g: Graph<T>, layer: number, branch: Branch, x: V<T>, h: V<T>, withStream: boolean): V<T> {
+      const s = at.get(`${layer}.${branch}`);
+      if (!s) return withStream ? addStream(g, x, h) : h;
+      const p = (k: string) => params.get(s.prefix + k);
+      // z: what the module reads; r: what its output is added to.
+      const z = f.is_parallel ? g.keep(x) : f.original_ln_before ? g.add(x, h) : g.keep(h);
+      const r = f.is_parallel || f.residual_before_ln ? h : g.keep(z);
+      const d = down(c, model);
+      if (!g.grad && !(g.training && f.dropout > 0) && d <= BOTTLENECK_MAX_D) {
+        // Nothing to differentiate: the whole module in one dispatch (what decoding runs).
+        const D = model.dim, N = g.be.shape(z.value).reduce((a, b) => a * b, 1) / D;
+        const w = { wd: p("adapter_down.0.weight").value, bd: p("adapter_down.0.bias").value, wu: p("adapter_up.weight").value, bu: p("adapter_up.bias").value };
+        const y = g.input(g.be.bottleneck(z.value, r.value, w, { N, D, d, fn: act, scale: f.scaling * weight }, withStream ? x.value : undefined));
+        g.free(z);
         g.free(r);
         if (r !== h) g.free(h);
-        return out;
-      },
-    };
+        if (withStream) g.free(x);
+        return y;
+      }
+      const pre = affine(g, z, p("adapter_down.0.weight"), p("adapter_down.0.bias"));
+      const a = g.act(pre, act);
+      g.free(pre);
+      let u = affine(g, a, p("adapter_up.weight"), p("adapter_up.bias"));
+      if (f.dropout > 0) {
+        const d = g.dropout(u, f.dropout, (g.seed ^ 0x0b0771e) + 2 * layer + (branch === "ffn" ? 1 : 0));
+        g.free(u);
+        u = d;
+      }
+      const out = g.axpy(r, u, f.scaling * weight);
+      g.free(u);
+      g.free(r);
+      if (r !== h) g.free(h);
+      return withStream ? addStream(g, x, out) : out;
+    }
   },
   dir: {
     weightsFile: "adapter.safetensors",
