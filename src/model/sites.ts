@@ -11,7 +11,8 @@
  *   embedPrefix  virtual-token embeddings before every sequence (prompt tuning, P-tuning)
  *   kvPrefix     key/value rows before every sequence in a layer's attention (prefix tuning)
  *   residual     a module on a residual branch: the branch output is replaced before the block
- *                adds it to the stream (bottleneck adapters)
+ *                adds it to the stream (bottleneck adapters); residualStream, the same with that
+ *                add folded in (one dispatch when decoding)
  */
 import { PeftError } from "../errors.ts";
 import type { Graph, V } from "./graph.ts";
