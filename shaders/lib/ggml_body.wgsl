@@ -86,6 +86,20 @@ fn decode16(n: u32, k0: u32) -> array<f32, 16> {
 //#include "dequant_tiles.wgsl"
 
 override ROWS: u32 = 1u;
+
+// acc[m][i] += the 8 activations of row m at column k · the 8 dequantized weights w[i] (i < 4
+// output columns): the inner step of both gemv bodies (here and lib/ggml_gemv32.wgsl).
+fn accumulate8(acc: ptr<function, array<vec4<f32>, 8>>, w: ptr<function, array<W8, 4>>, k: u32) {
+  for (var m = 0u; m < ROWS; m++) {
+    let o = m * p.K + k;
+    let al = vec4<f32>(act(o), act(o + 1u), act(o + 2u), act(o + 3u));
+    let ah = vec4<f32>(act(o + 4u), act(o + 5u), act(o + 6u), act(o + 7u));
+    (*acc)[m] += vec4<f32>(
+      dot(al, (*w)[0].lo) + dot(ah, (*w)[0].hi), dot(al, (*w)[1].lo) + dot(ah, (*w)[1].hi),
+      dot(al, (*w)[2].lo) + dot(ah, (*w)[2].hi), dot(al, (*w)[3].lo) + dot(ah, (*w)[3].hi),
+    );
+  }
+}
 //#include "gemv_reduce.wgsl"
 
 @compute @workgroup_size(64)
@@ -100,15 +114,7 @@ fn gemv(@builtin(local_invocation_index) lid: u32, @builtin(workgroup_id) wid: v
   for (var k = lane * 8u; k < p.K; k += 64u) {
     var w: array<W8, 4>;
     for (var i = 0u; i < 4u; i++) { w[i] = unit(rows[i], k); }
-    for (var m = 0u; m < ROWS; m++) {
-      let o = m * p.K + k;
-      let al = vec4<f32>(act(o), act(o + 1u), act(o + 2u), act(o + 3u));
-      let ah = vec4<f32>(act(o + 4u), act(o + 5u), act(o + 6u), act(o + 7u));
-      acc[m] += vec4<f32>(
-        dot(al, w[0].lo) + dot(ah, w[0].hi), dot(al, w[1].lo) + dot(ah, w[1].hi),
-        dot(al, w[2].lo) + dot(ah, w[2].hi), dot(al, w[3].lo) + dot(ah, w[3].hi),
-      );
-    }
+    accumulate8(&acc, &w, k);
   }
   gemv_reduce(&acc, lid, g0);
 }

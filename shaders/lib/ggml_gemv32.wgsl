@@ -29,15 +29,7 @@ fn gemv32(@builtin(local_invocation_index) lid: u32, @builtin(workgroup_id) wid:
     for (var u = 0u; u < 32u; u += 8u) {
       var w: array<W8, 4>;
       for (var i = 0u; i < 4u; i++) { w[i] = dq8h(off[i], j + u, head[i]); }
-      for (var m = 0u; m < ROWS; m++) {
-        let o = m * p.K + k + u;
-        let al = vec4<f32>(act(o), act(o + 1u), act(o + 2u), act(o + 3u));
-        let ah = vec4<f32>(act(o + 4u), act(o + 5u), act(o + 6u), act(o + 7u));
-        acc[m] += vec4<f32>(
-          dot(al, w[0].lo) + dot(ah, w[0].hi), dot(al, w[1].lo) + dot(ah, w[1].hi),
-          dot(al, w[2].lo) + dot(ah, w[2].hi), dot(al, w[3].lo) + dot(ah, w[3].hi),
-        );
-      }
+      accumulate8(&acc, &w, k + u);
     }
   }
   gemv_reduce(&acc, lid, g0);
